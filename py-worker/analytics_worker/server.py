@@ -122,7 +122,7 @@ def library_versions():
 
 def load_algorithms():
     # importing the modules registers their algorithms; heavy libraries are imported lazily inside
-    from .algorithms import stats, testing  # noqa: F401
+    from .algorithms import ml, stats, testing, text, timeseries  # noqa: F401
 
 
 # --------------------------------------------------------------------------- request handling
