@@ -25,6 +25,7 @@ EXIT_USAGE = 64
 
 TOKEN_ENV = "ANALYTICS_WORKER_TOKEN"
 MAX_MESSAGE_CHARS = 400
+MIN_MAX_FRAME = 65536  # the hello alone is several KiB
 
 
 # --------------------------------------------------------------------------- process plumbing
@@ -306,8 +307,8 @@ def parse_args(argv):
     ap.add_argument("--enable-test-algorithms", action="store_true",
                     help="also serve the _test_* algorithms (test suites only)")
     args = ap.parse_args(argv)
-    if args.max_frame < 1024:
-        ap.error("--max-frame must be at least 1024 bytes")
+    if args.max_frame < MIN_MAX_FRAME:
+        ap.error("--max-frame must be at least %d bytes" % MIN_MAX_FRAME)
     return args
 
 
@@ -333,7 +334,11 @@ def main(argv=None):
     testing.CONNECTION["sock"] = sock
     worker = Worker(sock, args.worker_id, args.max_frame, args.enable_test_algorithms, log)
     try:
-        worker.send(worker.hello(token))
+        try:
+            worker.send(worker.hello(token))
+        except ValueError as e:
+            log("cannot send hello: %s", e)
+            return EXIT_PROTOCOL
         status = worker.serve()
     except (BrokenPipeError, ConnectionResetError) as e:
         log("connection lost: %s; exiting", e)

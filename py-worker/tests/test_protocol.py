@@ -68,6 +68,13 @@ def test_test_algorithms_absent_without_flag():
         e.close()
 
 
+def test_max_frame_below_minimum_is_a_usage_error():
+    env = dict(os.environ, PYTHONPATH=PKG_DIR, ANALYTICS_WORKER_TOKEN=TOKEN)
+    p = subprocess.run([sys.executable, "-m", "analytics_worker", "--socket", "/nonexistent.sock",
+                        "--worker-id", "1", "--max-frame", "1000"], env=env, capture_output=True, timeout=30)
+    assert p.returncode == 2 and b"--max-frame must be at least 65536" in p.stderr
+
+
 def test_missing_token_exits_with_usage_error():
     env = {k: v for k, v in os.environ.items() if k != "ANALYTICS_WORKER_TOKEN"}
     env["PYTHONPATH"] = PKG_DIR
@@ -293,13 +300,13 @@ def test_zero_length_frame(engine):
 
 
 def test_oversize_length():
-    e = EngineSide(extra_args=["--max-frame", "4096"])
+    e = EngineSide(extra_args=["--max-frame", "65536"])
     try:
         e.accept()
         # within the limit is fine
-        r = e.request("_test_echo", np.zeros(400))
+        r = e.request("_test_echo", np.zeros(8000))
         assert r["ok"]
-        _expect_protocol_close(e, struct.pack(">I", 4097) + b"\x80", "exceeds the maximum 4096")
+        _expect_protocol_close(e, struct.pack(">I", 65537) + b"\x80", "exceeds the maximum 65536")
     finally:
         e.close()
 
