@@ -47,6 +47,7 @@ public final class EngineServer implements AutoCloseable {
 
     private static final Logger LOG = LoggerFactory.getLogger(EngineServer.class);
     private static final ObjectMapper JSON = new ObjectMapper();
+    static final int HANDSHAKE_TIMEOUT_S = 20;
 
     private final EngineConfig config;
     private final Dispatcher dispatcher;
@@ -147,6 +148,14 @@ public final class EngineServer implements AutoCloseable {
         return b.bossEventLoopGroup(boss)
                 .workerEventLoopGroup(workers)
                 .maxInboundMessageSize(config.maxMessageBytes())
+                // A connection must finish its HTTP/2 (and TLS) handshake within this, else it is closed:
+                // bounds idle, half-open and slowloris connections; HTTP/1 connections (one request each,
+                // see PortUnificationNegotiator) have this long to send their request and read the answer.
+                .handshakeTimeout(HANDSHAKE_TIMEOUT_S, TimeUnit.SECONDS)
+                // An HTTP/2 peer that stops answering (half-open, or a preface and then silence) is pinged
+                // after 60 s of quiet and closed if it does not answer within 20 s.
+                .keepAliveTime(60, TimeUnit.SECONDS)
+                .keepAliveTimeout(20, TimeUnit.SECONDS)
                 .permitKeepAliveTime(10, TimeUnit.SECONDS)
                 .permitKeepAliveWithoutCalls(true)
                 .addService(ServerInterceptors.intercept(service, auth))

@@ -19,7 +19,14 @@ import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.ChannelPipeline;
 import io.netty.handler.codec.ByteToMessageDecoder;
+import io.netty.handler.codec.http.DefaultFullHttpResponse;
+import io.netty.handler.codec.http.FullHttpResponse;
+import io.netty.handler.codec.http.HttpHeaderNames;
+import io.netty.handler.codec.http.HttpHeaderValues;
+import io.netty.handler.codec.http.HttpMessage;
 import io.netty.handler.codec.http.HttpObjectAggregator;
+import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.HttpServerCodec;
 import io.netty.handler.codec.http2.Http2SecurityUtil;
 import io.netty.handler.ssl.ApplicationProtocolConfig;
@@ -157,17 +164,65 @@ final class PortUnificationNegotiator implements InternalProtocolNegotiator.Prot
             if (prefixMatches && negotiationEvent == null) {
                 return; // grpc has not started negotiation yet; bytes stay buffered until it does
             }
+            Boolean http1 = prefixMatches ? Boolean.FALSE : looksLikeHttp1(in);
+            if (http1 == null) {
+                return; // an HTTP method may still be coming
+            }
+            if (!prefixMatches && !http1) {
+                // Neither HTTP/2 nor an HTTP/1 request line: don't wait for a line end that may never come.
+                LOG.debug("connection from {}: not HTTP, closed", ctx.channel().remoteAddress());
+                in.skipBytes(in.readableBytes());
+                ctx.close();
+                return;
+            }
             ChannelPipeline p = ctx.pipeline();
             if (prefixMatches) {
                 p.addAfter(ctx.name(), "grpc-negotiation", grpcNegotiation);
                 ctx.fireUserEventTriggered(negotiationEvent);
             } else {
                 p.addAfter(ctx.name(), "http1-codec", new HttpServerCodec());
-                p.addAfter("http1-codec", "http1-aggregator", new HttpObjectAggregator(64 * 1024));
+                p.addAfter("http1-codec", "http1-aggregator", new OneShotAggregator());
                 p.addAfter("http1-aggregator", "http1-endpoints", http.newHandler());
             }
             // Removing a ByteToMessageDecoder forwards the bytes it buffered to the next handler.
             p.remove(this);
+        }
+    }
+
+    /**
+     * Whether the first bytes start like an HTTP/1 request line ("METHOD "): TRUE, FALSE, or null when
+     * more bytes are needed to tell.
+     */
+    static Boolean looksLikeHttp1(ByteBuf in) {
+        int n = Math.min(in.readableBytes(), 17);
+        for (int i = 0; i < n; i++) {
+            byte b = in.getByte(in.readerIndex() + i);
+            if (b == ' ' && i > 0) {
+                return Boolean.TRUE;
+            }
+            if (!(b >= 'A' && b <= 'Z' || b == '-' || b == '_')) {
+                return Boolean.FALSE;
+            }
+        }
+        return n >= 17 ? Boolean.FALSE : null;
+    }
+
+    /**
+     * The HTTP/1 aggregator (requests up to 64 KiB). A larger request gets 413 and the connection is closed
+     * at once: Netty's default would keep a keep-alive connection open to swallow the announced body.
+     */
+    private static final class OneShotAggregator extends HttpObjectAggregator {
+        OneShotAggregator() {
+            super(64 * 1024);
+        }
+
+        @Override
+        protected void handleOversizedMessage(ChannelHandlerContext ctx, HttpMessage oversized) {
+            FullHttpResponse resp = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
+                    HttpResponseStatus.REQUEST_ENTITY_TOO_LARGE, Unpooled.EMPTY_BUFFER);
+            resp.headers().setInt(HttpHeaderNames.CONTENT_LENGTH, 0);
+            resp.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
+            ctx.writeAndFlush(resp).addListener(ChannelFutureListener.CLOSE);
         }
     }
 
