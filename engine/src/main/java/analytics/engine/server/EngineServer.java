@@ -92,6 +92,9 @@ public final class EngineServer implements AutoCloseable {
     public void start() throws IOException {
         BearerAuth auth = new BearerAuth(config.authToken());
         HttpEndpoints http = new HttpEndpoints(this::health, metrics::scrape, auth);
+        if (config.testMode() && !analytics.engine.stats.streaming.StreamingQuantiles.seedSketchRandom(42)) {
+            LOG.warn("test_mode: could not seed the KLL sketch's random generator; quantile sketches vary per run");
+        }
         StreamIngest streamIngest = new StreamIngest(dispatcher, NativeStatistics.KERNELS, metrics,
                 new StreamIngest.Limits(config.streamMaxPoints(), config.streamExactMaxPoints(),
                         config.streamSketchK()));

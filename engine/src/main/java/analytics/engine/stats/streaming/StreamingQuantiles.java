@@ -87,6 +87,22 @@ public final class StreamingQuantiles {
         return sketch == null ? size : sketch.getNumRetained();
     }
 
+    /**
+     * Test suites only (setting test_mode): seeds the random generator the KLL compactions share, so a
+     * given stream always yields the same sketch. Returns false if this DataSketches version has no such
+     * generator.
+     */
+    public static boolean seedSketchRandom(long seed) {
+        try {
+            java.lang.reflect.Field f = org.apache.datasketches.kll.KllSketch.class.getDeclaredField("random");
+            f.setAccessible(true);
+            ((java.util.Random) f.get(null)).setSeed(seed);
+            return true;
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            return false;
+        }
+    }
+
     /** The rank error a sketch of parameter k guarantees (99% confidence, single quantile). */
     public static double rankErrorFor(int k) {
         return KllDoublesSketch.getNormalizedRankError(k, false);
