@@ -188,8 +188,19 @@ late=$(jget '0 if r["latest_failed_call_start_after_kill_s"] is None else int(r[
 check "failures only around the kill (<= 2 x threads, none started > 1 s after it)" "$( (( failed <= 2 * THREADS && late == 0 )); echo $?)" "failed $failed, failures: $(jget 'r["failures"]')"
 check "failures are UNAVAILABLE (retryable), no wrong results" "$( (( unavailable_only == 1 && wrong == 0 )); echo $?)" "$(jget 'r["errors_by_code"]') wrong=$wrong"
 check "no further calls reached the killed engine" "$(grep -q "upstream=127.0.0.1:${P[1]} upstream_status=200" <(tail -n $((REQUESTS / 3)) "$NG/logs/access.log"); [[ $? != 0 ]]; echo $?)" "late calls served by the killed engine"
+# ---------------------------------------------------------------- a graceful stop (rolling restart)
+R2=$((REQUESTS / 3))
+echo
+echo "load 2: $R2 calls; SIGTERM engine ${P[0]} (pid ${ENGINE_PIDS[0]}) after $((R2 / 3)) answers (graceful stop, as systemctl stop)"
+res=$("$VENV/bin/python" tests/scaleout_client.py --target "127.0.0.1:$NG_GRPC" --requests "$R2" \
+      --threads "$THREADS" --points 10000 --kill-pid "${ENGINE_PIDS[0]}" --kill-signal TERM --kill-after $((R2 / 3)))
+rc=0; wait "${ENGINE_PIDS[0]}" || rc=$?
+echo "client: ok $(jget 'r["ok"]') / $(jget 'r["requests"]'), failed $(jget 'r["failed"]') $(jget 'r["errors_by_code"]'), after the stop: $(jget 'r["after_kill_ok"]') ok; engine exit code $rc"
+check "graceful stop: the engine exits 0" "$( (( rc == 0 )); echo $?)" "rc=$rc"
+check "graceful stop: no call fails" "$( (( $(jget 'r["failed"]') == 0 )); echo $?)" "$(jget 'r["failures"]')"
+
 h=$(curl -fsS "http://127.0.0.1:$NG_HTTP/health" || true)
-check "GET /health via nginx still ok with one engine down" "$([[ "$h" == *'"status":"ok"'* ]]; echo $?)" "$h"
+check "GET /health via nginx still ok with two engines down" "$([[ "$h" == *'"status":"ok"'* ]]; echo $?)" "$h"
 
 echo "scaleout: $(( SECONDS - START )) s"
 if (( fails )); then

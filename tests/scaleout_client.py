@@ -91,6 +91,7 @@ def main():
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--points", type=int, default=20000, help="values per request (summary)")
     ap.add_argument("--kill-pid", type=int, default=0)
+    ap.add_argument("--kill-signal", default="KILL", choices=["KILL", "TERM"])
     ap.add_argument("--kill-after", type=int, default=1000, help="answers before the kill")
     ap.add_argument("--deadline", type=float, default=10.0, help="per-call deadline, seconds")
     args = ap.parse_args()
@@ -114,7 +115,7 @@ def main():
         state["killed_at"] = state["answered"]
         state["in_flight_at_kill"] = state["in_flight"]
         state["kill_time"] = time.monotonic()
-        os.kill(args.kill_pid, signal.SIGKILL)
+        os.kill(args.kill_pid, signal.SIGKILL if args.kill_signal == "KILL" else signal.SIGTERM)
 
     def worker():
         while True:
