@@ -247,11 +247,15 @@ setup_venv() {
     if [[ -d "$dist/wheels" && "$(cat "$dist/wheels/PYTHON_VERSION" 2>/dev/null)" == "$host_ver" ]]; then
         log_info "pip install -r requirements.txt (offline, from the build's wheels/)"
         (cd "$target" && "$venv/bin/python" -m pip install "${pip_args[@]}" --no-index --find-links "$dist/wheels" -r requirements.txt)
+        pip_args+=(--no-index --find-links "$dist/wheels")
     else
         [[ -d "$dist/wheels" ]] && log_warn "wheels/ were built for Python $(cat "$dist/wheels/PYTHON_VERSION" 2>/dev/null), this host has $host_ver: installing from PyPI"
         log_info "pip install -r requirements.txt (from PyPI)"
         (cd "$target" && "$venv/bin/python" -m pip install "${pip_args[@]}" -r requirements.txt)
     fi
+    # the same version number may carry new worker code: always reinstall the worker package itself
+    (cd "$target" && "$venv/bin/python" -m pip install "${pip_args[@]}" --no-deps --force-reinstall ./python)
+    rm -rf "$target"/python/build "$target"/python/*.egg-info
     chown -R "$AE_USER:$AE_GROUP" "$venv"
 }
 
