@@ -428,3 +428,16 @@ TEST_ONLY = {"_test_sleep", "_test_hang", "_test_crash", "_test_alloc", "_test_g
 
 def test_hello_lists_exactly_the_algorithms(shared_engine):
     assert set(shared_engine.hello["algorithms"]) == TWELVE | STATS | TEST_ONLY
+
+
+def test_preload_imports_heavy_libraries_before_hello():
+    e = EngineSide(extra_args=["--preload"], test_algorithms=False)
+    try:
+        e.accept()
+        rss = e.ping()["rss_bytes"]
+        # scikit-learn + statsmodels (+ scipy, pandas) resident: far above a bare worker (~30 MiB)
+        assert rss > 100 * 1024 * 1024, rss
+        r = e.request("sentiment_analysis", texts=["good"])
+        assert r["ok"]
+    finally:
+        e.close()
