@@ -441,3 +441,22 @@ def test_preload_imports_heavy_libraries_before_hello():
         assert r["ok"]
     finally:
         e.close()
+
+
+def _limit_address_space():
+    import resource
+    limit = 768 * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def test_out_of_memory_is_an_error_response_and_worker_survives():
+    e = EngineSide(preexec_fn=_limit_address_space)
+    try:
+        e.accept()
+        r = e.request("_test_alloc", req_id="oom")
+        assert r["ok"] is False and r["error_code"] == "INTERNAL"
+        assert r["error_message"] == "_test_alloc ran out of memory"
+        assert e.request("mean", [4.0, 6.0])["result_json"] == "5.0"
+        assert e.ping()["rss_bytes"] < 256 * 1024 * 1024  # the allocation was released
+    finally:
+        e.close()
