@@ -82,7 +82,7 @@ def test_dbscan_defaults_and_bad_eps():
     r = run("dbscan", [1.0, 1.1, 1.2, 1.3, 1.4, 8.0])
     assert r["clusters"] == [0, 0, 0, 0, 0, -1] and r["eps"] == 0.5 and r["min_samples"] == 5
     assert error("dbscan", [1.0, 2.0], params={"eps": "0"})[1] == "param 'eps' must be a number > 0, got '0'"
-    assert error("dbscan", [1.0, 2.0], params={"eps": "x"})[1] == "param 'eps' must be a finite number > 0, got 'x'"
+    assert error("dbscan", [1.0, 2.0], params={"eps": "x"})[1] == "param 'eps' must be a number > 0, got 'x'"
 
 
 # -------------------------------------------------------------------------------------- pca
