@@ -432,3 +432,22 @@ def test_keyword_extraction_matches_tfidf():
 ])
 def test_text_bad_input(name, kwargs, msg):
     assert error(name, **kwargs) == ("INVALID_ARGUMENT", msg)
+
+
+def test_vader_needs_no_network_and_no_requests():
+    # the lexicon ships inside the package: works with `requests` unimportable and sockets disabled
+    import subprocess
+    import sys
+    code = (
+        "import sys, socket\n"
+        "sys.modules['requests'] = None\n"
+        "def no_net(*a, **k):\n"
+        "    raise AssertionError('network access')\n"
+        "socket.socket = no_net\n"
+        "socket.create_connection = no_net\n"
+        "from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer\n"
+        "print(SentimentIntensityAnalyzer().polarity_scores('a wonderful day')['compound'])\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert float(p.stdout) > 0.5
