@@ -122,8 +122,17 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
 
     // ---------------------------------------------------------------- spawning
 
-    /** Starts a new process for the slot; it becomes the slot's current worker. */
-    WorkerHandle spawn(Slot slot) {
+    /**
+     * Spawns on a supervisor thread. Workers ask for PR_SET_PDEATHSIG, which Linux ties to the <em>thread</em> that
+     * created the child, so every spawn must happen on the long-lived supervisor threads, never on a short-lived
+     * one (e.g. the reload thread), or the worker would get SIGTERM when that thread ends.
+     */
+    CompletableFuture<WorkerHandle> spawnOnSupervisorThread(Slot slot) {
+        return CompletableFuture.supplyAsync(() -> spawn(slot), scheduler);
+    }
+
+    /** Starts a new process for the slot; it becomes the slot's current worker. Call on a supervisor thread. */
+    private WorkerHandle spawn(Slot slot) {
         if (closing) {
             return null;
         }
@@ -307,8 +316,8 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         log.info("worker[{}] pid {} ready in {} ms ({} algorithms)", h.slot, h.pid,
                 (h.readyNanos - h.spawnedNanos) / 1_000_000, h.algorithms.size());
         h.readyFuture.complete(null);
-        events.workerReady(h);
         offerReady(h);
+        events.workerReady(h);
     }
 
     @SuppressWarnings("unchecked")
@@ -348,6 +357,20 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
     }
 
     // ---------------------------------------------------------------- ends, crashes, restarts
+
+    /**
+     * A worker found broken whose process or connection is already gone: make sure its end is processed (the
+     * channel-close and process-exit callbacks do it anyway; this covers a process that lost its connection but
+     * lingers).
+     */
+    void ensureEnding(WorkerHandle h) {
+        Process p = h.process;
+        if (p == null) {
+            return;
+        }
+        p.onExit().completeOnTimeout(null, 500, TimeUnit.MILLISECONDS)
+                .thenRun(() -> processEnded(h, p.isAlive() ? "lost its connection" : describeExit(p)));
+    }
 
     /** The process exited or its connection is gone. Runs the end logic once per handle. */
     private void processEnded(WorkerHandle h, String description) {

@@ -111,8 +111,12 @@ public final class WorkerSocketServer implements AutoCloseable {
                                         while (c.getCause() != null && c.getCause() != c) {
                                             c = c.getCause();
                                         }
-                                        String what = c.getClass().getSimpleName() + ": " + c.getMessage();
-                                        listener.onProtocolError(conn, what);
+                                        if (c instanceof java.io.IOException && !(c instanceof WireCodec.ProtocolException)) {
+                                            // connection reset etc.: the worker died; channelInactive reports it
+                                            log.debug("worker connection error: {}", c.toString());
+                                        } else {
+                                            listener.onProtocolError(conn, c.getClass().getSimpleName() + ": " + c.getMessage());
+                                        }
                                         ctx.close();
                                     }
                                 });
