@@ -324,7 +324,6 @@ class PythonWorkerPoolTest {
     void idleWorkersArePingedAndReportRss() throws Exception {
         PythonWorkerPool pool = started(config().withTimeouts(Duration.ofSeconds(30), Duration.ofMillis(300),
                 Duration.ofSeconds(5), Duration.ofSeconds(1)));
-        System.out.println("STATUS " + pool.status());
         await("RSS from a pong", Duration.ofSeconds(10), () -> workerList(pool).stream()
                 .allMatch(w -> ((Number) w.get("rss_bytes")).longValue() > 1_000_000));
         Map<String, Object> st = pool.status();
@@ -392,5 +391,64 @@ class PythonWorkerPoolTest {
             await("orphaned worker " + p + " to exit after the JVM's kill -9", Duration.ofSeconds(10), () -> !running(p));
         }
         assertNotEquals(0, pids.get(0));
+    }
+
+    @Test
+    void workerDyingOnEveryAttemptGivesWorkerFailedAfterOneRetry() throws Exception {
+        PythonWorkerPool pool = started(config());
+        AnalysisException e = failure(pool.submit(input("cr-1", "_test_crash", Map.of("code", "3")), 20_000));
+        assertEquals(ErrorCode.WORKER_FAILED, e.code(), e.getMessage());
+        assertTrue(e.getMessage().contains("exited with status 3") && e.getMessage().contains("_test_crash")
+                && e.getMessage().contains("retry"), e.getMessage());
+        assertEquals(1.0, meters.get("analytics.python.retries").counter().count());
+        await("the pool to be full again", Duration.ofSeconds(20), () -> count(pool, "ready") == 2);
+        assertNotNull(pool.submit(input("cr-2", "mean", Map.of(), 1, 2), 5000).get(10, TimeUnit.SECONDS));
+    }
+
+    @Test
+    void garbageFrameFromWorkerIsAProtocolErrorAndTheWorkerIsReplaced() throws Exception {
+        PythonWorkerPool pool = started(config());
+        long before0 = pidOf(pool, 0);
+        long before1 = pidOf(pool, 1);
+        AnalysisException e = failure(pool.submit(input("g-1", "_test_garbage", Map.of()), 20_000));
+        assertEquals(ErrorCode.WORKER_FAILED, e.code(), e.getMessage());
+        assertTrue(e.getMessage().contains("protocol error"), e.getMessage());
+        await("both garbage-writing workers gone", Duration.ofSeconds(10), () -> !running(before0) && !running(before1));
+        await("the pool to be full again", Duration.ofSeconds(20), () -> count(pool, "ready") == 2);
+        assertNotNull(pool.submit(input("g-2", "mean", Map.of(), 1, 2), 5000).get(10, TimeUnit.SECONDS));
+    }
+
+    @Test
+    void overloadIsAFastClearError() throws Exception {
+        PythonWorkerPool pool = started(config().withLimits(3, 0, Duration.ofMillis(300)));
+        List<CompletableFuture<PythonResult>> busy = List.of(
+                pool.submit(input("o-1", "_test_sleep", Map.of("seconds", "1.5")), 10_000),
+                pool.submit(input("o-2", "_test_sleep", Map.of("seconds", "1.5")), 10_000));
+        await("both workers busy", Duration.ofSeconds(5), () -> count(pool, "busy") == 2);
+        long t0 = System.nanoTime();
+        AnalysisException waited = failure(pool.submit(input("o-3", "mean", Map.of(), 1), 10_000));
+        long ms = (System.nanoTime() - t0) / 1_000_000;
+        assertEquals(ErrorCode.OVERLOADED, waited.code());
+        assertTrue(waited.getMessage().startsWith("all 2 Python workers are busy; waited "), waited.getMessage());
+        assertTrue(ms >= 280 && ms < 1200, "borrow wait took " + ms + " ms");
+        // bulkhead: 2 running + 1 waiting = 3 admitted; the 4th is refused at once
+        CompletableFuture<PythonResult> third = pool.submit(input("o-4", "mean", Map.of(), 1), 10_000);
+        AnalysisException full = failure(pool.submit(input("o-5", "mean", Map.of(), 1), 10_000));
+        assertEquals(ErrorCode.OVERLOADED, full.code());
+        assertTrue(full.getMessage().contains("too many concurrent Python requests (limit 3)"), full.getMessage());
+        failure(third);
+        for (CompletableFuture<PythonResult> f : busy) {
+            assertTrue(f.get(10, TimeUnit.SECONDS).resultJson().contains("slept"));
+        }
+        assertEquals("CLOSED", pool.status().get("breaker"), "overload must not trip the breaker");
+    }
+
+    @Test
+    void oversizedRequestIsRejectedBeforeReachingAWorker() throws Exception {
+        PythonWorkerPool pool = started(config().withMaxFrameBytes(64 * 1024));
+        AnalysisException e = failure(pool.submit(input("big", "mean", Map.of(), new double[10_000]), 5000));
+        assertEquals(ErrorCode.INVALID_ARGUMENT, e.code());
+        assertTrue(e.getMessage().contains("frame limit"), e.getMessage());
+        assertEquals(2, count(pool, "ready"));
     }
 }
