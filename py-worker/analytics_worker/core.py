@@ -204,7 +204,7 @@ class Input:
         return self.shape[0]
 
     # -- NaN/Inf policy: the engine checks too, but the worker does not trust it.
-    def _finite_rows(self, X, y):
+    def _finite_rows(self, X, y, allow_omit=True, return_index=False):
         policy = self.p.get_str("nan_policy", "raise").strip().lower()
         if policy not in ("raise", "omit"):
             raise InvalidArgument("param 'nan_policy' must be one of raise, omit, got %r" % self.p.get_str("nan_policy"))
@@ -215,26 +215,34 @@ class Input:
             bad = bad | ~np.isfinite(y)
         nbad = int(np.count_nonzero(bad))
         if nbad == 0:
+            if return_index:
+                return X, y, np.arange(X.shape[0])
             return X, y
-        if policy == "raise":
+        if policy == "raise" or not allow_omit:
             first = int(np.flatnonzero(bad)[0])
             what = "row" if X.ndim == 2 else "index"
-            raise InvalidArgument("data contains %d non-finite value%s (NaN/Inf), first at %s %d; "
-                                  "pass nan_policy=omit to drop them" % (nbad, "" if nbad == 1 else "s", what, first))
+            hint = ("pass nan_policy=omit to drop them" if allow_omit else
+                    "%s cannot drop points (it would shift the time axis)" % self.algorithm)
+            raise InvalidArgument("data contains %d non-finite value%s (NaN/Inf), first at %s %d; %s"
+                                  % (nbad, "" if nbad == 1 else "s", what, first, hint))
         keep = ~bad
+        if return_index:
+            return X[keep], (y[keep] if y is not None else None), np.flatnonzero(keep)
         return X[keep], (y[keep] if y is not None else None)
 
-    def series(self, min_points=0, what=None):
-        """The data as a 1-D float64 array (shape [n] or [n, 1]), NaN policy applied."""
+    def series(self, min_points=0, what=None, allow_omit=True, with_index=False):
+        """The data as a 1-D float64 array (shape [n] or [n, 1]), NaN policy applied.
+
+        With ``with_index`` returns ``(x, idx)``: idx are the original positions of the kept points.
+        """
         if self.matrix and self.shape[1] != 1:
             raise InvalidArgument("%s expects a series (1-D data), got shape [%d, %d]"
                                   % (what or self.algorithm, self.shape[0], self.shape[1]))
-        x = self.data
-        x, _ = self._finite_rows(x, None)
+        x, _, idx = self._finite_rows(self.data, None, allow_omit=allow_omit, return_index=True)
         if len(x) < min_points:
             raise InvalidArgument("%s needs at least %d data point%s, got %d"
                                   % (what or self.algorithm, min_points, "" if min_points == 1 else "s", len(x)))
-        return x
+        return (x, idx) if with_index else x
 
     def matrix2d(self):
         """The data as an (n, d) array; 1-D data becomes one column. No NaN policy applied."""
@@ -283,32 +291,29 @@ class Input:
             raise InvalidArgument("%s needs at least %d data points, got %d" % (self.algorithm, min_points, X.shape[0]))
         return X, y, source
 
-    def points(self, min_points=1):
+    def points(self, min_points=1, with_index=False):
         """(n, d) matrix for unsupervised algorithms, NaN policy applied (rows dropped on omit)."""
         X = self.matrix2d()
-        X, _ = self._finite_rows(X, None)
+        X, _, idx = self._finite_rows(X, None, return_index=True)
         if X.shape[0] < min_points:
             raise InvalidArgument("%s needs at least %d data point%s, got %d"
                                   % (self.algorithm, min_points, "" if min_points == 1 else "s", X.shape[0]))
         if X.shape[1] < 1:
             raise InvalidArgument("%s needs at least 1 column, got shape [%d, 0]" % (self.algorithm, X.shape[0]))
-        return X
+        return (X, idx) if with_index else X
 
     def documents(self, min_docs=1, param_names=("text",)):
         """Texts from the ``texts`` field, else from the given string params (old engine)."""
         if self.texts:
-            docs = list(self.texts)
-            source = "texts"
+            labelled = [("texts[%d]" % i, t) for i, t in enumerate(self.texts)]
         else:
-            docs = [self.p.raw[k] for k in param_names if self.p.raw.get(k) is not None]
-            source = "params"
-        if len(docs) < min_docs:
+            labelled = [("param '%s'" % k, self.p.raw[k]) for k in param_names if self.p.raw.get(k) is not None]
+        if len(labelled) < min_docs:
             names = " and ".join("'%s'" % k for k in param_names)
             raise InvalidArgument("%s needs %d text%s: send 'texts' or param%s %s"
                                   % (self.algorithm, min_docs, "" if min_docs == 1 else "s",
                                      "" if len(param_names) == 1 else "s", names))
-        for i, t in enumerate(docs):
+        for label, t in labelled:
             if not t.strip():
-                label = ("texts[%d]" % i) if source == "texts" else ("param '%s'" % param_names[i])
                 raise InvalidArgument("%s: %s is empty" % (self.algorithm, label))
-        return docs
+        return [t for _, t in labelled]
