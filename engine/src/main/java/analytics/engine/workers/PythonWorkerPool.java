@@ -199,7 +199,7 @@ public final class PythonWorkerPool implements PythonBackend {
         if (!started.compareAndSet(false, true)) {
             return;
         }
-        if (!Files.isExecutable(config.python())) {
+        if (config.python().getNameCount() > 1 && !Files.isExecutable(config.python())) { // a bare name is looked up in PATH
             log.error("the configured Python interpreter {} does not exist or is not executable; workers will fail to start",
                     config.python());
         }

@@ -159,6 +159,9 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         List<String> cmd = new ArrayList<>(List.of(config.python().toString(), "-m", "analytics_worker",
                 "--socket", socketPath.toString(), "--worker-id", Integer.toString(slot.id),
                 "--max-frame", Integer.toString(config.maxFrameBytes())));
+        if (config.preload()) {
+            cmd.add("--preload");
+        }
         if (config.testMode()) {
             cmd.add("--enable-test-algorithms");
         }
