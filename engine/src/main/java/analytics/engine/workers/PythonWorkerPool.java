@@ -163,7 +163,7 @@ public final class PythonWorkerPool implements PythonBackend {
         this.retry = Retry.of("python", RetryConfig.custom()
                 .maxAttempts(2)
                 .waitDuration(Duration.ZERO)
-                .retryOnException(t -> unwrap(t) instanceof WorkerDiedException)
+                .retryOnException(t -> unwrap(t) instanceof WorkerDiedException d && d.retryable())
                 .failAfterMaxAttempts(false)
                 .build());
         this.restarts = Counter.builder("analytics.python.worker.restarts").description("worker processes started to replace another").register(meters);
@@ -244,6 +244,7 @@ public final class PythonWorkerPool implements PythonBackend {
         shutdownHook = new Thread(this::closeFromHook, "python-workers-shutdown");
         Runtime.getRuntime().addShutdownHook(shutdownHook);
         supervisor.startAll();
+        supervisor.startMemoryWatchdog();
         log.info("Python worker pool: {} workers, python {}, socket {}", config.workers(), config.python(),
                 runtimeDir.resolve("workers.sock"));
     }

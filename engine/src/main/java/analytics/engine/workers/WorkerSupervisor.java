@@ -387,7 +387,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         h.outOfService.complete(null);
         pendingTokens.remove(h.token);
         removeReady(h);
-        h.failPending(new WorkerDiedException("Python worker " + h.slot + " (pid " + h.pid + ") " + what));
+        h.failPending(new WorkerDiedException("Python worker " + h.slot + " (pid " + h.pid + ") " + what, !h.requestCaused));
         h.readyFuture.completeExceptionally(new WorkerDiedException("worker " + h.slot + " " + what));
         Connection c = h.connection;
         if (c != null) {
@@ -511,6 +511,52 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
             sigterm.run();
         }
         return p.onExit().thenApply(x -> null);
+    }
+
+    // ---------------------------------------------------------------- memory watchdog
+
+    private static final long PAGE_SIZE = 4096;
+
+    /**
+     * Busy workers are not pinged, so a request that allocates without bound is watched from here: every 250 ms the
+     * RSS of each busy worker is read from /proc/PID/statm; above the hard limit (2 × maxRssBytes) the worker is
+     * stopped (SIGTERM → grace → SIGKILL) and replaced, and its request fails with WORKER_FAILED (not retried).
+     */
+    void startMemoryWatchdog() {
+        if (config.maxRssBytes() <= 0) {
+            return;
+        }
+        long hardLimit = config.maxRssBytes() > Long.MAX_VALUE / 2 ? Long.MAX_VALUE : 2 * config.maxRssBytes();
+        scheduler.scheduleWithFixedDelay(() -> {
+            for (WorkerHandle h : live) {
+                if (h.inFlight.get() == null || h.ended.get() || h.retiring.get() || h.pid <= 0) {
+                    continue;
+                }
+                long rss = readRss(h.pid);
+                if (rss > hardLimit) {
+                    h.rssBytes = rss;
+                    h.requestCaused = true;
+                    h.endDescription = "was stopped: its memory use (" + mib(rss) + " MiB) exceeded the limit of "
+                            + mib(hardLimit) + " MiB";
+                    log.warn("worker[{}] pid {} {}", h.slot, h.pid, h.endDescription);
+                    retire(h, RetireReason.BROKEN);
+                }
+            }
+        }, 250, 250, TimeUnit.MILLISECONDS);
+    }
+
+    private static long mib(long bytes) {
+        return bytes / (1024 * 1024);
+    }
+
+    static long readRss(long pid) {
+        try {
+            String statm = java.nio.file.Files.readString(Path.of("/proc/" + pid + "/statm"));
+            String[] f = statm.trim().split(" ");
+            return Long.parseLong(f[1]) * PAGE_SIZE;
+        } catch (IOException | RuntimeException e) {
+            return -1;
+        }
     }
 
     // ---------------------------------------------------------------- ready queue (feeds the pool's factory)

@@ -451,4 +451,18 @@ class PythonWorkerPoolTest {
         assertTrue(e.getMessage().contains("frame limit"), e.getMessage());
         assertEquals(2, count(pool, "ready"));
     }
+
+    @Test
+    void requestAllocatingWithoutBoundIsStoppedAtTheMemoryLimit() throws Exception {
+        PythonWorkerPool pool = started(config().withRecycling(10_000, 150L * 1024 * 1024)); // hard limit 300 MiB
+        long t0 = System.nanoTime();
+        AnalysisException e = failure(pool.submit(input("mem-1", "_test_alloc", Map.of()), 30_000));
+        long ms = (System.nanoTime() - t0) / 1_000_000;
+        assertEquals(ErrorCode.WORKER_FAILED, e.code(), e.getMessage());
+        assertTrue(e.getMessage().contains("exceeded the limit of 300 MiB") && e.getMessage().contains("_test_alloc")
+                && !e.getMessage().contains("retry"), e.getMessage());
+        assertTrue(ms < 10_000, "took " + ms + " ms");
+        assertEquals(0.0, meters.get("analytics.python.retries").counter().count(), "must not be retried");
+        await("the pool to be full again", Duration.ofSeconds(20), () -> count(pool, "ready") == 2);
+    }
 }
