@@ -119,7 +119,8 @@ fi
 dist="$cache/build/analytics-engine"
 if (( build )); then
     log_info "building the engine (mvn -B -q package -DskipTests)"
-    (cd "$repo" && mvn -B -q package -DskipTests) || die "maven build failed"
+    (cd "$repo" && mvn -B -q package -DskipTests -Dgit.commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)") \
+        || die "maven build failed"
     log_info "assembling the distribution with offline wheels into $dist"
     "$repo/scripts/lib/assemble-dist.sh" --with-wheels --output "$dist" || die "assemble-dist.sh --with-wheels failed"
 fi
@@ -201,6 +202,12 @@ dump_diagnostics() {
 }
 
 finish() {
+    if [[ -n "$leader" ]]; then   # keep the evidence of this run outside the (volatile) container
+        rm -rf "$cache/last-run"; mkdir -p "$cache/last-run"
+        cp -a "$work"/. "$cache/last-run/" 2>/dev/null || true
+        ct journalctl -u analytics-engine --no-pager -o short-monotonic > "$cache/last-run/journal-full.txt" 2>&1 || true
+        log_info "logs of this run: $cache/last-run/"
+    fi
     echo >&2
     log_step "summary"
     local s
@@ -301,7 +308,7 @@ else fail "grpcurl Analyze mean: $r"; fi
 PY_REQ='{"request_id":"p1","algorithm":"anomaly_detection","data":[1,1.1,0.9,1,1.05,25,1,0.95,1.02,1],"params":{"method":"zscore","threshold":"2"},"options":{"allow_python":true,"include_metadata":true,"timeout_ms":30000}}'
 r=$(analyze "$PY_REQ" 2>&1 || true)
 if [[ "$(json_get success <<<"$r" 2>/dev/null)" == true && "$(json_get metadata.implementation <<<"$r")" == python ]]; then
-    pass "grpcurl Analyze anomaly_detection (python worker): anomalies $(json_get resultJson <<<"$r" | python3 -c 'import json,sys; print(json.loads(json.load(sys.stdin))["anomalies"])')"
+    pass "grpcurl Analyze anomaly_detection (python worker): anomalies $(json_get resultJson <<<"$r" | python3 -c 'import json,sys; print(json.load(sys.stdin)["anomalies"])')"
 else fail "grpcurl Analyze anomaly_detection (python): $r"; fi
 
 # ------------------------------------------------------------------ 4. restart
