@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end deployment test against a real systemd (PID 1 of a systemd-nspawn container).
 # See --help. Exit status: 0 passed, 1 failed, 77 SKIPPED (no root / no nspawn / cannot boot).
+# The whole script is one brace group, so bash parses it completely before running it: editing the
+# file during a (long) run cannot break that run.
+{
 set -euo pipefail
 repo=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 # shellcheck source=lib/common.sh
@@ -511,3 +514,5 @@ check "stop: Result=success, no process left (${t} ms)" ok '[[ "$(unit_prop Resu
 note "systemctl stop: ${t} ms"
 
 finish
+exit
+}
