@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import analytics.engine.config.EngineConfig;
 import analytics.engine.dispatch.ResultJson;
 import analytics.engine.proto.AnalysisOptions;
 import analytics.engine.proto.AnalysisRequest;
@@ -241,6 +242,23 @@ class StreamIngestTest {
             public void onCompleted() {
             }
         };
+    }
+
+    @Test
+    void streamSettingsAreValidated() throws Exception {
+        EngineConfig d = EngineConfig.load(null, null, Map.of(), Map.of());
+        assertEquals(d.maxDataPoints(), d.streamMaxPoints(), "stream_max_points defaults to max_data_points");
+        assertEquals(4_000_000L, d.streamExactMaxPoints());
+        assertEquals(4096, d.streamSketchK());
+        EngineConfig e = EngineConfig.load(null, null, Map.of("ANALYTICS_STREAM_EXACT_MAX_POINTS", "10"), Map.of());
+        assertEquals(10L, e.streamExactMaxPoints());
+        for (Map<String, String> bad : List.of(Map.of("stream_max_points", "30000000"),
+                Map.of("stream_max_points", "-1"), Map.of("stream_sketch_k", "4"),
+                Map.of("stream_exact_max_points", "many"))) {
+            EngineConfig.ConfigException ex = org.junit.jupiter.api.Assertions.assertThrows(
+                    EngineConfig.ConfigException.class, () -> EngineConfig.load(null, null, Map.of(), bad));
+            assertTrue(ex.getMessage().contains(bad.keySet().iterator().next()), ex.getMessage());
+        }
     }
 
     @Test
