@@ -47,6 +47,9 @@ public final class EngineConfig {
             new Setting("stream_exact_max_points", "ANALYTICS_STREAM_EXACT_MAX_POINTS", "4000000",
                     "AnalyzeStream: quantiles are exact up to this many values (8 bytes each, per stream), "
                             + "estimated by a KLL sketch beyond"),
+            new Setting("stream_exact_total_mb", "ANALYTICS_STREAM_EXACT_TOTAL_MB", "256",
+                    "AnalyzeStream: MiB all streams together may hold for exact quantiles; a stream that "
+                            + "would exceed it switches to the KLL sketch early"),
             new Setting("stream_sketch_k", "ANALYTICS_STREAM_SKETCH_K", "4096",
                     "AnalyzeStream: KLL sketch parameter k (8..65535); larger = smaller rank error"),
             new Setting("max_batch_size", "ANALYTICS_MAX_BATCH_SIZE", "10000",
@@ -187,6 +190,7 @@ public final class EngineConfig {
                 : "must be empty or a positive integer no larger than max_data_points");
         check(errors, "stream_exact_max_points", v -> isInt(v, 0, Integer.MAX_VALUE - 16) ? null
                 : "must be an integer 0..2147483631");
+        check(errors, "stream_exact_total_mb", v -> isInt(v, 0, 1 << 20) ? null : "must be an integer 0..1048576");
         check(errors, "stream_sketch_k", v -> isInt(v, 8, 65535) ? null : "must be an integer 8..65535");
         check(errors, "rate_limit", v -> isInt(v, 0, Integer.MAX_VALUE) ? null : "must be an integer >= 0");
         check(errors, "shutdown_grace_s", v -> isInt(v, 0, 3600) ? null : "must be an integer 0..3600");
@@ -282,6 +286,10 @@ public final class EngineConfig {
 
     public long streamExactMaxPoints() {
         return Long.parseLong(values.get("stream_exact_max_points").trim());
+    }
+
+    public long streamExactTotalBytes() {
+        return Long.parseLong(values.get("stream_exact_total_mb").trim()) * 1024L * 1024L;
     }
 
     public int streamSketchK() {

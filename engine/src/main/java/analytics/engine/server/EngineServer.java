@@ -97,7 +97,7 @@ public final class EngineServer implements AutoCloseable {
         }
         StreamIngest streamIngest = new StreamIngest(dispatcher, NativeStatistics.KERNELS, metrics,
                 new StreamIngest.Limits(config.streamMaxPoints(), config.streamExactMaxPoints(),
-                        config.streamSketchK()));
+                        config.streamSketchK(), config.streamExactTotalBytes()));
         AnalyticsService service = new AnalyticsService(dispatcher, compute, config.maxBatchSize(),
                 config.batchConcurrency(), BuildInfo.VERSION, this::healthy, this::capabilities, streamIngest);
         EngineConfig.HostPort listen = config.listen();
