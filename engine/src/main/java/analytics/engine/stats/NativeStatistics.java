@@ -263,20 +263,12 @@ public final class NativeStatistics {
         if (n < 3) {
             return Double.NaN;
         }
-        // pass 1: inner sum and the extremes of the inner points x[1..n-2]
-        double inner = Summation.sum(x, 1, n - 2);
-        double lo = x[1];
-        double hi = x[1];
-        for (int i = 2; i < n - 1; i++) {
-            double v = x[i];
-            lo = v < lo ? v : lo;
-            hi = v > hi ? v : hi;
-        }
-        boolean aConst = x[0] == lo && x[0] == hi && lo == hi;
-        boolean bConst = x[n - 1] == lo && x[n - 1] == hi && lo == hi;
-        if (aConst || bConst) {
+        // exact constancy of either slice (the scan stops at the first differing value)
+        if (allEqual(x, 0, n - 1) || allEqual(x, 1, n)) {
             return Double.NaN;
         }
+        // pass 1: sum of the inner points x[1..n-2], shared by both slice means
+        double inner = Summation.sum(x, 1, n - 2);
         double ma = (x[0] + inner) / (n - 1);
         double mb = (inner + x[n - 1]) / (n - 1);
         // pass 2: co-moment, the two sums of squares and the two deviation sums (for the
@@ -313,6 +305,16 @@ public final class NativeStatistics {
                 (syy0 + syy1) - sb * sb / last);
     }
 
+    private static boolean allEqual(double[] x, int from, int to) {
+        double v = x[from];
+        for (int i = from + 1; i < to; i++) {
+            if (x[i] != v) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     /** r from the centred sums; NaN if a slice has no spread, +Infinity if the sums overflowed. */
     private static double pearson(double sxy, double sxx, double syy) {
         if (!Double.isFinite(sxy) || !Double.isFinite(sxx) || !Double.isFinite(syy)) {
@@ -337,7 +339,7 @@ public final class NativeStatistics {
 
     static double medianOf(double[] d) {
         int n = d.length;
-        double[] c = d.clone();
+        double[] c = Scratch.copyOf(d);
         if ((n & 1) == 1) {
             Selection.select(c, 0, n - 1, n / 2);
             return c[n / 2];
@@ -351,18 +353,19 @@ public final class NativeStatistics {
     }
 
     static double quantile(double[] d, double q) {
-        double[] c = d.clone();
-        int[] ranks = Selection.quantileRanks(c.length, q);
-        Selection.selectAll(c, 0, c.length - 1, ranks, 0, ranks.length);
-        return Selection.quantileFromPlaced(c, q);
+        int n = d.length;
+        double[] c = Scratch.copyOf(d);
+        int[] ranks = Selection.quantileRanks(n, q);
+        Selection.selectAll(c, 0, n - 1, ranks, 0, ranks.length);
+        return Selection.quantileFromPlaced(c, n, q);
     }
 
     private static Object iqr(double[] d, Map<String, String> p) {
-        double[] c = d.clone();
-        int n = c.length;
+        int n = d.length;
+        double[] c = Scratch.copyOf(d);
         int[] ranks = mergeRanks(Selection.quantileRanks(n, 0.25), Selection.quantileRanks(n, 0.75));
         Selection.selectAll(c, 0, n - 1, ranks, 0, ranks.length);
-        return Selection.quantileFromPlaced(c, 0.75) - Selection.quantileFromPlaced(c, 0.25);
+        return Selection.quantileFromPlaced(c, n, 0.75) - Selection.quantileFromPlaced(c, n, 0.25);
     }
 
     private static int[] mergeRanks(int[]... sets) {
@@ -507,7 +510,7 @@ public final class NativeStatistics {
         double ku = kurtFrom(n, cm[0], cm[2], mean);
 
         // order statistics: one copy, ranks of median, q25 and q75 placed together
-        double[] c = x.clone();
+        double[] c = Scratch.copyOf(x);
         int[] medRanks = (n & 1) == 1 ? new int[] {n / 2} : new int[] {n / 2 - 1, n / 2};
         int[] ranks = mergeRanks(medRanks, Selection.quantileRanks(n, 0.25),
                 Selection.quantileRanks(n, 0.75));
@@ -523,8 +526,8 @@ public final class NativeStatistics {
         r.put("min", min);
         r.put("max", max);
         r.put("range", max - min);
-        r.put("q25", Selection.quantileFromPlaced(c, 0.25));
-        r.put("q75", Selection.quantileFromPlaced(c, 0.75));
+        r.put("q25", Selection.quantileFromPlaced(c, n, 0.25));
+        r.put("q75", Selection.quantileFromPlaced(c, n, 0.75));
         r.put("autocorr", autocorr);
         // undefined (too few points, constant data) or beyond double range: null, not an error
         r.put("skewness", finiteOrNull(sk));

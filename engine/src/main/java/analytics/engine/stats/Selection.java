@@ -125,13 +125,12 @@ final class Selection {
     }
 
     /**
-     * numpy's default ('linear') quantile of the n values of a partitioned copy: virtual index
+     * numpy's default ('linear') quantile of the first n values of a partitioned copy: virtual index
      * (n-1)·q, neighbours floor and floor+1 (both the last element at or beyond the end), and
      * numpy's {@code _lerp}, which interpolates from the nearer neighbour. The two ranks must have
      * been placed with {@link #selectAll} (see {@link #quantileRanks}).
      */
-    static double quantileFromPlaced(double[] placed, double q) {
-        int n = placed.length;
+    static double quantileFromPlaced(double[] placed, int n, double q) {
         double vi = (n - 1) * q;
         double prevIdx = Math.floor(vi);
         int prev;

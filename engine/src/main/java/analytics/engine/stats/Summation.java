@@ -336,13 +336,29 @@ final class Summation {
             double p = 0.0, s = 0.0, q = 0.0;
             if (lo < end) {
                 double prev = a[lo - 1] - m;
-                for (int i = lo; i < hiInner; i++) {
+                double p1 = 0.0, s1 = 0.0, q1 = 0.0;
+                int i = lo;
+                for (; i + 1 < hiInner; i += 2) {
+                    double d0 = a[i] - m;
+                    double d1 = a[i + 1] - m;
+                    p += prev * d0;
+                    p1 += d0 * d1;
+                    s += d0;
+                    s1 += d1;
+                    q += d0 * d0;
+                    q1 += d1 * d1;
+                    prev = d1;
+                }
+                for (; i < hiInner; i++) {
                     double d = a[i] - m;
                     p += prev * d;
                     s += d;
                     q += d * d;
                     prev = d;
                 }
+                p += p1;
+                s += s1;
+                q += q1;
                 if (end == n && n >= 2) {
                     // the last pair (n-2, n-1); a[n-1] is not an inner point
                     p += (a[n - 2] - m) * (a[n - 1] - m);
