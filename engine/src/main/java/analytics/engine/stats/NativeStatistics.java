@@ -12,12 +12,16 @@ import java.util.regex.Pattern;
 /**
  * The seventeen native statistics of the v7 contract, with numpy/scipy semantics.
  *
- * <p>Reference semantics (the fixtures in {@code tests/fixtures/stats_fixtures.json} are produced
- * by these exact calls, see {@code tests/fixtures/generate_stats_fixtures.py}):
+ * <p>Reference semantics (checked against {@code tests/fixtures/stats_fixtures.json}, produced by
+ * {@code tests/fixtures/generate_stats_fixtures.py}; moment statistics there are computed exactly
+ * with integer arithmetic, order statistics with numpy):
  * <ul>
- *   <li>{@code mean} = {@code np.mean} (bit-identical: same pairwise summation order);
- *       {@code variance}/{@code std} = {@code np.var/np.std(ddof=1)} (two-pass, bit-identical
- *       summation order; needs 2 points).
+ *   <li>{@code mean} = {@code np.mean}, bit-identical (numpy's pairwise summation order).
+ *       {@code variance}/{@code std} = {@code np.var/np.std(ddof=1)}: two-pass in numpy's order,
+ *       plus the "corrected two-pass" term that removes the rounding error of the mean. For
+ *       ordinary data the term is below half an ulp and the result is numpy's bit for bit; for
+ *       data whose spread is only thousands of ulps of their mean (1 + k·1e-12) numpy is off by
+ *       ~1e-10 relative and this is exact to ~1e-16. Needs 2 points.
  *   <li>{@code min}, {@code max}, {@code range} = max - min, {@code count} (a Long).
  *   <li>{@code median} = {@code np.median}; {@code percentile} = {@code np.percentile(x, p)}
  *       (method 'linear'), param {@code percentile} in [0, 100], default 50;
@@ -28,9 +32,10 @@ import java.util.regex.Pattern;
  *       /1e6; -0.0 counts as 0.0; a value too large to scale is already integral and kept);
  *       result {@code {modes, count, frequency, is_multimodal, data_size}}, modes ascending.
  *   <li>{@code skewness} = {@code scipy.stats.skew(x, bias=False)} (needs 3 points),
- *       {@code kurtosis} = {@code scipy.stats.kurtosis(x, bias=False)} (excess, needs 4). Where
- *       scipy returns NaN because the data are (numerically) constant — m2 &lt;= (1e-15·mean)^2 —
- *       the kernel raises an error instead.
+ *       {@code kurtosis} = {@code scipy.stats.kurtosis(x, bias=False)} (excess, needs 4), from
+ *       central moments corrected for the rounding of the mean the same way (see
+ *       {@link #centralMoments}). Where scipy returns NaN because the data are (numerically)
+ *       constant — m2 &lt;= (1e-15·mean)^2, scipy's own test — the kernel raises an error.
  *   <li>{@code correlation}: lag-1 autocorrelation, Pearson r of x[:-1] and x[1:]
  *       ({@code np.corrcoef(x[:-1], x[1:])[0, 1]}), two-pass over each slice, needs 3 points; an
  *       error when either slice is constant.
