@@ -1,0 +1,423 @@
+package analytics.engine.dispatch;
+
+import analytics.engine.dispatch.AlgorithmSpec.ParamSpec;
+import analytics.engine.metrics.EngineMetrics;
+import analytics.engine.proto.AnalysisOptions;
+import analytics.engine.proto.AnalysisRequest;
+import analytics.engine.proto.AnalysisResponse;
+import analytics.engine.proto.ErrorCode;
+import analytics.engine.proto.ExecutionMetadata;
+import analytics.engine.stats.NativeKernel;
+import analytics.engine.workers.PythonBackend;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ExecutionException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import org.slf4j.MDC;
+
+/**
+ * Turns one {@link AnalysisRequest} into one {@link AnalysisResponse}: looks the algorithm up, validates
+ * the request, chooses native or Python, runs it and wraps the result. It never throws: every failure
+ * becomes {@code success=false} with an {@link ErrorCode} and a message naming the field at fault.
+ */
+public final class Dispatcher {
+
+    private static final Logger LOG = LoggerFactory.getLogger(Dispatcher.class);
+
+    /** Limits a request must respect. */
+    public record Limits(int maxDataPoints, int defaultTimeoutMs) {
+    }
+
+    private final AlgorithmRegistry registry;
+    private final Map<String, NativeKernel> kernels;
+    private final PythonBackend python; // null when the engine runs without Python workers
+    private final EngineMetrics metrics;
+    private final Limits limits;
+
+    public Dispatcher(AlgorithmRegistry registry, Map<String, NativeKernel> kernels, PythonBackend python,
+                      EngineMetrics metrics, Limits limits) {
+        this.registry = registry;
+        this.kernels = kernels;
+        this.python = python;
+        this.metrics = metrics;
+        this.limits = limits;
+        for (AlgorithmSpec s : registry.all()) {
+            if (s.nativeImpl() && !kernels.containsKey(s.name())) {
+                throw new IllegalStateException("registry lists native " + s.name() + " but no kernel exists");
+            }
+        }
+    }
+
+    public AlgorithmRegistry registry() {
+        return registry;
+    }
+
+    public PythonBackend python() {
+        return python;
+    }
+
+    /**
+     * Runs one request.
+     *
+     * @param deadlineRemainingMs time left on the caller's gRPC deadline, or -1 when it has none
+     */
+    public CompletableFuture<AnalysisResponse> analyze(AnalysisRequest req, long deadlineRemainingMs) {
+        long start = System.nanoTime();
+        String requestId = req.getRequestId().isEmpty() ? UUID.randomUUID().toString() : req.getRequestId();
+        String algorithm = req.getAlgorithm().trim();
+        AlgorithmSpec spec = registry.get(algorithm);
+        boolean withMetadata = !req.hasOptions() || req.getOptions().getIncludeMetadata();
+        EngineMetrics.InFlight inFlight = metrics.started();
+        CompletableFuture<Outcome> outcome;
+        try {
+            if (spec == null) {
+                throw new AnalysisException(ErrorCode.UNKNOWN_ALGORITHM, unknownMessage(algorithm));
+            }
+            Validated v = validate(req, requestId, spec);
+            String impl = chooseImplementation(spec, req);
+            long timeoutMs = effectiveTimeout(req, deadlineRemainingMs);
+            if (impl.equals("native")) {
+                outcome = CompletableFuture.completedFuture(runNative(spec, v));
+            } else {
+                outcome = runPython(v, timeoutMs);
+            }
+        } catch (AnalysisException e) {
+            outcome = CompletableFuture.failedFuture(e);
+        } catch (RuntimeException e) {
+            LOG.error("request {}: internal error before execution", requestId, e);
+            outcome = CompletableFuture.failedFuture(
+                    new AnalysisException(ErrorCode.INTERNAL, "internal error: " + e.getClass().getSimpleName()));
+        }
+        String implGuess = spec == null ? "none" : (spec.nativeImpl() && chooseSafe(spec, req).equals("native")
+                ? "native" : "python");
+        return outcome.handle((out, err) -> {
+            long micros = (System.nanoTime() - start) / 1000;
+            AnalysisResponse.Builder b = AnalysisResponse.newBuilder().setRequestId(requestId);
+            String impl = out != null ? out.implementation : implGuess;
+            String metricAlgorithm = spec == null ? "unknown" : spec.name();
+            if (err == null) {
+                b.setSuccess(true).setResultJson(out.resultJson);
+            } else {
+                AnalysisException ae = unwrap(err, requestId);
+                b.setSuccess(false).setErrorCode(ae.code()).setErrorMessage(ae.getMessage());
+                logFailure(requestId, algorithm, ae);
+            }
+            if (withMetadata) {
+                ExecutionMetadata.Builder m = ExecutionMetadata.newBuilder()
+                        .setImplementation(impl)
+                        .setExecutionTimeMs(micros / 1000)
+                        .setAlgorithm(algorithm)
+                        .setDataSize(req.getDataCount())
+                        .putStats("execution_time_us", Long.toString(micros));
+                if (out != null) {
+                    m.putAllStats(out.stats);
+                }
+                b.setMetadata(m);
+            }
+            AnalysisResponse resp = b.build();
+            inFlight.finished(metricAlgorithm, impl, resp.getSuccess() ? "success" : resp.getErrorCode().name(),
+                    System.nanoTime() - start);
+            if (LOG.isDebugEnabled()) {
+                MDC.put("request_id", requestId);
+                LOG.debug("{} via {}: {} in {} us", algorithm, impl, resp.getSuccess() ? "ok" : resp.getErrorCode(),
+                        micros);
+                MDC.remove("request_id");
+            }
+            return resp;
+        });
+    }
+
+    private static void logFailure(String requestId, String algorithm, AnalysisException e) {
+        MDC.put("request_id", requestId);
+        try {
+            switch (e.code()) {
+                case INVALID_ARGUMENT, UNKNOWN_ALGORITHM -> LOG.info("{} rejected: {}", algorithm, e.getMessage());
+                case INTERNAL -> LOG.error("{} failed: {}", algorithm, e.getMessage());
+                default -> LOG.warn("{} failed ({}): {}", algorithm, e.code(), e.getMessage());
+            }
+        } finally {
+            MDC.remove("request_id");
+        }
+    }
+
+    private static AnalysisException unwrap(Throwable err, String requestId) {
+        Throwable t = err;
+        while ((t instanceof CompletionException || t instanceof ExecutionException) && t.getCause() != null) {
+            t = t.getCause();
+        }
+        if (t instanceof AnalysisException ae) {
+            return ae;
+        }
+        LOG.error("request {}: internal error", requestId, t);
+        return new AnalysisException(ErrorCode.INTERNAL, "internal error: " + t.getClass().getSimpleName()
+                + " (details in the engine log, request_id " + requestId + ")");
+    }
+
+    private String unknownMessage(String algorithm) {
+        return "unknown algorithm '" + algorithm + "'; supported: " + String.join(", ", registry.names());
+    }
+
+    // ---------------------------------------------------------------- validation
+
+    /** The request after validation, with NaN/Inf handled. */
+    private record Validated(AnalysisInput input, int omitted) {
+    }
+
+    private Validated validate(AnalysisRequest req, String requestId, AlgorithmSpec spec) throws AnalysisException {
+        int n = req.getDataCount();
+        if (n > limits.maxDataPoints()) {
+            throw AnalysisException.invalid("data has " + n + " values; the limit is " + limits.maxDataPoints()
+                    + " per request (setting max_data_points; use AnalyzeStream for larger series)");
+        }
+        Map<String, String> params = req.getParamsMap();
+        for (String key : params.keySet()) {
+            if (spec.params().stream().noneMatch(p -> p.name().equals(key)) && !key.startsWith("_")) {
+                // Unknown params are tolerated (old clients send extras) but never interpreted.
+                LOG.debug("request {}: ignoring unknown param '{}' for {}", requestId, key, spec.name());
+            }
+        }
+        for (ParamSpec p : spec.params()) {
+            String value = params.get(p.name());
+            if (value == null) {
+                if (p.required()) {
+                    throw AnalysisException.invalid("missing required param '" + p.name() + "' for "
+                            + spec.name() + " (" + p.help() + ")");
+                }
+                continue;
+            }
+            checkParam(spec, p, value);
+        }
+        String nanPolicy = params.getOrDefault("nan_policy", "raise");
+        if (!nanPolicy.equals("raise") && !nanPolicy.equals("omit")) {
+            throw AnalysisException.invalid("param 'nan_policy' must be 'raise' or 'omit', got '" + nanPolicy + "'");
+        }
+        // Shape.
+        int rows;
+        int cols;
+        boolean matrix = req.getShapeCount() > 0;
+        if (req.getShapeCount() == 0) {
+            rows = n;
+            cols = 1;
+        } else if (req.getShapeCount() == 1) {
+            if (req.getShape(0) != n) {
+                throw AnalysisException.invalid("shape [" + req.getShape(0) + "] does not match data with "
+                        + n + " values");
+            }
+            rows = n;
+            cols = 1;
+        } else if (req.getShapeCount() == 2) {
+            long r = req.getShape(0);
+            long c = req.getShape(1);
+            if (r < 0 || c <= 0) {
+                throw AnalysisException.invalid("shape [" + r + ", " + c + "] must have rows >= 0 and columns >= 1");
+            }
+            if (r * c != n) {
+                throw AnalysisException.invalid("shape [" + r + ", " + c + "] needs " + (r * c)
+                        + " values but data has " + n);
+            }
+            rows = (int) r;
+            cols = (int) c;
+        } else {
+            throw AnalysisException.invalid("shape must have 1 or 2 dimensions, got " + req.getShapeCount());
+        }
+        if (cols > 1 && spec.input().equals("series")) {
+            throw AnalysisException.invalid(spec.name() + " takes a 1-D series, but shape is [" + rows + ", "
+                    + cols + "]");
+        }
+        if (req.getTargetCount() > 0 && req.getTargetCount() != rows) {
+            throw AnalysisException.invalid("target has " + req.getTargetCount() + " values but data has "
+                    + rows + " rows");
+        }
+        double[] data = new double[n];
+        for (int i = 0; i < n; i++) {
+            data[i] = req.getData(i);
+        }
+        double[] target = null;
+        if (req.getTargetCount() > 0) {
+            target = new double[req.getTargetCount()];
+            for (int i = 0; i < target.length; i++) {
+                target[i] = req.getTarget(i);
+            }
+        }
+        int omitted = 0;
+        int bad = firstNonFinite(data);
+        int badTarget = target == null ? -1 : firstNonFinite(target);
+        if (bad >= 0 || badTarget >= 0) {
+            if (nanPolicy.equals("raise")) {
+                String where = bad >= 0 ? "data[" + bad + "] is " + data[bad]
+                        : "target[" + badTarget + "] is " + target[badTarget];
+                throw AnalysisException.invalid(where + "; NaN and infinite values are rejected "
+                        + "(send param nan_policy=omit to drop them)");
+            }
+            int keptRows = 0;
+            double[] cleanData = new double[n];
+            double[] cleanTarget = target == null ? null : new double[rows];
+            for (int r = 0; r < rows; r++) {
+                boolean ok = target == null || Double.isFinite(target[r]);
+                for (int c = 0; c < cols && ok; c++) {
+                    ok = Double.isFinite(data[r * cols + c]);
+                }
+                if (ok) {
+                    System.arraycopy(data, r * cols, cleanData, keptRows * cols, cols);
+                    if (cleanTarget != null) {
+                        cleanTarget[keptRows] = target[r];
+                    }
+                    keptRows++;
+                }
+            }
+            omitted = rows - keptRows;
+            rows = keptRows;
+            data = java.util.Arrays.copyOf(cleanData, keptRows * cols);
+            target = cleanTarget == null ? null : java.util.Arrays.copyOf(cleanTarget, keptRows);
+        }
+        if (spec.minPoints() > 0 && rows < spec.minPoints()) {
+            String what = rows == 0 ? "no data" : "only " + rows + " data point" + (rows == 1 ? "" : "s")
+                    + (omitted > 0 ? " after omitting " + omitted + " NaN/Inf" : "");
+            throw AnalysisException.invalid(spec.name() + " needs at least " + spec.minPoints()
+                    + " data point" + (spec.minPoints() == 1 ? "" : "s") + ", got " + what);
+        }
+        if (spec.input().equals("text") && req.getTextsCount() == 0 && !params.containsKey("text")
+                && !(params.containsKey("text1") && params.containsKey("text2"))) {
+            throw AnalysisException.invalid(spec.name() + " needs texts (field 'texts') or param 'text'"
+                    + (spec.name().equals("text_similarity") ? " / params 'text1' and 'text2'" : ""));
+        }
+        AnalysisInput input = new AnalysisInput(requestId, spec.name(), data, rows, cols, matrix, target,
+                List.copyOf(req.getTextsList()), params);
+        return new Validated(input, omitted);
+    }
+
+    private static int firstNonFinite(double[] a) {
+        for (int i = 0; i < a.length; i++) {
+            if (!Double.isFinite(a[i])) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    private static void checkParam(AlgorithmSpec spec, ParamSpec p, String value) throws AnalysisException {
+        String v = value.trim();
+        if (v.isEmpty() && !p.required()) {
+            return;
+        }
+        String problem = switch (p.type()) {
+            case INT -> parses(() -> Long.parseLong(v)) ? null : "an integer";
+            case NUMBER -> parses(() -> {
+                double d = Double.parseDouble(v);
+                if (!Double.isFinite(d)) {
+                    throw new NumberFormatException();
+                }
+            }) ? null : "a finite number";
+            case BOOL -> List.of("true", "false", "1", "0", "yes", "no").contains(v.toLowerCase(java.util.Locale.ROOT))
+                    ? null : "true or false";
+            case INT_LIST -> parses(() -> {
+                for (String part : v.split(",")) {
+                    Long.parseLong(part.trim());
+                }
+            }) ? null : "a comma-separated list of integers like \"1,1,1\"";
+            case STRING -> null;
+        };
+        if (problem != null) {
+            String shown = v.length() > 40 ? v.substring(0, 40) + "..." : v;
+            throw AnalysisException.invalid("param '" + p.name() + "' of " + spec.name() + " must be " + problem
+                    + ", got '" + shown + "'");
+        }
+    }
+
+    private static boolean parses(ThrowingRunnable r) {
+        try {
+            r.run();
+            return true;
+        } catch (NumberFormatException e) {
+            return false;
+        }
+    }
+
+    @FunctionalInterface
+    private interface ThrowingRunnable {
+        void run();
+    }
+
+    // ---------------------------------------------------------------- implementation choice
+
+    private String chooseSafe(AlgorithmSpec spec, AnalysisRequest req) {
+        try {
+            return chooseImplementation(spec, req);
+        } catch (AnalysisException e) {
+            return spec.nativeImpl() ? "native" : "python";
+        }
+    }
+
+    /**
+     * v7 semantics: no options = prefer native, allow Python. {@code prefer_rust} means "prefer native";
+     * {@code allow_python=false} forbids the Python path.
+     */
+    String chooseImplementation(AlgorithmSpec spec, AnalysisRequest req) throws AnalysisException {
+        AnalysisOptions o = req.hasOptions() ? req.getOptions() : null;
+        boolean preferNative = o == null || o.getPreferRust();
+        boolean allowPython = o == null || o.getAllowPython();
+        boolean pythonUp = python != null && python.isAvailable();
+        if (spec.nativeImpl()) {
+            if (preferNative || !allowPython || !pythonUp) {
+                return "native";
+            }
+            return "python";
+        }
+        if (!allowPython) {
+            throw new AnalysisException(ErrorCode.UNAVAILABLE, "algorithm '" + spec.name()
+                    + "' is implemented only in Python, and options.allow_python is false");
+        }
+        if (python == null) {
+            throw new AnalysisException(ErrorCode.UNAVAILABLE, "algorithm '" + spec.name()
+                    + "' needs the Python workers, and this engine runs with workers = 0");
+        }
+        return "python";
+    }
+
+    private long effectiveTimeout(AnalysisRequest req, long deadlineRemainingMs) {
+        long t = req.hasOptions() && req.getOptions().getTimeoutMs() > 0 ? req.getOptions().getTimeoutMs()
+                : limits.defaultTimeoutMs();
+        if (deadlineRemainingMs >= 0) {
+            t = Math.min(t, deadlineRemainingMs);
+        }
+        return Math.max(t, 1);
+    }
+
+    // ---------------------------------------------------------------- execution
+
+    /** A successful execution. */
+    private record Outcome(String resultJson, String implementation, Map<String, String> stats) {
+    }
+
+    private Outcome runNative(AlgorithmSpec spec, Validated v) throws AnalysisException {
+        long t0 = System.nanoTime();
+        Object result = kernels.get(spec.name()).compute(v.input().data(), v.input().params());
+        long computeUs = (System.nanoTime() - t0) / 1000;
+        Map<String, String> stats = v.omitted() > 0
+                ? Map.of("compute_us", Long.toString(computeUs), "omitted_non_finite", Integer.toString(v.omitted()))
+                : Map.of("compute_us", Long.toString(computeUs));
+        return new Outcome(ResultJson.write(result), "native", stats);
+    }
+
+    private CompletableFuture<Outcome> runPython(Validated v, long timeoutMs) {
+        if (!python.isAvailable()) {
+            return CompletableFuture.failedFuture(new AnalysisException(ErrorCode.UNAVAILABLE,
+                    "no Python worker is available (workers by state: " + python.status().get("workers")
+                            + ", circuit breaker " + python.status().get("breaker") + "); retry shortly"));
+        }
+        return python.submit(v.input(), timeoutMs).thenApply(r -> {
+            Map<String, String> stats = new java.util.LinkedHashMap<>();
+            stats.put("worker_id", Integer.toString(r.workerId()));
+            stats.put("worker_compute_us", Long.toString(r.computeMicros()));
+            stats.put("worker_roundtrip_us", Long.toString(r.roundTripMicros()));
+            if (v.omitted() > 0) {
+                stats.put("omitted_non_finite", Integer.toString(v.omitted()));
+            }
+            return new Outcome(r.resultJson(), "python", stats);
+        });
+    }
+}

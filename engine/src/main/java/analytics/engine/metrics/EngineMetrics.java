@@ -1,0 +1,83 @@
+package analytics.engine.metrics;
+
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import io.micrometer.core.instrument.binder.jvm.ClassLoaderMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmGcMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
+import io.micrometer.core.instrument.binder.system.FileDescriptorMetrics;
+import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
+import io.micrometer.core.instrument.binder.system.UptimeMetrics;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import java.time.Duration;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * The engine's Micrometer registry, exposed as Prometheus text on GET /metrics. Request meters are
+ * tagged by algorithm (bounded: unknown names are tagged "unknown"), implementation and outcome.
+ */
+public final class EngineMetrics {
+
+    private final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+    private final AtomicInteger inFlight = new AtomicInteger();
+    private final ConcurrentHashMap<String, Timer> timers = new ConcurrentHashMap<>();
+    private final ConcurrentHashMap<String, Counter> counters = new ConcurrentHashMap<>();
+
+    public EngineMetrics() {
+        registry.config().commonTags("service", "analytics-engine");
+        new JvmMemoryMetrics().bindTo(registry);
+        new JvmGcMetrics().bindTo(registry);
+        new JvmThreadMetrics().bindTo(registry);
+        new ClassLoaderMetrics().bindTo(registry);
+        new ProcessorMetrics().bindTo(registry);
+        new UptimeMetrics().bindTo(registry);
+        new FileDescriptorMetrics().bindTo(registry);
+        Gauge.builder("analytics.requests.inflight", inFlight, AtomicInteger::get)
+                .description("Analysis requests being computed now").register(registry);
+    }
+
+    public MeterRegistry registry() {
+        return registry;
+    }
+
+    /** Prometheus text exposition format (version 0.0.4). */
+    public String scrape() {
+        return registry.scrape();
+    }
+
+    public InFlight started() {
+        inFlight.incrementAndGet();
+        return new InFlight();
+    }
+
+    /** One request being computed; {@link #finished} records it exactly once. */
+    public final class InFlight {
+        private boolean done;
+
+        public void finished(String algorithm, String implementation, String outcome, long nanos) {
+            if (done) {
+                return;
+            }
+            done = true;
+            inFlight.decrementAndGet();
+            String key = algorithm + '|' + implementation + '|' + outcome;
+            counters.computeIfAbsent(key, k -> Counter.builder("analytics.requests")
+                    .description("Analysis requests by algorithm, implementation and outcome")
+                    .tags("algorithm", algorithm, "implementation", implementation, "outcome", outcome)
+                    .register(registry)).increment();
+            timers.computeIfAbsent(algorithm + '|' + implementation, k -> Timer.builder("analytics.request.duration")
+                    .description("Time to answer an analysis request, engine side")
+                    .tags("algorithm", algorithm, "implementation", implementation)
+                    .publishPercentileHistogram()
+                    .minimumExpectedValue(Duration.ofMillis(0).plusNanos(20_000))
+                    .maximumExpectedValue(Duration.ofSeconds(120))
+                    .register(registry)).record(nanos, TimeUnit.NANOSECONDS);
+        }
+    }
+}

@@ -1,0 +1,185 @@
+package analytics.engine.server;
+
+import analytics.engine.dispatch.AlgorithmSpec;
+import analytics.engine.dispatch.Dispatcher;
+import analytics.engine.proto.AlgorithmInfo;
+import analytics.engine.proto.AnalysisRequest;
+import analytics.engine.proto.AnalysisResponse;
+import analytics.engine.proto.AnalyticsEngineGrpc;
+import analytics.engine.proto.BatchAnalysisRequest;
+import analytics.engine.proto.Empty;
+import analytics.engine.proto.HealthCheckRequest;
+import analytics.engine.proto.HealthCheckResponse;
+import analytics.engine.proto.SupportedAlgorithmsResponse;
+import io.grpc.Context;
+import io.grpc.Deadline;
+import io.grpc.Status;
+import io.grpc.stub.ServerCallStreamObserver;
+import io.grpc.stub.StreamObserver;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Supplier;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/** The v7 {@code analytics.AnalyticsEngine} service. All analysis goes through the {@link Dispatcher}. */
+final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase {
+
+    private static final Logger LOG = LoggerFactory.getLogger(AnalyticsService.class);
+
+    private final Dispatcher dispatcher;
+    private final ExecutorService compute;
+    private final int maxBatchSize;
+    private final int batchConcurrency;
+    private final String version;
+    private final Supplier<Map<String, String>> capabilities;
+    private final Supplier<Boolean> healthy;
+    private final StreamIngest streamIngest;
+
+    AnalyticsService(Dispatcher dispatcher, ExecutorService compute, int maxBatchSize, int batchConcurrency,
+                     String version, Supplier<Boolean> healthy, Supplier<Map<String, String>> capabilities,
+                     StreamIngest streamIngest) {
+        this.dispatcher = dispatcher;
+        this.compute = compute;
+        this.maxBatchSize = maxBatchSize;
+        this.batchConcurrency = batchConcurrency;
+        this.version = version;
+        this.healthy = healthy;
+        this.capabilities = capabilities;
+        this.streamIngest = streamIngest;
+    }
+
+    private static long remainingMs() {
+        Deadline d = Context.current().getDeadline();
+        return d == null ? -1 : Math.max(0, d.timeRemaining(TimeUnit.MILLISECONDS));
+    }
+
+    @Override
+    public void analyze(AnalysisRequest request, StreamObserver<AnalysisResponse> out) {
+        dispatcher.analyze(request, remainingMs()).whenComplete((resp, err) -> {
+            if (err != null) { // the dispatcher never fails its future; this is a last line of defence
+                LOG.error("request {}: unexpected failure", request.getRequestId(), err);
+                out.onError(Status.INTERNAL.withDescription("internal error").asRuntimeException());
+                return;
+            }
+            try {
+                out.onNext(resp);
+                out.onCompleted();
+            } catch (IllegalStateException | io.grpc.StatusRuntimeException e) {
+                LOG.debug("request {}: client went away before the answer ({})", resp.getRequestId(), e.toString());
+            }
+        });
+    }
+
+    @Override
+    public void batchAnalyze(BatchAnalysisRequest request, StreamObserver<AnalysisResponse> out) {
+        int n = request.getRequestsCount();
+        if (n > maxBatchSize) {
+            out.onError(Status.INVALID_ARGUMENT.withDescription("batch '" + request.getBatchId() + "' has " + n
+                    + " requests; the limit is " + maxBatchSize + " (setting max_batch_size)").asRuntimeException());
+            return;
+        }
+        if (n == 0) {
+            out.onCompleted();
+            return;
+        }
+        new BatchRun(request, (ServerCallStreamObserver<AnalysisResponse>) out, remainingMs()).start();
+    }
+
+    /**
+     * One BatchAnalyze call: at most {@code batchConcurrency} items run at once; each response is sent as
+     * soon as it is ready; a failing item is a {@code success=false} response, never a failed stream.
+     */
+    private final class BatchRun {
+        private final BatchAnalysisRequest batch;
+        private final ServerCallStreamObserver<AnalysisResponse> out;
+        private final long deadlineAtNanos;
+        private final AtomicInteger next = new AtomicInteger();
+        private final AtomicInteger done = new AtomicInteger();
+        private final AtomicBoolean finished = new AtomicBoolean();
+
+        BatchRun(BatchAnalysisRequest batch, ServerCallStreamObserver<AnalysisResponse> out, long remainingMs) {
+            this.batch = batch;
+            this.out = out;
+            this.deadlineAtNanos = remainingMs < 0 ? -1 : System.nanoTime() + remainingMs * 1_000_000L;
+        }
+
+        void start() {
+            int first = Math.min(batchConcurrency, batch.getRequestsCount());
+            for (int i = 0; i < first; i++) {
+                launchNext();
+            }
+        }
+
+        private void launchNext() {
+            int i = next.getAndIncrement();
+            if (i >= batch.getRequestsCount()) {
+                return;
+            }
+            if (out.isCancelled()) {
+                return;
+            }
+            AnalysisRequest item = batch.getRequests(i);
+            long remaining = deadlineAtNanos < 0 ? -1 : Math.max(0, (deadlineAtNanos - System.nanoTime()) / 1_000_000L);
+            try {
+                compute.execute(() -> dispatcher.analyze(item, remaining).whenComplete((resp, err) -> onItemDone(resp)));
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                onItemDone(AnalysisResponse.newBuilder().setRequestId(item.getRequestId()).setSuccess(false)
+                        .setErrorCode(analytics.engine.proto.ErrorCode.UNAVAILABLE)
+                        .setErrorMessage("engine is shutting down").build());
+            }
+        }
+
+        private void onItemDone(AnalysisResponse resp) {
+            if (resp != null) {
+                synchronized (out) {
+                    if (!out.isCancelled() && !finished.get()) {
+                        out.onNext(resp);
+                    }
+                }
+            }
+            if (done.incrementAndGet() == batch.getRequestsCount()) {
+                synchronized (out) {
+                    if (finished.compareAndSet(false, true) && !out.isCancelled()) {
+                        out.onCompleted();
+                    }
+                }
+            } else {
+                launchNext();
+            }
+        }
+    }
+
+    @Override
+    public void healthCheck(HealthCheckRequest request, StreamObserver<HealthCheckResponse> out) {
+        out.onNext(HealthCheckResponse.newBuilder()
+                .setHealthy(healthy.get())
+                .setVersion(version)
+                .putAllCapabilities(capabilities.get())
+                .build());
+        out.onCompleted();
+    }
+
+    @Override
+    public void getSupportedAlgorithms(Empty request, StreamObserver<SupportedAlgorithmsResponse> out) {
+        SupportedAlgorithmsResponse.Builder b = SupportedAlgorithmsResponse.newBuilder();
+        for (AlgorithmSpec s : dispatcher.registry().all()) {
+            b.addAlgorithms(AlgorithmInfo.newBuilder()
+                    .setName(s.name())
+                    .setDescription(s.description())
+                    .addAllImplementations(s.implementations())
+                    .addAllRequiredParams(s.requiredParams())
+                    .addAllOptionalParams(s.optionalParams()));
+        }
+        out.onNext(b.build());
+        out.onCompleted();
+    }
+
+    @Override
+    public StreamObserver<analytics.engine.proto.StreamChunk> analyzeStream(StreamObserver<AnalysisResponse> out) {
+        return streamIngest.open(out);
+    }
+}

@@ -1,0 +1,290 @@
+package analytics.engine.server;
+
+import analytics.engine.BuildInfo;
+import analytics.engine.config.EngineConfig;
+import analytics.engine.dispatch.Dispatcher;
+import analytics.engine.metrics.EngineMetrics;
+import analytics.engine.workers.PythonBackend;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.grpc.Server;
+import io.grpc.ServerInterceptors;
+import io.grpc.netty.InternalNettyServerCredentials;
+import io.grpc.netty.NettyServerBuilder;
+import io.grpc.protobuf.services.HealthStatusManager;
+import io.grpc.protobuf.services.ProtoReflectionServiceV1;
+import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
+import io.netty.channel.EventLoopGroup;
+import io.netty.channel.epoll.Epoll;
+import io.netty.channel.epoll.EpollEventLoopGroup;
+import io.netty.channel.epoll.EpollServerDomainSocketChannel;
+import io.netty.channel.epoll.EpollServerSocketChannel;
+import io.netty.channel.nio.NioEventLoopGroup;
+import io.netty.channel.socket.nio.NioServerSocketChannel;
+import io.netty.channel.unix.DomainSocketAddress;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ThreadFactory;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The network side of the engine: one gRPC server on TCP (with HTTP/1.1 /health and /metrics on the
+ * same port, see {@link PortUnificationNegotiator}) and, when configured, a second gRPC server on a Unix
+ * domain socket sharing the same event loops and services.
+ */
+public final class EngineServer implements AutoCloseable {
+
+    private static final Logger LOG = LoggerFactory.getLogger(EngineServer.class);
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final EngineConfig config;
+    private final Dispatcher dispatcher;
+    private final EngineMetrics metrics;
+    private final PythonBackend python;
+    private final Instant started = Instant.now();
+    private final HealthStatusManager grpcHealth = new HealthStatusManager();
+    private final ExecutorService compute;
+    private final EventLoopGroup boss;
+    private final EventLoopGroup workers;
+    private final boolean epoll = Epoll.isAvailable();
+    private volatile boolean shuttingDown;
+    private Server tcp;
+    private Server uds;
+    private Path socketFile;
+
+    public EngineServer(EngineConfig config, Dispatcher dispatcher, EngineMetrics metrics) {
+        this.config = config;
+        this.dispatcher = dispatcher;
+        this.metrics = metrics;
+        this.python = dispatcher.python();
+        this.compute = Executors.newFixedThreadPool(Math.max(2, Runtime.getRuntime().availableProcessors()),
+                named("analytics-compute"));
+        if (epoll) {
+            boss = new EpollEventLoopGroup(1, named("grpc-boss"));
+            workers = new EpollEventLoopGroup(0, named("grpc-io"));
+        } else {
+            boss = new NioEventLoopGroup(1, named("grpc-boss"));
+            workers = new NioEventLoopGroup(0, named("grpc-io"));
+        }
+    }
+
+    private static ThreadFactory named(String prefix) {
+        AtomicInteger n = new AtomicInteger();
+        return r -> {
+            Thread t = new Thread(r, prefix + "-" + n.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        };
+    }
+
+    public void start() throws IOException {
+        BearerAuth auth = new BearerAuth(config.authToken());
+        HttpEndpoints http = new HttpEndpoints(this::health, metrics::scrape, auth);
+        StreamIngest streamIngest = new StreamIngest(dispatcher, config.maxDataPoints());
+        AnalyticsService service = new AnalyticsService(dispatcher, compute, config.maxBatchSize(),
+                config.batchConcurrency(), BuildInfo.VERSION, this::healthy, this::capabilities, streamIngest);
+        EngineConfig.HostPort listen = config.listen();
+        NettyServerBuilder b = NettyServerBuilder.forAddress(new InetSocketAddress(listen.host(), listen.port()),
+                        InternalNettyServerCredentials.create(new PortUnificationNegotiator(http)))
+                .channelType(epoll ? EpollServerSocketChannel.class : NioServerSocketChannel.class);
+        tcp = configure(b, service, auth).build().start();
+        LOG.info("listening on {} (gRPC + HTTP/1.1 /health, /metrics){}", describeTcp(),
+                auth.enabled() ? "; bearer token required" : "");
+        if (!config.socketPath().isEmpty()) {
+            startUds(service, auth);
+        }
+        grpcHealth.setStatus("", ServingStatus.SERVING);
+        grpcHealth.setStatus("analytics.AnalyticsEngine", ServingStatus.SERVING);
+    }
+
+    private NettyServerBuilder configure(NettyServerBuilder b, AnalyticsService service, BearerAuth auth) {
+        return b.bossEventLoopGroup(boss)
+                .workerEventLoopGroup(workers)
+                .maxInboundMessageSize(config.maxMessageBytes())
+                .permitKeepAliveTime(10, TimeUnit.SECONDS)
+                .permitKeepAliveWithoutCalls(true)
+                .addService(ServerInterceptors.intercept(service, auth))
+                .addService(grpcHealth.getHealthService())
+                .addService(ProtoReflectionServiceV1.newInstance())
+                .addService(io.grpc.protobuf.services.ProtoReflectionService.newInstance());
+    }
+
+    private void startUds(AnalyticsService service, BearerAuth auth) throws IOException {
+        if (!epoll) {
+            throw new IOException("socket_path is set but netty-epoll is not available on this platform");
+        }
+        socketFile = Path.of(config.socketPath()).toAbsolutePath();
+        Files.createDirectories(socketFile.getParent());
+        if (Files.exists(socketFile)) {
+            if (Files.isDirectory(socketFile)) {
+                throw new IOException("socket_path " + socketFile + " is a directory");
+            }
+            // A file left by a previous run that died: if nobody answers on it, it is stale.
+            if (isLive(socketFile)) {
+                throw new IOException("socket_path " + socketFile + " is in use by another running process");
+            }
+            LOG.info("removing stale socket file {}", socketFile);
+            Files.delete(socketFile);
+        }
+        NettyServerBuilder b = NettyServerBuilder.forAddress(new DomainSocketAddress(socketFile.toString()))
+                .channelType(EpollServerDomainSocketChannel.class);
+        uds = configure(b, service, auth).build().start();
+        Files.setPosixFilePermissions(socketFile, PosixFilePermissions.fromString("rw-rw----"));
+        LOG.info("listening on unix:{} (gRPC, mode 0660)", socketFile);
+    }
+
+    private static boolean isLive(Path socket) {
+        try (java.nio.channels.SocketChannel ch = java.nio.channels.SocketChannel.open(
+                java.net.UnixDomainSocketAddress.of(socket))) {
+            return ch.isConnected();
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
+    /** The bound TCP port (useful when the configured port is 0). */
+    public int port() {
+        return ((InetSocketAddress) tcp.getListenSockets().get(0)).getPort();
+    }
+
+    private String describeTcp() {
+        return config.listen().host() + ":" + port();
+    }
+
+    // ---------------------------------------------------------------- health
+
+    /** Liveness for the systemd watchdog: the listener is up and its event loops accept work. */
+    public boolean alive() {
+        if (tcp == null || tcp.isTerminated()) {
+            return false;
+        }
+        try {
+            return workers.submit(() -> true).get(5, TimeUnit.SECONDS);
+        } catch (Exception e) {
+            return false;
+        }
+    }
+
+    /** Ready = serving and, when Python workers are configured, at least one is ready. */
+    public boolean healthy() {
+        if (shuttingDown) {
+            return false;
+        }
+        return python == null || python.isAvailable();
+    }
+
+    private Map<String, String> capabilities() {
+        Map<String, String> c = new LinkedHashMap<>();
+        c.put("version", BuildInfo.VERSION);
+        c.put("git_commit", BuildInfo.GIT_COMMIT);
+        c.put("java", Runtime.version().toString());
+        c.put("native_algorithms", String.valueOf(dispatcher.registry().all().stream().filter(s -> s.nativeImpl()).count()));
+        c.put("python_algorithms", String.valueOf(dispatcher.registry().all().stream().filter(s -> s.pythonImpl()).count()));
+        c.put("implementations", python == null ? "native" : "native,python");
+        c.put("uptime_s", String.valueOf(Duration.between(started, Instant.now()).toSeconds()));
+        if (python != null) {
+            pythonHealth(python.status()).forEach((k, v) -> c.put("python." + k, v instanceof String s ? s : toJson(v)));
+        } else {
+            c.put("python.workers", "0 (disabled)");
+        }
+        return c;
+    }
+
+    HttpEndpoints.Health health() {
+        Map<String, Object> h = new LinkedHashMap<>();
+        boolean ready = healthy();
+        h.put("status", shuttingDown ? "stopping" : ready ? "ok" : "starting");
+        h.put("version", BuildInfo.VERSION);
+        h.put("uptime_s", Duration.between(started, Instant.now()).toSeconds());
+        h.put("listen", describeTcp());
+        if (socketFile != null) {
+            h.put("socket", socketFile.toString());
+        }
+        h.put("python", python == null ? Map.of("enabled", false) : pythonHealth(python.status()));
+        return new HttpEndpoints.Health(ready, toJson(h));
+    }
+
+    /**
+     * The pool's status as /health shows it: {@code workers} is the list of worker processes (id, pid,
+     * state, requests, restarts, rss_bytes, uptime_s) and {@code counts} the number per state.
+     */
+    static Map<String, Object> pythonHealth(Map<String, Object> status) {
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("enabled", true);
+        status.forEach((k, v) -> {
+            switch (k) {
+                case "workers" -> out.put("counts", v);
+                case "worker_list" -> out.put("workers", v);
+                default -> out.put(k, v);
+            }
+        });
+        return out;
+    }
+
+    private static String toJson(Object o) {
+        try {
+            return JSON.writeValueAsString(o);
+        } catch (IOException e) {
+            return "\"" + e.getMessage() + "\"";
+        }
+    }
+
+    // ---------------------------------------------------------------- shutdown
+
+    /**
+     * Graceful stop: health turns NOT_SERVING, listeners stop accepting, in-flight calls get up to
+     * {@code grace} to finish, then the rest are cancelled.
+     */
+    public void shutdown(Duration grace) {
+        shuttingDown = true;
+        grpcHealth.enterTerminalState();
+        long deadline = System.nanoTime() + grace.toNanos();
+        for (Server s : new Server[] {tcp, uds}) {
+            if (s != null) {
+                s.shutdown();
+            }
+        }
+        for (Server s : new Server[] {tcp, uds}) {
+            if (s == null) {
+                continue;
+            }
+            try {
+                long left = Math.max(0, deadline - System.nanoTime());
+                if (!s.awaitTermination(left, TimeUnit.NANOSECONDS)) {
+                    LOG.warn("grace period of {} s over: cancelling the calls still running", grace.toSeconds());
+                    s.shutdownNow();
+                    s.awaitTermination(2, TimeUnit.SECONDS);
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                s.shutdownNow();
+            }
+        }
+        compute.shutdownNow();
+        boss.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+        workers.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+        if (socketFile != null) {
+            try {
+                Files.deleteIfExists(socketFile);
+            } catch (IOException e) {
+                LOG.warn("could not remove {}: {}", socketFile, e.getMessage());
+            }
+        }
+    }
+
+    @Override
+    public void close() {
+        shutdown(Duration.ofSeconds(config.shutdownGraceS()));
+    }
+}

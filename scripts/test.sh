@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite: builds what is needed, then runs every suite, and fails if any fails.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+  cat <<'USAGE'
+Usage: scripts/test.sh
+
+Runs, in order (each suite prints its own summary; the script exits non-zero if any failed):
+  1. scripts/build.sh            (JDK/Maven/python3 checks, jar, py-worker/.venv)
+  2. pytest py-worker/tests      (Python worker: algorithms, protocol over a real Unix socket)
+  3. mvn test                    (JUnit: native statistics vs numpy fixtures, gRPC/HTTP end to end,
+                                  real Python worker pool: kill/hang/crash-loop/reload)
+  4. tests/e2e.sh                (grpcurl and curl against a running engine, README examples)
+  5. further suites in tests/ when present (deployment in a real systemd, fault injection, ...)
+Environment: SKIP_DEPLOY_TEST=1 skips the systemd deployment test (it says so loudly).
+USAGE
+  exit 0
+fi
+failed=()
+run() {
+  local name="$1"; shift
+  echo
+  echo "================ $name ================"
+  if "$@"; then echo "---- $name: PASS"; else echo "---- $name: FAIL"; failed+=("$name"); fi
+}
+./scripts/build.sh
+run "python worker (pytest)" py-worker/.venv/bin/python -m pytest -q py-worker/tests
+run "engine (JUnit)" mvn -q -B test -Dgit.commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+for suite in tests/e2e.sh tests/faults.sh tests/scaleout.sh scripts/test-deploy.sh; do
+  if [[ -x "$suite" ]]; then run "$suite" "$suite"; fi
+done
+echo
+if (( ${#failed[@]} )); then
+  echo "FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "ALL SUITES PASSED"

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# End-to-end: the built engine as a real process, driven by grpcurl and curl exactly like the README
+# examples (on a free port instead of 50051). Needs ./scripts/build.sh first (scripts/test.sh does it).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+. scripts/lib/tools.sh
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+  echo "Usage: tests/e2e.sh   — runs the README's grpcurl/curl examples against a freshly started engine"; exit 0
+fi
+ensure_grpcurl
+PORT=$(free_port)
+ADDR="127.0.0.1:$PORT"
+WORK=$(mktemp -d)
+SOCK="$WORK/engine.sock"
+LOG="$WORK/engine.log"
+ENGINE_PID=""
+cleanup() {
+  if [[ -n "$ENGINE_PID" ]] && kill -0 "$ENGINE_PID" 2>/dev/null; then kill -TERM "$ENGINE_PID"; wait "$ENGINE_PID" || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+fails=0
+check() { # check NAME EXPECTED-SUBSTRING OUTPUT
+  if [[ "$3" == *"$2"* ]]; then echo "  ok   $1"; else echo "  FAIL $1: expected '$2' in:"; echo "$3" | head -20; fails=$((fails+1)); fi
+}
+
+WORKERS="${E2E_WORKERS:-1}"
+ANALYTICS_PYTHON="$ROOT/py-worker/.venv/bin/python" java -jar engine/target/analytics-engine.jar \
+  --listen "$ADDR" --socket "$SOCK" --workers "$WORKERS" >"$LOG" 2>&1 &
+ENGINE_PID=$!
+if ! wait_healthy "http://$ADDR/health" 60; then cat "$LOG"; exit 1; fi
+echo "engine pid $ENGINE_PID on $ADDR (workers: $WORKERS)"
+
+check "grpcurl list" "analytics.AnalyticsEngine" "$(grpcurl -plaintext "$ADDR" list)"
+check "HealthCheck" '"healthy": true' "$(grpcurl -plaintext "$ADDR" analytics.AnalyticsEngine/HealthCheck)"
+check "grpc.health.v1" "SERVING" "$(grpcurl -plaintext "$ADDR" grpc.health.v1.Health/Check)"
+check "GetSupportedAlgorithms" '"name": "kmeans"' "$(grpcurl -plaintext "$ADDR" analytics.AnalyticsEngine/GetSupportedAlgorithms)"
+out=$(grpcurl -plaintext -d '{"request_id":"r1","algorithm":"mean","data":[1,2,3,4,5],"options":{"prefer_rust":true,"allow_python":true,"timeout_ms":30000,"include_metadata":true}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+check "Analyze mean" '"result_json": "3.0"' "$out"
+check "Analyze mean native" '"implementation": "native"' "$out"
+out=$(grpcurl -plaintext -d '{"request_id":"r2","algorithm":"summary","data":[2,4,4,4,5,5,7,9]}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+check "Analyze summary" '\"q75\"' "$out"
+out=$(grpcurl -plaintext -d '{"request_id":"r3","algorithm":"percentile","data":[1,2,3,4],"params":{"percentile":"90"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+check "Analyze percentile" '"result_json": "3.7"' "$out"
+out=$(grpcurl -plaintext -d '{"request_id":"bad","algorithm":"skewness","data":[1,2]}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+check "too few points" '"error_code": "INVALID_ARGUMENT"' "$out"
+check "too few points message" 'needs at least 3 data points' "$out"
+out=$(grpcurl -plaintext -d '{"batch_id":"b1","requests":[{"request_id":"a","algorithm":"max","data":[1,9,3]},{"request_id":"b","algorithm":"nope","data":[1]}]}' "$ADDR" analytics.AnalyticsEngine/BatchAnalyze)
+check "BatchAnalyze ok item" '"result_json": "9.0"' "$out"
+check "BatchAnalyze failing item" '"error_code": "UNKNOWN_ALGORITHM"' "$out"
+out=$(printf '%s\n' '{"request_id":"s1","algorithm":"mean","data":[1,2]}' '{"data":[3,4]}' | grpcurl -plaintext -d @ "$ADDR" analytics.AnalyticsEngine/AnalyzeStream)
+check "AnalyzeStream" '"result_json": "2.5"' "$out"
+if (( WORKERS > 0 )); then
+  out=$(grpcurl -plaintext -d '{"request_id":"k1","algorithm":"kmeans","data":[1,1.1,0.9,10,10.2,9.8],"params":{"k":"2"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+  check "Analyze kmeans (python)" '"implementation": "python"' "$out"
+  check "kmeans result keys" 'n_clusters' "$out"
+  out=$(grpcurl -plaintext -d '{"request_id":"k2","algorithm":"kmeans","data":[1,2,3,4,5,6],"shape":[3,2],"params":{"k":"2"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+  check "Analyze kmeans matrix" '"success": true' "$out"
+  out=$(grpcurl -plaintext -d '{"request_id":"t1","algorithm":"sentiment_analysis","params":{"text":"I love this great product"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+  check "sentiment" 'positive' "$out"
+  out=$(grpcurl -plaintext -d '{"request_id":"p1","algorithm":"mean","data":[1,2,3],"options":{"prefer_rust":false,"allow_python":true,"include_metadata":true}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+  check "prefer_rust=false runs python" '"implementation": "python"' "$out"
+  check "python mean" '"result_json": "2.0"' "$out"
+fi
+check "curl /health" '"status":"ok"' "$(curl -fsS "http://$ADDR/health")"
+check "curl /metrics" 'analytics_requests_total' "$(curl -fsS "http://$ADDR/metrics")"
+check "grpcurl over the unix socket" '"result_json": "2.0"' "$(grpcurl -plaintext -d '{"algorithm":"median","data":[3,1,2]}' "unix://$SOCK" analytics.AnalyticsEngine/Analyze)"
+check "--health-check" '"status":"ok"' "$(java -jar engine/target/analytics-engine.jar --health-check --listen "$ADDR")"
+check "--version" 'analytics-server' "$(java -jar engine/target/analytics-engine.jar --version)"
+
+kill -TERM "$ENGINE_PID"
+rc=0; wait "$ENGINE_PID" || rc=$?
+ENGINE_PID=""
+check "SIGTERM exits 0" "rc=0" "rc=$rc"
+check "socket removed on exit" "gone" "$( [[ -e "$SOCK" ]] && echo present || echo gone)"
+if (( fails )); then echo "e2e: $fails check(s) failed; engine log:"; cat "$LOG"; exit 1; fi
+echo "e2e: all checks passed"
