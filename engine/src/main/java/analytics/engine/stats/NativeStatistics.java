@@ -410,59 +410,161 @@ public final class NativeStatistics {
 
     private static Object mode(double[] d, Map<String, String> p) {
         int n = d.length;
-        if (n > (1 << 28)) {
-            return modeBySorting(d);
-        }
-        // open-addressing hash of the rounded values' bit patterns -> counts (no boxing);
-        // capacity a power of two between 2n and 4n, so probes stay short and always terminate
-        int cap = Integer.highestOneBit(Math.max(4, n)) << 2;
-        int mask = cap - 1;
-        long[] keys = new long[cap];
-        int[] counts = new int[cap];
-        int best = 0;
+        // Few distinct values (the usual case for a mode): a small hash table that stays in
+        // cache. Once it would outgrow the cache, counting by sorting is faster: LSD radix sort of
+        // the rounded values (streaming passes, no random access into a 10^6-slot table).
+        CountTable t = new CountTable();
         for (int i = 0; i < n; i++) {
-            long bits = Double.doubleToRawLongBits(round6(d[i]));
-            long h = bits * 0x9E3779B97F4A7C15L;
-            int slot = (int) (h ^ (h >>> 32)) & mask;
-            while (counts[slot] != 0 && keys[slot] != bits) {
-                slot = (slot + 1) & mask;
-            }
-            keys[slot] = bits;
-            int c = ++counts[slot];
-            if (c > best) {
-                best = c;
+            if (!t.add(Double.doubleToRawLongBits(round6(d[i])))) {
+                return modeBySorting(d);
             }
         }
-        int nModes = 0;
-        for (int s = 0; s < cap; s++) {
-            if (counts[s] == best) {
-                nModes++;
-            }
-        }
-        double[] modes = new double[nModes];
-        int j = 0;
-        for (int s = 0; s < cap; s++) {
-            if (counts[s] == best) {
-                modes[j++] = Double.longBitsToDouble(keys[s]);
-            }
-        }
-        Arrays.sort(modes);
-        return modeResult(modes, best, n);
+        return modeResult(t.modes(), t.best, n);
     }
 
-    /** The same result via one sorted copy, for inputs too large for the hash table. */
+    /**
+     * Open-addressing hash of the rounded values' bit patterns to their counts, no boxing: key
+     * and count interleaved in one {@code long[]} so a probe touches one cache line. It starts
+     * at 4096 slots and doubles at half load up to {@link #MAX_CAP} slots (2 MiB); {@link #add}
+     * returns false when more distinct values arrive than that holds.
+     */
+    private static final class CountTable {
+        static final int MAX_CAP = 1 << 17;
+        long[] t;
+        int mask;
+        int size;
+        int best;
+
+        CountTable() {
+            int cap = 1 << 12;
+            t = new long[2 * cap];
+            mask = cap - 1;
+        }
+
+        /**
+         * Fibonacci hashing: the top log2(capacity) bits of key * 2^64/phi, which depend on every
+         * key bit (the low bits would not: rounded values often end in long runs of zero bits).
+         */
+        private static int slot(long bits, int mask) {
+            long h = (bits ^ (bits >>> 31)) * 0x9E3779B97F4A7C15L;
+            return (int) (h >>> (64 - Integer.bitCount(mask)));
+        }
+
+        boolean add(long bits) {
+            long[] t = this.t;
+            int mask = this.mask;
+            int s = slot(bits, mask);
+            while (true) {
+                long c = t[2 * s + 1];
+                if (c == 0) {
+                    t[2 * s] = bits;
+                    t[2 * s + 1] = 1;
+                    if (best == 0) {
+                        best = 1;
+                    }
+                    if (++size > (mask >>> 1)) {
+                        if (mask + 1 >= MAX_CAP) {
+                            return false;
+                        }
+                        grow();
+                    }
+                    return true;
+                }
+                if (t[2 * s] == bits) {
+                    t[2 * s + 1] = ++c;
+                    if (c > best) {
+                        best = (int) c;
+                    }
+                    return true;
+                }
+                s = (s + 1) & mask;
+            }
+        }
+
+        private void grow() {
+            long[] old = t;
+            int cap = (mask + 1) << 1;
+            long[] nt = new long[2 * cap];
+            int m = cap - 1;
+            for (int i = 0; i < old.length; i += 2) {
+                if (old[i + 1] != 0) {
+                    int s = slot(old[i], m);
+                    while (nt[2 * s + 1] != 0) {
+                        s = (s + 1) & m;
+                    }
+                    nt[2 * s] = old[i];
+                    nt[2 * s + 1] = old[i + 1];
+                }
+            }
+            t = nt;
+            mask = m;
+        }
+
+        /** The values with the highest count, ascending. */
+        double[] modes() {
+            int k = 0;
+            for (int i = 1; i < t.length; i += 2) {
+                if (t[i] == best) {
+                    k++;
+                }
+            }
+            double[] out = new double[k];
+            int j = 0;
+            for (int i = 0; i < t.length; i += 2) {
+                if (t[i + 1] == best) {
+                    out[j++] = Double.longBitsToDouble(t[i]);
+                }
+            }
+            Arrays.sort(out);
+            return out;
+        }
+    }
+
+    /**
+     * Mode by sorting: the rounded values mapped to order-preserving unsigned keys, LSD radix
+     * sorted 8 bits at a time (a pass whose digit is the same for every key is skipped, which for
+     * data in a limited range is most of the exponent bits), then one scan over the runs; the
+     * modes come out ascending.
+     */
     private static Object modeBySorting(double[] d) {
         int n = d.length;
-        double[] c = new double[n];
+        long[] a = new long[n];
+        long[] b = new long[n];
+        int[][] hist = new int[8][256];
         for (int i = 0; i < n; i++) {
-            c[i] = round6(d[i]);
+            long bits = Double.doubleToRawLongBits(round6(d[i]));
+            // signed order of doubles -> unsigned order of longs
+            long u = (bits ^ ((bits >> 63) & 0x7FFFFFFFFFFFFFFFL)) ^ Long.MIN_VALUE;
+            a[i] = u;
+            for (int p = 0; p < 8; p++) {
+                hist[p][(int) (u >>> (8 * p)) & 0xFF]++;
+            }
         }
-        Arrays.sort(c);
+        for (int p = 0; p < 8; p++) {
+            int[] h = hist[p];
+            if (h[(int) (a[0] >>> (8 * p)) & 0xFF] == n) {
+                continue; // every key has the same digit here
+            }
+            int sum = 0;
+            for (int k = 0; k < 256; k++) {
+                int c = h[k];
+                h[k] = sum;
+                sum += c;
+            }
+            int shift = 8 * p;
+            for (int i = 0; i < n; i++) {
+                long u = a[i];
+                b[h[(int) (u >>> shift) & 0xFF]++] = u;
+            }
+            long[] t = a;
+            a = b;
+            b = t;
+        }
         int best = 0;
         int nModes = 0;
         for (int i = 0; i < n; ) {
-            int j = i;
-            while (j < n && c[j] == c[i]) {
+            int j = i + 1;
+            while (j < n && a[j] == a[i]) {
                 j++;
             }
             int run = j - i;
@@ -471,11 +573,16 @@ public final class NativeStatistics {
                 nModes = 0;
             }
             if (run == best) {
-                c[nModes++] = c[i]; // write position never passes the read position
+                b[nModes++] = a[i];
             }
             i = j;
         }
-        return modeResult(Arrays.copyOf(c, nModes), best, n);
+        double[] modes = new double[nModes];
+        for (int i = 0; i < nModes; i++) {
+            long s = b[i] ^ Long.MIN_VALUE;
+            modes[i] = Double.longBitsToDouble(s ^ ((s >> 63) & 0x7FFFFFFFFFFFFFFFL));
+        }
+        return modeResult(modes, best, n);
     }
 
     private static Object modeResult(double[] modes, int best, int n) {
