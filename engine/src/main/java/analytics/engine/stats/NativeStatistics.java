@@ -41,7 +41,8 @@ import java.util.regex.Pattern;
  *       error when either slice is constant.
  *   <li>{@code summary}: count, mean, median, std, variance, min, max, range, q25, q75, autocorr,
  *       skewness, kurtosis (the last three null when undefined or too few points); needs 2
- *       points. Pass 1 = sum, min, max; pass 2 = all central moments and the lag products fused;
+ *       points. The mean pass, a fused min/max pass, then one fused pass for all central moments
+ *       and the lag products;
  *       one copy for median/q25/q75 placed by a single multi-rank selection.
  * </ul>
  * Scalars are returned as {@link Double}, counts as {@link Long}. A result that overflows the
@@ -63,7 +64,10 @@ public final class NativeStatistics {
         reg(k, mp, "variance", 2, NativeStatistics::variance);
         reg(k, mp, "min", 1, (d, p) -> Summation.min(d));
         reg(k, mp, "max", 1, (d, p) -> Summation.max(d));
-        reg(k, mp, "range", 1, (d, p) -> Summation.max(d) - Summation.min(d));
+        reg(k, mp, "range", 1, (d, p) -> {
+            double[] mm = Summation.minMax(d);
+            return mm[1] - mm[0];
+        });
         reg(k, mp, "percentile", 1, (d, p) -> quantile(d, percentileParam(p) / 100.0));
         reg(k, mp, "q1", 1, (d, p) -> quantile(d, 0.25));
         reg(k, mp, "q3", 1, (d, p) -> quantile(d, 0.75));
@@ -604,10 +608,11 @@ public final class NativeStatistics {
 
     private static Object summary(double[] x, Map<String, String> p) {
         int n = x.length;
-        // pass 1: sum (numpy order, so mean == the mean kernel), min, max
+        // pass 1: sum (numpy order, so mean == the mean kernel); min and max in one more pass
         double mean = meanOf(x);
-        double min = Summation.min(x);
-        double max = Summation.max(x);
+        double[] mm = Summation.minMax(x);
+        double min = mm[0];
+        double max = mm[1];
         // pass 2: central moments and lag-1 products, fused
         double[] s = new double[7];
         Summation.moments(x, mean, n >= 3, s);
