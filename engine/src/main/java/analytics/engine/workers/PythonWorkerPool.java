@@ -219,7 +219,7 @@ public final class PythonWorkerPool implements PythonBackend {
             }
             Files.deleteIfExists(sock);
             supervisor = new WorkerSupervisor(config, sock, scheduler, new Events());
-            server = new WorkerSocketServer(sock, config.maxFrameBytes(), supervisor);
+            server = new WorkerSocketServer(sock, config.maxFrameBytes(), config.startupTimeout(), supervisor);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot set up the worker runtime directory: " + e.getMessage(), e);
         } catch (InterruptedException e) {
