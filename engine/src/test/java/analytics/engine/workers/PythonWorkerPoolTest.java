@@ -520,4 +520,19 @@ class PythonWorkerPoolTest {
         }
         await("the pool to be full again", Duration.ofSeconds(20), () -> count(pool, "ready") == 2);
     }
+
+    @Test
+    void badPythonPathIsReportedClearly() throws Exception {
+        WorkerPoolConfig cfg = config().withPython(Path.of("/nonexistent/bin/python3"))
+                .withRestart(Duration.ofMillis(10), Duration.ofMillis(50), 2);
+        PythonWorkerPool pool = new PythonWorkerPool(cfg, meters);
+        pools.add(pool);
+        pool.start();
+        assertFalse(pool.awaitReady(Duration.ofSeconds(10), false));
+        await("both slots down", Duration.ofSeconds(10), () -> count(pool, "down") == 2);
+        AnalysisException e = failure(pool.submit(input("bp-1", "mean", Map.of(), 1), 5000));
+        assertEquals(ErrorCode.UNAVAILABLE, e.code());
+        assertTrue(e.getMessage().contains("cannot start /nonexistent/bin/python3"), e.getMessage());
+        assertFalse(pool.isAvailable());
+    }
 }
