@@ -57,6 +57,9 @@ public final class EngineConfig {
                     "recycle a worker whose resident memory exceeds this, in MiB"),
             new Setting("worker_startup_timeout_s", "ANALYTICS_WORKER_STARTUP_TIMEOUT_S", "60",
                     "seconds a worker may take to start and say hello"),
+            new Setting("worker_preload", "ANALYTICS_WORKER_PRELOAD", "false",
+                    "workers import scikit-learn/statsmodels before they report ready: first ML request fast, "
+                    + "~185 MiB instead of ~30 MiB per idle worker"),
             new Setting("shutdown_grace_s", "ANALYTICS_SHUTDOWN_GRACE_S", "20",
                     "seconds in-flight requests get to finish on SIGTERM"),
             new Setting("log_level", "ANALYTICS_LOG", "info",
@@ -177,6 +180,7 @@ public final class EngineConfig {
                 .contains(v.toLowerCase(Locale.ROOT)) ? null : "must be one of error, warn, info, debug, trace");
         check(errors, "log_timestamps", v -> isBool(v) ? null : "must be true or false");
         check(errors, "test_mode", v -> isBool(v) ? null : "must be true or false");
+        check(errors, "worker_preload", v -> isBool(v) ? null : "must be true or false");
         check(errors, "max_message_mb", v -> isInt(v, 1, 2047) ? null : "must be 1..2047");
         if (tlsCert().isEmpty() != tlsKey().isEmpty()) {
             errors.add("tls_cert and tls_key must be set together");
@@ -310,6 +314,10 @@ public final class EngineConfig {
 
     public String tlsKey() {
         return values.get("tls_key");
+    }
+
+    public boolean workerPreload() {
+        return bool(values.get("worker_preload"));
     }
 
     public boolean testMode() {
