@@ -60,6 +60,7 @@ skip() {
     exit 77
 }
 
+[[ "${SKIP_DEPLOY_TEST:-0}" == 1 ]] && skip "SKIP_DEPLOY_TEST=1 is set"
 [[ $(id -u) -eq 0 ]] || skip "needs root (systemd-nspawn, debootstrap): run with sudo"
 if ! have systemd-nspawn || ! have debootstrap; then
     if have apt-get; then
@@ -298,6 +299,10 @@ check "the main process runs as analytics" ok '[[ "$(ct ps -o user= -p "$mp")" =
 ct ps -o comm=,args= -p "$mp" > "$work/ps.txt" || true
 check "ps shows the name: $(cut -c1-60 "$work/ps.txt")" grep -q "^analytics-serve *analytics-server " "$work/ps.txt"
 check "analytics-server --version: $(ct /opt/v7/analytics-engine/bin/analytics-server --version 2>&1 | head -n1)" ok 'ct /opt/v7/analytics-engine/bin/analytics-server --version | grep -q .'
+check "analytics-server --health-check (exit 0 against the running service)" ok 'ct /opt/v7/analytics-engine/bin/analytics-server --health-check >/dev/null'
+ct runuser -u analytics -- /opt/v7/analytics-engine/bin/analytics-server --test-python > "$work/test-python.txt" 2>&1 \
+    && pass "analytics-server --test-python as user analytics: $(tail -n1 "$work/test-python.txt" | cut -c1-80)" \
+    || { cat "$work/test-python.txt" >&2; fail "analytics-server --test-python"; }
 check "Type=notify unit is active, status text: $(unit_prop StatusText)" ok '[[ "$(unit_prop Type)" == notify ]]'
 
 # ------------------------------------------------------------------ 3. requests
