@@ -36,11 +36,8 @@ final class Signals {
         new Thread(stop, "shutdown").start();
     }
 
-    private static final AtomicBoolean WATCHDOG = new AtomicBoolean();
-
     static void notifyReady(String status) {
         analytics.engine.server.SystemdNotify.ready(status);
-        startWatchdog();
     }
 
     static void notifyReloading() {
@@ -49,21 +46,5 @@ final class Signals {
 
     static void notifyStopping() {
         analytics.engine.server.SystemdNotify.stopping();
-    }
-
-    /** WatchdogSec= of the unit: ping at half the interval from a daemon thread, once ready. */
-    private static void startWatchdog() {
-        long interval = analytics.engine.server.SystemdNotify.watchdogIntervalMillis();
-        if (interval <= 0 || !WATCHDOG.compareAndSet(false, true)) {
-            return;
-        }
-        java.util.concurrent.ScheduledExecutorService timer =
-                java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
-                    Thread t = new Thread(r, "systemd-watchdog");
-                    t.setDaemon(true);
-                    return t;
-                });
-        timer.scheduleAtFixedRate(analytics.engine.server.SystemdNotify::watchdogPing, 0, Math.max(1, interval / 2),
-                java.util.concurrent.TimeUnit.MILLISECONDS);
     }
 }
