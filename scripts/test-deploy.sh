@@ -481,8 +481,10 @@ if have ssh && have scp && have ssh-keygen; then
     fi
     check "the remote run installed the venv offline (wheels)" grep -q "offline, from the build's wheels" "$work/deploy-ssh.log"
     nb1=$(ct bash -c 'ls /opt/v7/backups | wc -l')
-    check "remote deploy made a backup and is healthy on 127.0.0.1:50051 again" \
-        ok '(( nb1 == nb0 + 1 )) && [[ "$(health_code)" == 200 ]] && ct ss -Hltn "sport = :50051" | grep -q "127.0.0.1:50051"'
+    check "remote deploy made a backup ($nb0 -> $nb1, keeping the last $AE_KEEP_BACKUPS)" ok '(( nb1 == nb0 + 1 || (nb0 == AE_KEEP_BACKUPS && nb1 == nb0) ))'
+    check "healthy after the remote deploy" ok '[[ "$(health_code)" == 200 ]]'
+    check "listening on 127.0.0.1:50051 again: $(ct ss -Hltn "sport = :50051" | awk '{print $4}' | paste -sd' ' -)" \
+        ok 'ct ss -Hltn "sport = :50051" | awk "{print \$4}" | grep -qx "127.0.0.1:50051"'
     check "the shipped build was removed from the remote /tmp" ok '! ct bash -c "ls -d /tmp/analytics-engine-deploy.* 2>/dev/null | grep -q ."'
 else
     fail "ssh/scp/ssh-keygen missing on this host (apt-get install openssh-client): cross-server deploy not tested"
