@@ -162,6 +162,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# the host's JDK, read-only, to prove the launcher also runs on a host Java 17+ without runtime/
+host_jdk=$(dirname "$(dirname "$(readlink -f "$(command -v java 2>/dev/null || echo /nonexistent/bin/java)")")")
+host_jdk_bind=()
+[[ -x "$host_jdk/bin/java" ]] && host_jdk_bind=(--bind-ro="$host_jdk:/opt/host-jdk")
 log_info "booting systemd in container $name (private network)"
 for cg in "${cgroups[@]}"; do
     [[ -d "$(dirname "$cg")" ]] && mkdir -p "$cg"
@@ -174,7 +178,8 @@ done
         --volatile=overlay --private-network \
         --bind-ro="$dist:/srv/build/analytics-engine" \
         --bind-ro="$grpcurl:/usr/local/bin/grpcurl" \
-        --bind-ro="$repo/proto:/srv/proto"
+        --bind-ro="$repo/proto:/srv/proto" \
+        "${host_jdk_bind[@]}"
 ) > "$work/nspawn.log" 2>&1 < /dev/null &
 nspawn_pid=$!
 
@@ -304,6 +309,15 @@ ct runuser -u analytics -- /opt/v7/analytics-engine/bin/analytics-server --test-
     && pass "analytics-server --test-python as user analytics: $(tail -n1 "$work/test-python.txt" | cut -c1-80)" \
     || { cat "$work/test-python.txt" >&2; fail "analytics-server --test-python"; }
 check "Type=notify unit is active, status text: $(unit_prop StatusText)" ok '[[ "$(unit_prop Type)" == notify ]]'
+
+if (( ${#host_jdk_bind[@]} )); then
+    ctsh 'rm -rf /tmp/nort && mkdir /tmp/nort && cp -a /opt/v7/analytics-engine/bin /opt/v7/analytics-engine/lib /tmp/nort/'
+    check "without runtime/: the launcher uses \$JAVA_HOME (a host Java 17)" \
+        ok 'ct env JAVA_HOME=/opt/host-jdk /tmp/nort/bin/analytics-server --version 2>&1 | grep -q "^java 17"'
+    check "without runtime/ and without any Java: a clear error" \
+        ok 'ct /tmp/nort/bin/analytics-server --version 2>&1 | grep -q "no Java runtime found"'
+    ct rm -rf /tmp/nort
+fi
 
 # ------------------------------------------------------------------ 3. requests
 log_step "3. health and gRPC"
@@ -510,6 +524,15 @@ ctsh "rm -f /etc/systemd/system/ae-unhardened.service && systemctl daemon-reload
 [[ -n "$after" ]] && pass "systemd-analyze security: $after (without the hardening block: $before)" || fail "systemd-analyze security gave no score"
 note "systemd-analyze security: before hardening $before, after $after"
 [[ "$(ct systemctl is-active analytics-engine)" == active && "$(health_code)" == 200 ]] && pass "still active and healthy under full hardening" || fail "not healthy at the end"
+wd=$(unit_prop WatchdogUSec); mp=$(main_pid); nr=$(unit_prop NRestarts)
+start_s=$(date -d "$(unit_prop ExecMainStartTimestamp)" +%s)
+wd_s=$(( $(ct systemd-analyze timespan "$wd" | awk 'NR == 2 {print $NF}') / 1000000 ))
+log_info "waiting until the service has run for WatchdogSec ($wd) + 5 s without a ping timeout"
+up_s() { echo $(( $(date +%s) - start_s )); }
+deadline=$((SECONDS + wd_s + 30))
+while (( $(up_s) < wd_s + 5 && SECONDS < deadline )); do sleep 1; done
+check "watchdog: up $(up_s) s > WatchdogSec $wd_s s, same process, no restart (the engine pings)" \
+    ok '(( wd_s > 0 && $(up_s) >= wd_s + 5 )) && [[ "$(main_pid)" == "$mp" && "$(unit_prop NRestarts)" == "$nr" ]]'
 check "no watchdog timeouts in the journal" ok '[[ "$(ct journalctl -u analytics-engine --no-pager -o cat | grep -c "Watchdog timeout")" == 0 ]]'
 
 # ------------------------------------------------------------------ 14. stop drains and exits cleanly
