@@ -41,7 +41,12 @@ public final class StreamIngest {
                 }
                 int add = chunk.getDataCount();
                 if ((long) size + add > maxPoints) {
+                    // Answer at once (the client need not upload the rest) and drop what was gathered.
                     error = "stream exceeds " + maxPoints + " data points (setting max_data_points)";
+                    data = null;
+                    out.onNext(AnalysisResponse.newBuilder().setRequestId(header.getRequestId()).setSuccess(false)
+                            .setErrorCode(ErrorCode.INVALID_ARGUMENT).setErrorMessage(error).build());
+                    out.onCompleted();
                     return;
                 }
                 if (size + add > data.length) {
@@ -66,10 +71,7 @@ public final class StreamIngest {
                     return;
                 }
                 if (error != null) {
-                    out.onNext(AnalysisResponse.newBuilder().setRequestId(header.getRequestId()).setSuccess(false)
-                            .setErrorCode(ErrorCode.INVALID_ARGUMENT).setErrorMessage(error).build());
-                    out.onCompleted();
-                    return;
+                    return; // already answered in onNext
                 }
                 AnalysisRequest.Builder req = AnalysisRequest.newBuilder()
                         .setRequestId(header.getRequestId())
