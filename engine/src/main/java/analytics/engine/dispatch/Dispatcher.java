@@ -159,7 +159,7 @@ public final class Dispatcher {
      * Client-supplied text as it may appear in a log line or an error message: at most 64 characters,
      * control and bidi/format characters escaped as \\uXXXX (no log forging, no megabyte echoes).
      */
-    static String printable(String s) {
+    public static String printable(String s) {
         return printable(s, 64);
     }
 
@@ -184,7 +184,7 @@ public final class Dispatcher {
         return b.toString();
     }
 
-    private String unknownMessage(String algorithm) {
+    public String unknownMessage(String algorithm) {
         return "unknown algorithm '" + printable(algorithm) + "'; supported: " + String.join(", ", registry.names());
     }
 
