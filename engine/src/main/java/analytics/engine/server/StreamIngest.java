@@ -104,8 +104,9 @@ public final class StreamIngest {
                 if (header == null) {
                     begin(chunk);
                 } else if (!chunk.getAlgorithm().isEmpty() && !chunk.getAlgorithm().trim().equals(algorithm)) {
-                    throw AnalysisException.invalid("chunk " + chunks + " names algorithm '" + chunk.getAlgorithm()
-                            + "' but the stream started as '" + algorithm + "'; only the first chunk sets it");
+                    throw AnalysisException.invalid("chunk " + chunks + " names algorithm '"
+                            + Dispatcher.printable(chunk.getAlgorithm()) + "' but the stream started as '"
+                            + Dispatcher.printable(algorithm) + "'; only the first chunk sets it");
                 }
                 int m = chunk.getDataCount();
                 if (acc != null) {
@@ -140,8 +141,7 @@ public final class StreamIngest {
             algorithm = chunk.getAlgorithm().trim();
             spec = dispatcher.registry().get(algorithm);
             if (spec == null) {
-                throw new AnalysisException(ErrorCode.UNKNOWN_ALGORITHM, "unknown algorithm '" + algorithm
-                        + "'; supported: " + String.join(", ", dispatcher.registry().names()));
+                throw new AnalysisException(ErrorCode.UNKNOWN_ALGORITHM, dispatcher.unknownMessage(algorithm));
             }
             if (spec.nativeImpl() && StreamAccumulator.STREAMABLE.contains(spec.name())) {
                 acc = new StreamAccumulator(spec.name(), chunk.getParamsMap(), kernels, spec.minPoints(),
