@@ -241,10 +241,34 @@ public final class Main implements Callable<Integer> {
         log.debug("warm-up took {} ms", (System.nanoTime() - t0) / 1_000_000);
     }
 
+    /**
+     * Under systemd with WatchdogSec=, pings the watchdog at half its interval while the server answers
+     * its own health probe path in-process (a wedged engine stops pinging and systemd restarts it).
+     */
+    private static void startWatchdog(EngineServer server) {
+        long interval = analytics.engine.server.SystemdNotify.watchdogIntervalMillis();
+        if (interval <= 0) {
+            return;
+        }
+        var timer = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "systemd-watchdog");
+            t.setDaemon(true);
+            return t;
+        });
+        timer.scheduleAtFixedRate(() -> {
+            if (server.alive()) {
+                analytics.engine.server.SystemdNotify.watchdogPing();
+            }
+        }, interval / 2, interval / 2, java.util.concurrent.TimeUnit.MILLISECONDS);
+    }
+
     private int serve(EngineConfig cfg) {
         Logger log = LoggerFactory.getLogger(Main.class);
         log.info("analytics-server {} (git {}) starting on Java {}", BuildInfo.VERSION, BuildInfo.GIT_COMMIT,
                 Runtime.version());
+        if (cfg.testMode()) {
+            log.warn("TEST MODE: the workers' _test_* algorithms are reachable; never use this in production");
+        }
         EngineMetrics metrics = new EngineMetrics();
         PythonBackend py;
         try {
@@ -253,7 +277,7 @@ public final class Main implements Callable<Integer> {
             log.error("cannot start the Python workers: {}", e.getMessage());
             return 3;
         }
-        Dispatcher dispatcher = new Dispatcher(new AlgorithmRegistry(), NativeStatistics.KERNELS, py, metrics,
+        Dispatcher dispatcher = new Dispatcher(new AlgorithmRegistry(cfg.testMode()), NativeStatistics.KERNELS, py, metrics,
                 new Dispatcher.Limits(cfg.maxDataPoints(), cfg.defaultTimeoutMs()));
         warmUp(log);
         EngineServer server = new EngineServer(cfg, dispatcher, metrics);
@@ -289,8 +313,9 @@ public final class Main implements Callable<Integer> {
         });
         PythonWiring.whenReady(py, () -> {
             log.info("ready: {}", py == null ? "native only (workers = 0)" : "Python workers up");
-            Signals.notifyReady("serving");
+            Signals.notifyReady("serving on " + cfg.listen());
         });
+        startWatchdog(server);
         try {
             stopped.await();
         } catch (InterruptedException e) {

@@ -73,18 +73,17 @@ public final class Dispatcher {
         boolean withMetadata = !req.hasOptions() || req.getOptions().getIncludeMetadata();
         EngineMetrics.InFlight inFlight = metrics.started();
         CompletableFuture<Outcome> outcome;
+        String chosen = "none"; // stays "none" when the request is refused before anything runs
         try {
             if (spec == null) {
                 throw new AnalysisException(ErrorCode.UNKNOWN_ALGORITHM, unknownMessage(algorithm));
             }
             Validated v = validate(req, requestId, spec);
-            String impl = chooseImplementation(spec, req);
+            chosen = chooseImplementation(spec, req);
             long timeoutMs = effectiveTimeout(req, deadlineRemainingMs);
-            if (impl.equals("native")) {
-                outcome = CompletableFuture.completedFuture(runNative(spec, v));
-            } else {
-                outcome = runPython(v, timeoutMs);
-            }
+            outcome = chosen.equals("native")
+                    ? CompletableFuture.completedFuture(runNative(spec, v))
+                    : runPython(v, timeoutMs);
         } catch (AnalysisException e) {
             outcome = CompletableFuture.failedFuture(e);
         } catch (RuntimeException e) {
@@ -92,12 +91,11 @@ public final class Dispatcher {
             outcome = CompletableFuture.failedFuture(
                     new AnalysisException(ErrorCode.INTERNAL, "internal error: " + e.getClass().getSimpleName()));
         }
-        String implGuess = spec == null ? "none" : (spec.nativeImpl() && chooseSafe(spec, req).equals("native")
-                ? "native" : "python");
+        String implementation = chosen;
         return outcome.handle((out, err) -> {
             long micros = (System.nanoTime() - start) / 1000;
             AnalysisResponse.Builder b = AnalysisResponse.newBuilder().setRequestId(requestId);
-            String impl = out != null ? out.implementation : implGuess;
+            String impl = out != null ? out.implementation : implementation;
             String metricAlgorithm = spec == null ? "unknown" : spec.name();
             if (err == null) {
                 b.setSuccess(true).setResultJson(out.resultJson);
@@ -161,7 +159,7 @@ public final class Dispatcher {
      * Client-supplied text as it may appear in a log line or an error message: at most 64 characters,
      * control and bidi/format characters escaped as \\uXXXX (no log forging, no megabyte echoes).
      */
-    static String printable(String s) {
+    public static String printable(String s) {
         return printable(s, 64);
     }
 
@@ -186,7 +184,7 @@ public final class Dispatcher {
         return b.toString();
     }
 
-    private String unknownMessage(String algorithm) {
+    public String unknownMessage(String algorithm) {
         return "unknown algorithm '" + printable(algorithm) + "'; supported: " + String.join(", ", registry.names());
     }
 
@@ -372,14 +370,6 @@ public final class Dispatcher {
     }
 
     // ---------------------------------------------------------------- implementation choice
-
-    private String chooseSafe(AlgorithmSpec spec, AnalysisRequest req) {
-        try {
-            return chooseImplementation(spec, req);
-        } catch (AnalysisException e) {
-            return spec.nativeImpl() ? "native" : "python";
-        }
-    }
 
     /**
      * v7 semantics: no options = prefer native, allow Python. {@code prefer_rust} means "prefer native";

@@ -4,6 +4,7 @@ import analytics.engine.BuildInfo;
 import analytics.engine.config.EngineConfig;
 import analytics.engine.dispatch.Dispatcher;
 import analytics.engine.metrics.EngineMetrics;
+import analytics.engine.stats.NativeStatistics;
 import analytics.engine.workers.PythonBackend;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.grpc.Server;
@@ -109,7 +110,12 @@ public final class EngineServer implements AutoCloseable {
     private void startListeners() throws IOException {
         BearerAuth auth = new BearerAuth(config.authToken());
         HttpEndpoints http = new HttpEndpoints(this::health, metrics::scrape, auth);
-        StreamIngest streamIngest = new StreamIngest(dispatcher, config.maxDataPoints());
+        if (config.testMode() && !analytics.engine.stats.streaming.StreamingQuantiles.seedSketchRandom(42)) {
+            LOG.warn("test_mode: could not seed the KLL sketch's random generator; quantile sketches vary per run");
+        }
+        StreamIngest streamIngest = new StreamIngest(dispatcher, NativeStatistics.KERNELS, metrics,
+                new StreamIngest.Limits(config.streamMaxPoints(), config.streamExactMaxPoints(),
+                        config.streamSketchK(), config.streamExactTotalBytes()));
         AnalyticsService service = new AnalyticsService(dispatcher, compute, config.maxBatchSize(),
                 config.batchConcurrency(), BuildInfo.VERSION, this::healthy, this::capabilities, streamIngest);
         EngineConfig.HostPort listen = config.listen();
@@ -207,6 +213,18 @@ public final class EngineServer implements AutoCloseable {
     }
 
     // ---------------------------------------------------------------- health
+
+    /** Liveness for the systemd watchdog: the listener is up and its event loops accept work. */
+    public boolean alive() {
+        if (tcp == null || tcp.isTerminated()) {
+            return false;
+        }
+        try {
+            return workers.submit(() -> true).get(5, TimeUnit.SECONDS);
+        } catch (Exception e) {
+            return false;
+        }
+    }
 
     /** Ready = serving and, when Python workers are configured, at least one is ready. */
     public boolean healthy() {

@@ -93,6 +93,7 @@ public final class PythonWorkerPool implements PythonBackend {
     private final MeterRegistry meters;
     private final ScheduledExecutorService scheduler;
     private final ExecutorService borrowers;
+    private final ExecutorService completions;
     private final Bulkhead bulkhead;
     private final RateLimiter rateLimiter;
     private final CircuitBreaker breaker;
@@ -126,13 +127,19 @@ public final class PythonWorkerPool implements PythonBackend {
         }
         this.config = config;
         this.meters = meters;
+        // Core threads never time out: workers are spawned on these threads and their PDEATHSIG is tied to them.
         ScheduledThreadPoolExecutor s = new ScheduledThreadPoolExecutor(2, daemon("worker-supervisor"));
         s.setRemoveOnCancelPolicy(true);
+        s.prestartAllCoreThreads();
         this.scheduler = s;
         ThreadPoolExecutor b = new ThreadPoolExecutor(config.maxConcurrent(), config.maxConcurrent(), 30,
                 TimeUnit.SECONDS, new LinkedBlockingQueue<>(), daemon("python-borrow"));
         b.allowCoreThreadTimeOut(true);
         this.borrowers = b;
+        ThreadPoolExecutor c = new ThreadPoolExecutor(2, 2, 30, TimeUnit.SECONDS, new LinkedBlockingQueue<>(),
+                daemon("python-complete"));
+        c.allowCoreThreadTimeOut(true);
+        this.completions = c;
         this.bulkhead = Bulkhead.of("python", BulkheadConfig.custom()
                 .maxConcurrentCalls(config.maxConcurrent()).maxWaitDuration(Duration.ZERO).build());
         this.rateLimiter = config.rateLimitPerSecond() <= 0 ? null : RateLimiter.of("python", RateLimiterConfig.custom()
@@ -156,7 +163,7 @@ public final class PythonWorkerPool implements PythonBackend {
         this.retry = Retry.of("python", RetryConfig.custom()
                 .maxAttempts(2)
                 .waitDuration(Duration.ZERO)
-                .retryOnException(t -> unwrap(t) instanceof WorkerDiedException)
+                .retryOnException(t -> unwrap(t) instanceof WorkerDiedException d && d.retryable())
                 .failAfterMaxAttempts(false)
                 .build());
         this.restarts = Counter.builder("analytics.python.worker.restarts").description("worker processes started to replace another").register(meters);
@@ -192,7 +199,7 @@ public final class PythonWorkerPool implements PythonBackend {
         if (!started.compareAndSet(false, true)) {
             return;
         }
-        if (!Files.isExecutable(config.python())) {
+        if (config.python().getNameCount() > 1 && !Files.isExecutable(config.python())) { // a bare name is looked up in PATH
             log.error("the configured Python interpreter {} does not exist or is not executable; workers will fail to start",
                     config.python());
         }
@@ -212,7 +219,7 @@ public final class PythonWorkerPool implements PythonBackend {
             }
             Files.deleteIfExists(sock);
             supervisor = new WorkerSupervisor(config, sock, scheduler, new Events());
-            server = new WorkerSocketServer(sock, config.maxFrameBytes(), supervisor);
+            server = new WorkerSocketServer(sock, config.maxFrameBytes(), config.startupTimeout(), supervisor);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot set up the worker runtime directory: " + e.getMessage(), e);
         } catch (InterruptedException e) {
@@ -237,6 +244,7 @@ public final class PythonWorkerPool implements PythonBackend {
         shutdownHook = new Thread(this::closeFromHook, "python-workers-shutdown");
         Runtime.getRuntime().addShutdownHook(shutdownHook);
         supervisor.startAll();
+        supervisor.startMemoryWatchdog();
         log.info("Python worker pool: {} workers, python {}, socket {}", config.workers(), config.python(),
                 runtimeDir.resolve("workers.sock"));
     }
@@ -311,6 +319,7 @@ public final class PythonWorkerPool implements PythonBackend {
         wakeReadyWaiters();
         scheduler.shutdownNow();
         borrowers.shutdownNow();
+        completions.shutdown();
         if (runtimeDir != null) {
             try {
                 Files.deleteIfExists(runtimeDir.resolve("workers.sock"));
@@ -498,7 +507,8 @@ public final class PythonWorkerPool implements PythonBackend {
         }
         long sent = System.nanoTime();
         call.everSent = true;
-        h.send(call.id, frame).whenComplete((msg, err) -> {
+        // Continue off the socket's event loop: pool bookkeeping and the caller's continuations must not run there.
+        h.send(call.id, frame).whenCompleteAsync((msg, err) -> {
             long rtt = (System.nanoTime() - sent) / 1000;
             boolean mine = call.onWorker.compareAndSet(h, null);
             if (err != null) {
@@ -518,7 +528,7 @@ public final class PythonWorkerPool implements PythonBackend {
             } catch (AnalysisException e) {
                 out.completeExceptionally(e);
             }
-        });
+        }, completions);
     }
 
     private static PythonResult toResult(WorkerHandle h, Map<String, Object> msg, long rttMicros) throws AnalysisException {
@@ -547,9 +557,22 @@ public final class PythonWorkerPool implements PythonBackend {
     /** Borrow with a bounded wait; see the class comment for how the factory gets workers. */
     private WorkerHandle borrow(Call call) throws AnalysisException {
         long start = System.nanoTime();
-        long deadline = Math.min(call.deadlineNanos, start + config.borrowWait().toNanos());
+        // A retry after a worker died may have to wait for a replacement to start (e.g. all workers died at once):
+        // it waits up to the start-up timeout rather than the overload bound, always within the request's deadline.
+        long bound = call.attempts.get() > 1
+                ? Math.max(config.borrowWait().toNanos(), config.startupTimeout().toNanos())
+                : config.borrowWait().toNanos();
+        long deadline = Math.min(call.deadlineNanos, start + bound);
+        boolean extended = false;
         while (true) {
             long left = deadline - System.nanoTime();
+            if (left <= 0 && !extended && !closed.get() && countByState().getOrDefault("starting", 0) > 0) {
+                // Capacity is coming back (workers restarting after a crash/kill/recycle): that is not overload,
+                // so wait for it up to the start-up timeout, still within the request's deadline.
+                extended = true;
+                deadline = Math.min(call.deadlineNanos, start + Math.max(bound, config.startupTimeout().toNanos()));
+                left = deadline - System.nanoTime();
+            }
             if (left <= 0 || closed.get()) {
                 break;
             }
@@ -581,8 +604,11 @@ public final class PythonWorkerPool implements PythonBackend {
             throw new AnalysisException(ErrorCode.UNAVAILABLE, "no Python worker is ready (" + c.getOrDefault("starting", 0)
                     + " starting, " + c.getOrDefault("down", 0) + " down)" + downSuffix() + "; waited " + waited + " ms");
         }
-        throw new AnalysisException(ErrorCode.OVERLOADED, "all " + config.workers() + " Python workers are busy; waited "
-                + waited + " ms");
+        int starting = c.getOrDefault("starting", 0);
+        int down = c.getOrDefault("down", 0);
+        String others = starting + down == 0 ? "" : " (" + starting + " more starting, " + down + " down)";
+        throw new AnalysisException(ErrorCode.OVERLOADED, "all " + (starting + down == 0 ? config.workers() : running)
+                + " Python workers are busy" + others + "; waited " + waited + " ms");
     }
 
     private void giveBack(WorkerHandle h) {
@@ -601,7 +627,11 @@ public final class PythonWorkerPool implements PythonBackend {
         try {
             pool.invalidateObject(h, DestroyMode.NORMAL);
         } catch (Exception e) {
-            supervisor.retire(h, reason);
+            // invalidateObject destroys first, then may try to top the idle set up (ensureIdle → create), which
+            // fails without a queued worker: only act if the destroy itself did not happen
+            if (!h.destroyed) {
+                supervisor.retire(h, reason);
+            }
         }
         supervisor.signalAvailability();
     }
@@ -665,8 +695,11 @@ public final class PythonWorkerPool implements PythonBackend {
     private final class Factory extends BasePooledObjectFactory<WorkerHandle> {
         @Override
         public WorkerHandle create() throws Exception {
+            // Only our borrow() may wait here. The pool also calls create() internally (ensureIdle after
+            // invalidate/destroy, addObject) on whatever thread it is on — possibly the socket's event loop,
+            // which must never block (it is the thread that would deliver the next hello): no deadline → no wait.
             Long deadline = borrowDeadline.get();
-            long d = deadline != null ? deadline : System.nanoTime() + config.borrowWait().toNanos();
+            long d = deadline != null ? deadline : System.nanoTime();
             return supervisor.takeReady(d, () -> pool.getNumIdle() > 0);
         }
 
@@ -690,10 +723,19 @@ public final class PythonWorkerPool implements PythonBackend {
                                 h.rssBytes, config.maxRssBytes());
                         return false;
                     }
-                } catch (Exception e) {
+                } catch (java.util.concurrent.TimeoutException e) {
                     log.warn("worker[{}] pid {} did not answer a ping within {} ms: replacing it", h.slot, h.pid,
                             config.pingTimeout().toMillis());
                     h.retireReason = RetireReason.BROKEN;
+                    return false;
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return false;
+                } catch (Exception e) {
+                    if (!supervisor.isClosing() && !h.ended.get()) {
+                        log.warn("worker[{}] pid {}: ping failed ({}): replacing it", h.slot, h.pid, unwrap(e).getMessage());
+                        h.retireReason = RetireReason.BROKEN;
+                    }
                     return false;
                 }
             }
@@ -703,11 +745,22 @@ public final class PythonWorkerPool implements PythonBackend {
         @Override
         public void destroyObject(PooledObject<WorkerHandle> p, DestroyMode mode) {
             WorkerHandle h = p.getObject();
+            h.destroyed = true;
             if (supervisor.isClosing() || h.ended.get()) {
                 supervisor.signalAvailability();
+                fillPoolSoon();
                 return;
             }
             RetireReason reason = h.retireReason;
+            if (reason == RetireReason.BROKEN && h.retiring.get() == false
+                    && (!h.processAlive() || h.connection == null || !h.connection.isActive())) {
+                // It is dying by itself (crash, kill -9, lost connection): the supervisor's end-of-process path
+                // restarts it with crash accounting (backoff, crash-loop limit). Make sure that path runs.
+                supervisor.ensureEnding(h);
+                supervisor.signalAvailability();
+                fillPoolSoon();
+                return;
+            }
             if (reason == null) {
                 if (h.retireRequested) {
                     reason = RetireReason.RELOAD;
@@ -721,6 +774,35 @@ public final class PythonWorkerPool implements PythonBackend {
             }
             supervisor.retire(h, reason);
             supervisor.signalAvailability();
+            fillPoolSoon();
+        }
+    }
+
+    /**
+     * Moves workers that completed their hello into the pool's idle set while it has room, so that borrowers
+     * blocked on the idle deque see them at once and the evictor pings them. Called when a worker becomes ready
+     * and whenever the pool destroys one (room appears).
+     */
+    private void fillPoolSoon() {
+        try {
+            scheduler.execute(this::fillPool);
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            // closing
+        }
+    }
+
+    private void fillPool() {
+        GenericObjectPool<WorkerHandle> p = pool;
+        while (p != null && !closed.get() && supervisor.hasQueuedReady()
+                && p.getNumActive() + p.getNumIdle() < config.workers()) {
+            borrowDeadline.set(System.nanoTime()); // never block a supervisor thread
+            try {
+                p.addObject();
+            } catch (Exception e) {
+                return; // a borrower took it first, or it died meanwhile
+            } finally {
+                borrowDeadline.remove();
+            }
         }
     }
 
@@ -736,6 +818,7 @@ public final class PythonWorkerPool implements PythonBackend {
                 pythonVersions = h.versions;
             }
             wakeReadyWaiters();
+            fillPoolSoon();
         }
 
         @Override
@@ -860,6 +943,10 @@ public final class PythonWorkerPool implements PythonBackend {
         st.put("worker_list", list);
         st.put("breaker", breaker.getState().name());
         st.put("in_flight", config.maxConcurrent() - bulkhead.getMetrics().getAvailableConcurrentCalls());
+        GenericObjectPool<WorkerHandle> p = pool;
+        if (p != null) {
+            st.put("pool", Map.of("idle", p.getNumIdle(), "lent", p.getNumActive(), "waiting", p.getNumWaiters()));
+        }
         st.put("max_concurrent", config.maxConcurrent());
         st.put("python", pythonVersions);
         st.put("restarts_total", s == null ? 0 : s.restartsTotal());
@@ -927,7 +1014,7 @@ public final class PythonWorkerPool implements PythonBackend {
             if (!oldServing && old != null && !old.ended.get() && !wasDown) {
                 continue; // starting right now: it runs the code on disk already
             }
-            WorkerHandle fresh = supervisor.spawn(slot);
+            WorkerHandle fresh = supervisor.spawnOnSupervisorThread(slot).get();
             if (fresh == null) {
                 return;
             }

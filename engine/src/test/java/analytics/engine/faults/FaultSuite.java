@@ -392,8 +392,6 @@ public final class FaultSuite {
             summary.put("load_during_worker_faults", new TreeMap<>(toInts(load.counts)));
         }
 
-        scenario("overload_10x", this::overload);
-
         // Leak check after all worker faults (pool recovered, load stopped).
         waitFor(Duration.ofSeconds(20), () -> count("task") <= threads0 + 4 && count("fd") <= fds0 + 4
                 && children().size() == WORKERS);
@@ -416,6 +414,11 @@ public final class FaultSuite {
         if (children1.size() != WORKERS) {
             failures.add("child processes: " + children1.size() + " (expected " + WORKERS + ")");
         }
+
+        // Overload last before SIGTERM: its 40 clients grow grpc's cached executor (threads idle out after 60 s),
+        // so its thread figure is reported, not compared with the baseline.
+        scenario("overload_10x", this::overload);
+        summary.put("threads_after_overload", count("task"));
 
         scenario("engine_sigterm_under_load", r -> {
             List<Long> workerPids = children();

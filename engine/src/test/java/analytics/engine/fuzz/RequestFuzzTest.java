@@ -489,7 +489,11 @@ class RequestFuzzTest {
         }
     }
 
-    /** 10^8 points through AnalyzeStream (chunks of 50 000): refused as soon as max_data_points is passed. */
+    /**
+     * 10^8 points through AnalyzeStream (chunks of 50 000) for an algorithm that needs the whole series
+     * (mode): refused as soon as stream_max_points is passed. (One-pass statistics such as mean accept
+     * 10^8 points in constant memory: see StreamIngestTest.)
+     */
     @Test
     void hundredMillionPointsRefusedOnTheStream() throws Exception {
         int chunkPoints = 50_000;
@@ -499,7 +503,7 @@ class RequestFuzzTest {
             cb.addData(i);
         }
         StreamChunk data = cb.build();
-        StreamChunk first = data.toBuilder().setRequestId("stream-huge").setAlgorithm("mean").build();
+        StreamChunk first = data.toBuilder().setRequestId("stream-huge").setAlgorithm("mode").build();
         CompletableFuture<AnalysisResponse> answer = new CompletableFuture<>();
         AtomicInteger chunksSent = new AtomicInteger();
         AnalyticsEngineGrpc.newStub(engine.channel).withDeadlineAfter(60, TimeUnit.SECONDS).analyzeStream(
@@ -536,7 +540,7 @@ class RequestFuzzTest {
                 + " chunks of " + chunkPoints + ": " + resp.getErrorMessage());
         assertFalse(resp.getSuccess());
         assertEquals(ErrorCode.INVALID_ARGUMENT, resp.getErrorCode());
-        assertTrue(resp.getErrorMessage().contains("max_data_points"), resp.getErrorMessage());
+        assertTrue(resp.getErrorMessage().contains("stream_max_points"), resp.getErrorMessage());
         assertTrue(chunksSent.get() < totalChunks / 10, "refused early, not after the whole stream: "
                 + chunksSent.get());
     }

@@ -157,9 +157,12 @@ public final class WireCodec {
         if (len == 0) {
             throw new ProtocolException("empty frame (length 0)");
         }
-        ByteBuffer nio = body.nioBufferCount() == 1 ? body.nioBuffer() : ByteBuffer.wrap(copy(body));
+        // msgpack-core reads direct ByteBuffers through sun.nio.ch (not exported on Java 17): decode from a heap
+        // array. Frames from workers are responses (small) and control messages, so the copy is cheap.
         Object v;
-        try (MessageUnpacker u = MessagePack.newDefaultUnpacker(nio)) {
+        try (MessageUnpacker u = body.hasArray()
+                ? MessagePack.newDefaultUnpacker(body.array(), body.arrayOffset() + body.readerIndex(), len)
+                : MessagePack.newDefaultUnpacker(copy(body))) {
             if (u.getNextFormat().getValueType() != ValueType.MAP) {
                 throw new ProtocolException("frame of " + len + " bytes is a msgpack "
                         + u.getNextFormat().getValueType() + ", not a map");
