@@ -183,6 +183,23 @@ public final class FaultSuite {
         return -1;
     }
 
+    /** Thread names of the engine, by count (from /proc/PID/task/* /comm, names truncated to 15 chars). */
+    Map<String, Integer> threadNames() {
+        Map<String, Integer> m = new TreeMap<>();
+        try (var s = Files.list(Path.of("/proc", Long.toString(engine.pid()), "task"))) {
+            s.forEach(t -> {
+                try {
+                    m.merge(Files.readString(t.resolve("comm")).trim().replaceAll("[0-9]+$", "N"), 1, Integer::sum);
+                } catch (IOException e) {
+                    // thread ended meanwhile
+                }
+            });
+        } catch (IOException e) {
+            return m;
+        }
+        return m;
+    }
+
     List<Long> children() {
         return engine.toHandle().children().filter(ProcessHandle::isAlive).map(ProcessHandle::pid).toList();
     }
@@ -230,6 +247,19 @@ public final class FaultSuite {
         return outcome;
     }
 
+    /** A fault-triggering call, retried (as a client would) while the pool answers OVERLOADED/UNAVAILABLE. */
+    String faultCall(String algorithm, int timeoutMs) {
+        String o = "";
+        for (int i = 0; i < 50; i++) {
+            o = call("fault", algorithm, timeoutMs, Map.of());
+            if (!o.equals("OVERLOADED") && !o.equals("UNAVAILABLE")) {
+                return o;
+            }
+            LockSupport.parkNanos(100_000_000L); // client back-off between retries
+        }
+        return o;
+    }
+
     /** Steady background load: python (_test_sleep 20 ms, _test_echo) and native (mean) requests. */
     final class Load implements AutoCloseable {
         final AtomicBoolean stop = new AtomicBoolean();
@@ -237,6 +267,11 @@ public final class FaultSuite {
         final Map<String, AtomicInteger> counts = new ConcurrentHashMap<>();
 
         Load(int n) {
+            this(n, false);
+        }
+
+        /** @param untilGone a thread stops once the server is gone (its first grpc UNAVAILABLE) */
+        Load(int n, boolean untilGone) {
             for (int i = 0; i < n; i++) {
                 int k = i;
                 Thread t = new Thread(() -> {
@@ -248,6 +283,9 @@ public final class FaultSuite {
                             default -> call("load", "mean", 5000, Map.of(), 1, 2, 3);
                         };
                         counts.computeIfAbsent(o, x -> new AtomicInteger()).incrementAndGet();
+                        if (untilGone && o.equals("grpc:UNAVAILABLE")) {
+                            return;
+                        }
                     }
                 }, "load-" + i);
                 t.setDaemon(true);
@@ -315,6 +353,7 @@ public final class FaultSuite {
             call("warm", i % 2 == 0 ? "_test_echo" : "mean", 5000, Map.of(), 1, 2);
         }
         int threads0 = count("task");
+        Map<String, Integer> names0 = threadNames();
         int fds0 = count("fd");
         List<Long> children0 = children();
         long rss0 = rssKb(engine.pid());
@@ -332,7 +371,7 @@ public final class FaultSuite {
             scenario("worker_hang", r -> {
                 List<Long> before = readyWorkers();
                 long t0 = System.nanoTime();
-                String o = call("fault", "_test_hang", 1500, Map.of());
+                String o = faultCall("_test_hang", 1500);
                 r.put("answer", o);
                 r.put("answer_ms", ms(t0));
                 expect("hang", o, Set.of("TIMEOUT"));
@@ -344,7 +383,7 @@ public final class FaultSuite {
             });
             scenario("worker_memory_blowup", r -> {
                 long t0 = System.nanoTime();
-                String o = call("fault", "_test_alloc", 20_000, Map.of());
+                String o = faultCall("_test_alloc", 20_000);
                 r.put("answer", o);
                 r.put("answer_ms", ms(t0));
                 // Capped by RLIMIT_AS (set by the test's python wrapper): MemoryError -> INTERNAL, or the worker dies.
@@ -359,7 +398,7 @@ public final class FaultSuite {
             scenario("worker_garbage_frame", r -> {
                 List<Long> before = readyWorkers();
                 long t0 = System.nanoTime();
-                String o = call("fault", "_test_garbage", 5000, Map.of());
+                String o = faultCall("_test_garbage", 5000);
                 r.put("answer", o);
                 r.put("answer_ms", ms(t0));
                 expect("garbage", o, Set.of("WORKER_FAILED"));
@@ -405,8 +444,20 @@ public final class FaultSuite {
         leak.put("engine_rss_kb", rss0 + " -> " + rssKb(engine.pid()));
         summary.put("leak_check", leak);
         System.out.println("FAULTS leak check " + leak);
-        if (threads1 > threads0 + 4) {
-            failures.add("thread leak: " + threads0 + " -> " + threads1);
+        // Elastic pools that grow with concurrency and shrink on their own are reported, not compared:
+        // grpc-default-executor (cached, 60 s idle), grpc-io (at most 2 x cores), process reaper (JDK, cached),
+        // CompletableFuture common pool (at most cores - 1). Every other thread name must be back to its count.
+        Set<String> elastic = Set.of("grpc-default-ex", "grpc-io-N", "process reaper", "CompletableFutu");
+        Map<String, Integer> names1 = threadNames();
+        leak.put("thread_names_after", names1);
+        for (Map.Entry<String, Integer> e : names1.entrySet()) {
+            int before = names0.getOrDefault(e.getKey(), 0);
+            if (!elastic.contains(e.getKey()) && e.getValue() > before) {
+                failures.add("thread leak: " + e.getKey() + " " + before + " -> " + e.getValue());
+            }
+        }
+        if (threads1 > threads0 + 16) {
+            failures.add("thread count grew beyond the elastic pools' bound: " + threads0 + " -> " + threads1);
         }
         if (fds1 > fds0 + 4) {
             failures.add("fd leak: " + fds0 + " -> " + fds1);
@@ -422,7 +473,7 @@ public final class FaultSuite {
 
         scenario("engine_sigterm_under_load", r -> {
             List<Long> workerPids = children();
-            Load load = new Load(4);
+            Load load = new Load(4, true);
             waitFor(Duration.ofSeconds(5), () -> load.counts.values().stream().mapToInt(AtomicInteger::get).sum() > 20);
             long t0 = System.nanoTime();
             engine.toHandle().destroy(); // SIGTERM
