@@ -41,6 +41,17 @@ public final class EngineConfig {
                     "largest inbound gRPC message, in MiB"),
             new Setting("max_data_points", "ANALYTICS_MAX_DATA_POINTS", "20000000",
                     "largest number of data values in one request"),
+            new Setting("stream_max_points", "ANALYTICS_STREAM_MAX_POINTS", "",
+                    "AnalyzeStream: most values gathered for algorithms that need the whole series (mode, "
+                            + "Python ones); empty = max_data_points, at most max_data_points"),
+            new Setting("stream_exact_max_points", "ANALYTICS_STREAM_EXACT_MAX_POINTS", "4000000",
+                    "AnalyzeStream: quantiles are exact up to this many values (8 bytes each, per stream), "
+                            + "estimated by a KLL sketch beyond"),
+            new Setting("stream_exact_total_mb", "ANALYTICS_STREAM_EXACT_TOTAL_MB", "256",
+                    "AnalyzeStream: MiB all streams together may hold for exact quantiles; a stream that "
+                            + "would exceed it switches to the KLL sketch early"),
+            new Setting("stream_sketch_k", "ANALYTICS_STREAM_SKETCH_K", "4096",
+                    "AnalyzeStream: KLL sketch parameter k (8..65535); larger = smaller rank error"),
             new Setting("max_batch_size", "ANALYTICS_MAX_BATCH_SIZE", "10000",
                     "largest number of requests in one BatchAnalyze call"),
             new Setting("batch_concurrency", "ANALYTICS_BATCH_CONCURRENCY", "8",
@@ -174,6 +185,13 @@ public final class EngineConfig {
                 "worker_startup_timeout_s")) {
             check(errors, k, v -> isInt(v, 1, Integer.MAX_VALUE) ? null : "must be a positive integer");
         }
+        check(errors, "stream_max_points", v -> v.isEmpty() || (isInt(v, 1, Integer.MAX_VALUE)
+                && isInt(values.get("max_data_points"), Long.parseLong(v.trim()), Integer.MAX_VALUE)) ? null
+                : "must be empty or a positive integer no larger than max_data_points");
+        check(errors, "stream_exact_max_points", v -> isInt(v, 0, Integer.MAX_VALUE - 16) ? null
+                : "must be an integer 0..2147483631");
+        check(errors, "stream_exact_total_mb", v -> isInt(v, 0, 1 << 20) ? null : "must be an integer 0..1048576");
+        check(errors, "stream_sketch_k", v -> isInt(v, 8, 65535) ? null : "must be an integer 8..65535");
         check(errors, "rate_limit", v -> isInt(v, 0, Integer.MAX_VALUE) ? null : "must be an integer >= 0");
         check(errors, "shutdown_grace_s", v -> isInt(v, 0, 3600) ? null : "must be an integer 0..3600");
         check(errors, "log_level", v -> List.of("error", "warn", "info", "debug", "trace")
@@ -258,6 +276,24 @@ public final class EngineConfig {
 
     public int maxDataPoints() {
         return Integer.parseInt(values.get("max_data_points"));
+    }
+
+    /** AnalyzeStream: most values gathered for a whole-series algorithm. */
+    public long streamMaxPoints() {
+        String v = values.get("stream_max_points");
+        return v.isEmpty() ? maxDataPoints() : Long.parseLong(v.trim());
+    }
+
+    public long streamExactMaxPoints() {
+        return Long.parseLong(values.get("stream_exact_max_points").trim());
+    }
+
+    public long streamExactTotalBytes() {
+        return Long.parseLong(values.get("stream_exact_total_mb").trim()) * 1024L * 1024L;
+    }
+
+    public int streamSketchK() {
+        return Integer.parseInt(values.get("stream_sketch_k").trim());
     }
 
     public int maxBatchSize() {
