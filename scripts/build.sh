@@ -70,7 +70,12 @@ if (( VENV )); then
   if [[ ! -x py-worker/.venv/bin/python ]]; then
     "$PY" -m venv py-worker/.venv
   fi
+  # setuptools reuses py-worker/build/ between builds, which can install stale modules: start clean,
+  # and force the (dependency-free, fast) reinstall of the worker package itself.
+  rm -rf py-worker/build py-worker/*.egg-info
   py-worker/.venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+  py-worker/.venv/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall ./py-worker
+  rm -rf py-worker/build py-worker/*.egg-info
   py-worker/.venv/bin/python -c 'import analytics_worker' \
     || { echo "build.sh: the worker package did not install into py-worker/.venv" >&2; exit 1; }
 fi

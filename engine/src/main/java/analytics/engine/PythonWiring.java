@@ -1,33 +1,115 @@
 package analytics.engine;
 
 import analytics.engine.config.EngineConfig;
+import analytics.engine.dispatch.AnalysisInput;
 import analytics.engine.metrics.EngineMetrics;
 import analytics.engine.workers.PythonBackend;
+import analytics.engine.workers.PythonWorkerPool;
+import analytics.engine.workers.WorkerPoolConfig;
 import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.LoggerFactory;
 
-/** Builds the Python worker pool from the engine configuration. */
+/** Builds the Python worker pool from the engine configuration, and runs --test-python. */
 final class PythonWiring {
 
     private PythonWiring() {
     }
 
+    static WorkerPoolConfig poolConfig(EngineConfig cfg, String python, int workers) {
+        Path runtime = null;
+        if (!cfg.runtimeDir().isEmpty()) {
+            runtime = Path.of(cfg.runtimeDir());
+        } else if (System.getenv("RUNTIME_DIRECTORY") != null && !System.getenv("RUNTIME_DIRECTORY").isBlank()) {
+            // systemd's RuntimeDirectory= (may list several, colon-separated; the first is ours)
+            runtime = Path.of(System.getenv("RUNTIME_DIRECTORY").split(":")[0]);
+        }
+        WorkerPoolConfig d = WorkerPoolConfig.defaults();
+        return d.withPython(Path.of(python))
+                .withWorkers(workers)
+                .withRuntimeDir(runtime)
+                .withTestMode(cfg.testMode())
+                .withRecycling(cfg.workerMaxRequests(), cfg.workerMaxRssBytes())
+                .withLimits(cfg.maxConcurrent(), cfg.rateLimit(), d.borrowWait())
+                .withTimeouts(Duration.ofSeconds(cfg.workerStartupTimeoutS()), d.pingInterval(), d.pingTimeout(),
+                        d.killGrace());
+    }
+
+    /** Starts the pool (non-blocking) or returns null when workers = 0. */
     static PythonBackend start(EngineConfig cfg, String python, EngineMetrics metrics) {
         if (cfg.workers() == 0) {
             return null;
         }
-        throw new IllegalStateException("POOL-WIRE: the Python worker pool is not in this build; run with --workers 0");
+        checkPython(python);
+        PythonWorkerPool pool = new PythonWorkerPool(poolConfig(cfg, python, cfg.workers()), metrics.registry());
+        pool.start();
+        return pool;
     }
 
+    private static void checkPython(String python) {
+        if (python.contains("/") && !Files.isExecutable(Path.of(python))) {
+            throw new IllegalStateException("Python executable " + python + " not found: run ./scripts/build.sh "
+                    + "(it creates py-worker/.venv) or set ANALYTICS_PYTHON / --python; workers = 0 runs without Python");
+        }
+    }
+
+    /** Runs {@code action} once the first worker is ready (at once without Python), on a background thread. */
     static void whenReady(PythonBackend py, Runnable action) {
-        if (py == null) {
+        if (!(py instanceof PythonWorkerPool pool)) {
             action.run();
             return;
         }
-        action.run();
+        Thread t = new Thread(() -> {
+            try {
+                while (!pool.awaitReady(Duration.ofSeconds(30))) {
+                    LoggerFactory.getLogger(PythonWiring.class).warn("no Python worker ready yet: {}",
+                            pool.status().get("workers"));
+                }
+                action.run();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }, "await-workers");
+        t.setDaemon(true);
+        t.start();
     }
 
+    /** --test-python: one worker, one kmeans request, result printed; exit 0 only if it worked. */
     static int testPython(EngineConfig cfg, String python, PrintStream out, PrintStream err) {
-        err.println("analytics-server: --test-python: the Python worker pool is not in this build yet");
-        return 1;
+        out.println("python: " + python);
+        try {
+            checkPython(python);
+        } catch (IllegalStateException e) {
+            err.println("analytics-server: --test-python: " + e.getMessage());
+            return 1;
+        }
+        long t0 = System.nanoTime();
+        try (PythonWorkerPool pool = new PythonWorkerPool(poolConfig(cfg, python, 1), new EngineMetrics().registry())) {
+            pool.start();
+            if (!pool.awaitReady(Duration.ofSeconds(cfg.workerStartupTimeoutS()))) {
+                err.println("analytics-server: --test-python: the worker did not start: " + pool.status().get("workers")
+                        + " (see the worker[1] lines above; missing modules → pip install -r requirements.txt)");
+                return 1;
+            }
+            out.printf("worker ready in %d ms%n", (System.nanoTime() - t0) / 1_000_000);
+            double[] data = {1.0, 1.1, 0.9, 10.0, 10.2, 9.8};
+            AnalysisInput in = new AnalysisInput("test-python", "kmeans", data, data.length, 1, false, null, List.of(),
+                    Map.of("k", "2"));
+            PythonBackend.PythonResult r = pool.submit(in, 30_000).get(35, TimeUnit.SECONDS);
+            out.println("kmeans k=2 on " + java.util.Arrays.toString(data) + ":");
+            out.println(r.resultJson());
+            out.printf("round trip %d us (in worker %d us)%n", r.roundTripMicros(), r.computeMicros());
+            out.println("OK: the Python path works");
+            return 0;
+        } catch (Exception e) {
+            Throwable c = e instanceof java.util.concurrent.ExecutionException && e.getCause() != null ? e.getCause() : e;
+            err.println("analytics-server: --test-python failed: " + c.getMessage());
+            return 1;
+        }
     }
 }

@@ -406,8 +406,8 @@ public final class Dispatcher {
     private CompletableFuture<Outcome> runPython(Validated v, long timeoutMs) {
         if (!python.isAvailable()) {
             return CompletableFuture.failedFuture(new AnalysisException(ErrorCode.UNAVAILABLE,
-                    "no Python worker is available (" + python.status().getOrDefault("summary", "starting")
-                            + "); retry shortly"));
+                    "no Python worker is available (workers by state: " + python.status().get("workers")
+                            + ", circuit breaker " + python.status().get("breaker") + "); retry shortly"));
         }
         return python.submit(v.input(), timeoutMs).thenApply(r -> {
             Map<String, String> stats = new java.util.LinkedHashMap<>();

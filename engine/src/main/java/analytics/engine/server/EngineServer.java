@@ -182,7 +182,7 @@ public final class EngineServer implements AutoCloseable {
         c.put("implementations", python == null ? "native" : "native,python");
         c.put("uptime_s", String.valueOf(Duration.between(started, Instant.now()).toSeconds()));
         if (python != null) {
-            python.status().forEach((k, v) -> c.put("python." + k, v instanceof String s ? s : toJson(v)));
+            pythonHealth(python.status()).forEach((k, v) -> c.put("python." + k, v instanceof String s ? s : toJson(v)));
         } else {
             c.put("python.workers", "0 (disabled)");
         }
@@ -199,8 +199,25 @@ public final class EngineServer implements AutoCloseable {
         if (socketFile != null) {
             h.put("socket", socketFile.toString());
         }
-        h.put("python", python == null ? Map.of("enabled", false) : python.status());
+        h.put("python", python == null ? Map.of("enabled", false) : pythonHealth(python.status()));
         return new HttpEndpoints.Health(ready, toJson(h));
+    }
+
+    /**
+     * The pool's status as /health shows it: {@code workers} is the list of worker processes (id, pid,
+     * state, requests, restarts, rss_bytes, uptime_s) and {@code counts} the number per state.
+     */
+    static Map<String, Object> pythonHealth(Map<String, Object> status) {
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("enabled", true);
+        status.forEach((k, v) -> {
+            switch (k) {
+                case "workers" -> out.put("counts", v);
+                case "worker_list" -> out.put("workers", v);
+                default -> out.put(k, v);
+            }
+        });
+        return out;
     }
 
     private static String toJson(Object o) {

@@ -1,0 +1,669 @@
+package analytics.engine.workers;
+
+import analytics.engine.workers.WorkerHandle.RetireReason;
+import analytics.engine.workers.WorkerHandle.State;
+import analytics.engine.workers.transport.WorkerSocketServer;
+import analytics.engine.workers.transport.WorkerSocketServer.Connection;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.security.SecureRandom;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.Deque;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.BooleanSupplier;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Spawns, watches, restarts and stops the worker processes. Each of the {@code workers} slots has at most one
+ * "current" process; a retiring process (recycle, reload, timeout kill) may briefly overlap with its
+ * replacement. Workers that completed their hello are queued in {@link #takeReady} for the pool.
+ */
+final class WorkerSupervisor implements WorkerSocketServer.Listener {
+
+    static final int PROTOCOL_VERSION = 1;
+    private static final Logger log = LoggerFactory.getLogger(WorkerSupervisor.class);
+    private static final Logger workerLog = LoggerFactory.getLogger("analytics.worker");
+    private static final SecureRandom RANDOM = new SecureRandom();
+
+    /** Events the pool reacts to (metrics, breaker). */
+    interface Events {
+        void workerReady(WorkerHandle h);
+
+        void workerCrashed(WorkerHandle h, String description, boolean duringStartup);
+
+        void workerRestarted(WorkerHandle h);
+
+        void workerRetired(WorkerHandle h, RetireReason reason);
+    }
+
+    final class Slot {
+        final int id;
+        volatile WorkerHandle current;
+        long generation;
+        int consecutiveFailures;
+        int restarts;
+        volatile boolean down;
+        volatile String lastFailure;
+        ScheduledFuture<?> pendingRestart;
+        final Deque<String> recentOutput = new ArrayDeque<>();
+
+        Slot(int id) {
+            this.id = id;
+        }
+
+        synchronized void remember(String line) {
+            if (recentOutput.size() >= 8) {
+                recentOutput.removeFirst();
+            }
+            recentOutput.addLast(line.length() > 300 ? line.substring(0, 300) + "…" : line);
+        }
+
+        synchronized String lastOutputLine() {
+            return recentOutput.isEmpty() ? null : recentOutput.peekLast();
+        }
+    }
+
+    private final WorkerPoolConfig config;
+    private final Path socketPath;
+    private final ScheduledExecutorService scheduler;
+    private final Events events;
+    final Slot[] slots;
+    private final Map<String, WorkerHandle> pendingTokens = new ConcurrentHashMap<>();
+    /** Every handle whose process may still be running. */
+    final Collection<WorkerHandle> live = ConcurrentHashMap.newKeySet();
+    private final Deque<WorkerHandle> readyQueue = new ArrayDeque<>();
+    private final ReentrantLock lock = new ReentrantLock();
+    private final Condition availability = lock.newCondition();
+    private final AtomicLong restartsTotal = new AtomicLong();
+    private volatile boolean closing;
+
+    WorkerSupervisor(WorkerPoolConfig config, Path socketPath, ScheduledExecutorService scheduler, Events events) {
+        this.config = config;
+        this.socketPath = socketPath;
+        this.scheduler = scheduler;
+        this.events = events;
+        this.slots = new Slot[config.workers()];
+        for (int i = 0; i < slots.length; i++) {
+            slots[i] = new Slot(i);
+        }
+    }
+
+    void startAll() {
+        for (Slot s : slots) {
+            scheduler.execute(() -> spawn(s));
+        }
+    }
+
+    boolean isClosing() {
+        return closing;
+    }
+
+    long restartsTotal() {
+        return restartsTotal.get();
+    }
+
+    // ---------------------------------------------------------------- spawning
+
+    /** Starts a new process for the slot; it becomes the slot's current worker. */
+    WorkerHandle spawn(Slot slot) {
+        if (closing) {
+            return null;
+        }
+        long recycleAfter = 0;
+        if (config.maxRequests() > 0) {
+            double jitter = 1 + ThreadLocalRandom.current().nextDouble(-0.1, 0.1);
+            recycleAfter = Math.max(1, Math.round(config.maxRequests() * jitter));
+        }
+        byte[] secret = new byte[24];
+        RANDOM.nextBytes(secret);
+        WorkerHandle h;
+        synchronized (slot) {
+            if (slot.pendingRestart != null) {
+                slot.pendingRestart.cancel(false);
+                slot.pendingRestart = null;
+            }
+            h = new WorkerHandle(slot.id, ++slot.generation, HexFormat.of().formatHex(secret), recycleAfter);
+            if (slot.current != null && slot.generation > 1) {
+                slot.restarts++;
+                restartsTotal.incrementAndGet();
+            }
+            slot.current = h;
+        }
+        List<String> cmd = new ArrayList<>(List.of(config.python().toString(), "-m", "analytics_worker",
+                "--socket", socketPath.toString(), "--worker-id", Integer.toString(slot.id),
+                "--max-frame", Integer.toString(config.maxFrameBytes())));
+        if (config.testMode()) {
+            cmd.add("--enable-test-algorithms");
+        }
+        ProcessBuilder pb = new ProcessBuilder(cmd);
+        if (config.workingDir() != null) {
+            pb.directory(config.workingDir().toFile());
+        }
+        pb.environment().putAll(config.extraEnv());
+        pb.environment().put("ANALYTICS_WORKER_TOKEN", h.token);
+        pb.environment().put("PYTHONUNBUFFERED", "1");
+        pendingTokens.put(h.token, h);
+        live.add(h);
+        Process p;
+        try {
+            p = pb.start();
+        } catch (IOException | RuntimeException e) {
+            pendingTokens.remove(h.token);
+            live.remove(h);
+            String why = "cannot start " + config.python() + ": " + e.getMessage();
+            log.error("worker[{}] {}", slot.id, why);
+            h.endDescription = why;
+            h.ended.set(true);
+            h.state = State.DEAD;
+            h.readyFuture.completeExceptionally(new WorkerDiedException(why));
+            h.endedFuture.complete(null);
+            crashed(slot, h, why, true);
+            return h;
+        }
+        h.process = p;
+        h.pid = p.pid();
+        if (slot.generation > 1) {
+            events.workerRestarted(h);
+        }
+        log.info("worker[{}] spawned pid {} ({})", slot.id, h.pid, String.join(" ", cmd.subList(1, cmd.size())));
+        forward(slot, h, p.getInputStream(), "stdout");
+        forward(slot, h, p.getErrorStream(), "stderr");
+        ScheduledFuture<?> startupTimer = scheduler.schedule(() -> {
+            if (h.state == State.STARTING && !h.ended.get()) {
+                String why = "did not complete its handshake within " + config.startupTimeout().toMillis() + " ms";
+                log.error("worker[{}] pid {} {}", slot.id, h.pid, why);
+                h.endDescription = why;
+                retire(h, RetireReason.START_FAILED);
+                processEnded(h, why);
+            }
+        }, config.startupTimeout().toMillis(), TimeUnit.MILLISECONDS);
+        h.readyFuture.whenComplete((v, e) -> startupTimer.cancel(false));
+        p.onExit().thenRun(() -> processEnded(h, describeExit(p)));
+        return h;
+    }
+
+    private static String describeExit(Process p) {
+        int code = p.exitValue();
+        if (code > 128 && code < 160) {
+            return "was killed by signal " + (code - 128);
+        }
+        return "exited with status " + code;
+    }
+
+    private void forward(Slot slot, WorkerHandle h, InputStream in, String stream) {
+        Thread t = new Thread(() -> {
+            try (BufferedReader r = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8))) {
+                String line;
+                while ((line = r.readLine()) != null) {
+                    workerLog.info("worker[{}] {}", slot.id, line);
+                    if (stream.equals("stderr")) {
+                        slot.remember(line);
+                    }
+                }
+            } catch (IOException ignored) {
+                // process gone
+            }
+        }, "worker-" + slot.id + "-" + stream);
+        t.setDaemon(true);
+        t.start();
+    }
+
+    // ---------------------------------------------------------------- socket events
+
+    @Override
+    public void onMessage(Connection conn, Map<String, Object> msg) {
+        Object type = msg.get("type");
+        WorkerHandle h = (WorkerHandle) conn.attachment;
+        if (h == null) {
+            onHello(conn, msg);
+            return;
+        }
+        if ("response".equals(type)) {
+            WorkerHandle.InFlight r = h.inFlight.get();
+            if (r == null || !r.id().equals(msg.get("id"))) {
+                onProtocolError(conn, "response for a request that is not in flight");
+                conn.close();
+                return;
+            }
+            if (h.inFlight.compareAndSet(r, null)) {
+                h.requests.incrementAndGet();
+                if (h.state == State.BUSY) {
+                    h.state = State.READY;
+                }
+                r.response().complete(msg);
+            }
+        } else if ("pong".equals(type)) {
+            WorkerHandle.InFlight p = h.pendingPing.get();
+            if (p == null || !p.id().equals(msg.get("id"))) {
+                onProtocolError(conn, "unexpected pong");
+                conn.close();
+                return;
+            }
+            h.pendingPing.compareAndSet(p, null);
+            if (msg.get("rss_bytes") instanceof Long rss) {
+                h.rssBytes = rss;
+            }
+            if (msg.get("requests") instanceof Long n) {
+                h.workerRequests = n;
+            }
+            p.response().complete(msg);
+        } else {
+            onProtocolError(conn, "unexpected frame of type '" + type + "'");
+            conn.close();
+        }
+    }
+
+    private void onHello(Connection conn, Map<String, Object> msg) {
+        Object token = msg.get("token");
+        WorkerHandle h = "hello".equals(msg.get("type")) && token instanceof String t ? pendingTokens.remove(t) : null;
+        if (h == null) {
+            log.warn("dropping a worker connection whose first frame is not a hello with a token we issued (type {})",
+                    msg.get("type"));
+            conn.close();
+            return;
+        }
+        Slot slot = slots[h.slot];
+        Object proto = msg.get("protocol");
+        if (!(proto instanceof Long v) || v != PROTOCOL_VERSION) {
+            String why = "speaks worker protocol " + proto + ", the engine speaks " + PROTOCOL_VERSION;
+            log.error("worker[{}] pid {} {}; stopping it", h.slot, h.pid, why);
+            conn.close();
+            h.endDescription = why;
+            retire(h, RetireReason.START_FAILED);
+            return;
+        }
+        if (msg.get("pid") instanceof Long pid && pid != h.pid) {
+            log.warn("worker[{}] hello reports pid {} but we spawned pid {}", h.slot, pid, h.pid);
+        }
+        h.connection = conn;
+        conn.attachment = h;
+        h.versions = stringMap(msg.get("versions"));
+        h.algorithms = msg.get("algorithms") instanceof Map<?, ?> m ? castMap(m) : Map.of();
+        if (h.ended.get() || h.retiring.get() || closing) {
+            conn.close();
+            return;
+        }
+        h.readyNanos = System.nanoTime();
+        h.state = State.READY;
+        slot.down = false;
+        log.info("worker[{}] pid {} ready in {} ms ({} algorithms)", h.slot, h.pid,
+                (h.readyNanos - h.spawnedNanos) / 1_000_000, h.algorithms.size());
+        h.readyFuture.complete(null);
+        events.workerReady(h);
+        offerReady(h);
+    }
+
+    @SuppressWarnings("unchecked")
+    private static Map<String, Object> castMap(Map<?, ?> m) {
+        return (Map<String, Object>) m;
+    }
+
+    private static Map<String, String> stringMap(Object o) {
+        if (!(o instanceof Map<?, ?> m)) {
+            return Map.of();
+        }
+        Map<String, String> out = new java.util.TreeMap<>();
+        m.forEach((k, v) -> out.put(String.valueOf(k), String.valueOf(v)));
+        return out;
+    }
+
+    @Override
+    public void onClosed(Connection conn) {
+        WorkerHandle h = (WorkerHandle) conn.attachment;
+        if (h == null) {
+            return;
+        }
+        // Prefer the process's own exit status in the description: give it a moment to be reaped.
+        Process p = h.process;
+        CompletableFuture<Process> exit = p.onExit().completeOnTimeout(null, 200, TimeUnit.MILLISECONDS);
+        exit.thenRun(() -> processEnded(h, p.isAlive() ? "closed its connection" : describeExit(p)));
+    }
+
+    @Override
+    public void onProtocolError(Connection conn, String description) {
+        WorkerHandle h = (WorkerHandle) conn.attachment;
+        log.error("protocol error on {}: {}; closing the connection",
+                h == null ? "an unidentified worker connection" : "worker[" + h.slot + "] pid " + h.pid, description);
+        if (h != null && h.endDescription == null) {
+            h.endDescription = "protocol error: " + description;
+        }
+    }
+
+    // ---------------------------------------------------------------- ends, crashes, restarts
+
+    /** The process exited or its connection is gone. Runs the end logic once per handle. */
+    private void processEnded(WorkerHandle h, String description) {
+        if (!h.ended.compareAndSet(false, true)) {
+            return;
+        }
+        String what = h.endDescription != null ? h.endDescription : description;
+        h.endDescription = what;
+        boolean unexpected = !h.retiring.get();
+        h.state = State.DEAD;
+        h.outOfService.complete(null);
+        pendingTokens.remove(h.token);
+        removeReady(h);
+        h.failPending(new WorkerDiedException("Python worker " + h.slot + " (pid " + h.pid + ") " + what));
+        h.readyFuture.completeExceptionally(new WorkerDiedException("worker " + h.slot + " " + what));
+        Connection c = h.connection;
+        if (c != null) {
+            c.close();
+        }
+        Process p = h.process;
+        if (p != null && p.isAlive()) {
+            kill(h, false);
+        }
+        if (p != null) {
+            p.onExit().thenRun(() -> {
+                live.remove(h);
+                h.endedFuture.complete(null);
+            });
+        } else {
+            live.remove(h);
+            h.endedFuture.complete(null);
+        }
+        if (unexpected && !closing) {
+            boolean startup = h.readyNanos == 0;
+            log.warn("worker[{}] pid {} {}{}", h.slot, h.pid, what, startup ? " during start-up" : "");
+            crashed(slots[h.slot], h, what, startup);
+        }
+    }
+
+    private void crashed(Slot slot, WorkerHandle h, String what, boolean startup) {
+        events.workerCrashed(h, what, startup);
+        long delayMs;
+        synchronized (slot) {
+            if (slot.current != h || closing || !h.replaced.compareAndSet(false, true)) {
+                return; // already replaced
+            }
+            slot.consecutiveFailures++;
+            String last = slot.lastOutputLine();
+            slot.lastFailure = "worker " + slot.id + " " + what + (startup ? " during start-up" : "")
+                    + (last != null ? " (last stderr line: " + last + ")" : "");
+            if (slot.consecutiveFailures > config.crashLoopLimit()) {
+                slot.down = true;
+                log.error("worker[{}] is in a crash loop ({} consecutive failures); leaving it down until a reload: {}",
+                        slot.id, slot.consecutiveFailures, slot.lastFailure);
+                signalAvailability();
+                return;
+            }
+            long initial = config.restartBackoffInitial().toMillis();
+            int shift = Math.min(30, slot.consecutiveFailures - 1);
+            delayMs = Math.min(config.restartBackoffMax().toMillis(), initial << shift);
+            slot.pendingRestart = scheduler.schedule(() -> spawn(slot), delayMs, TimeUnit.MILLISECONDS);
+        }
+        log.info("worker[{}] restarting in {} ms (consecutive failures: {})", slot.id, delayMs, slot.consecutiveFailures);
+    }
+
+    /** A request or ping succeeded: the slot is healthy. */
+    void markHealthy(WorkerHandle h) {
+        Slot s = slots[h.slot];
+        synchronized (s) {
+            if (s.current == h) {
+                s.consecutiveFailures = 0;
+                s.lastFailure = null;
+            }
+        }
+    }
+
+    /**
+     * Takes a worker out of service (idempotent). Graceful reasons send {@code shutdown} first; all follow with
+     * SIGTERM → grace → SIGKILL while the process lingers. Reasons with {@code replaceNow} spawn the slot's
+     * replacement at once.
+     */
+    void retire(WorkerHandle h, RetireReason reason) {
+        if (h.ended.get() || !h.retiring.compareAndSet(false, true)) {
+            return;
+        }
+        h.outOfService.complete(null);
+        h.retireReason = reason;
+        removeReady(h);
+        if (!h.ended.get()) {
+            h.state = State.RETIRING;
+        }
+        events.workerRetired(h, reason);
+        if (reason == RetireReason.START_FAILED) {
+            kill(h, false);
+            crashed(slots[h.slot], h, h.endDescription == null ? "failed to start" : h.endDescription, true);
+            return;
+        }
+        if (reason.replaceNow && !closing) {
+            Slot s = slots[h.slot];
+            boolean replace;
+            synchronized (s) {
+                replace = s.current == h && h.replaced.compareAndSet(false, true);
+            }
+            if (replace) {
+                scheduler.execute(() -> spawn(s));
+            }
+        }
+        kill(h, reason.graceful);
+    }
+
+    /** shutdown message (graceful) → grace → SIGTERM → grace → SIGKILL, each step only if still alive. */
+    CompletableFuture<Void> kill(WorkerHandle h, boolean graceful) {
+        Process p = h.process;
+        if (p == null) {
+            return CompletableFuture.completedFuture(null);
+        }
+        long grace = config.killGrace().toMillis();
+        Runnable sigkill = () -> {
+            if (p.isAlive()) {
+                log.warn("worker[{}] pid {} still alive {} ms after SIGTERM: SIGKILL", h.slot, h.pid, grace);
+                p.descendants().forEach(ProcessHandle::destroyForcibly);
+                p.destroyForcibly();
+            }
+        };
+        Runnable sigterm = () -> {
+            if (p.isAlive()) {
+                p.destroy();
+                scheduler.schedule(sigkill, grace, TimeUnit.MILLISECONDS);
+            }
+        };
+        if (graceful && h.connection != null && h.connection.isActive()) {
+            h.sendShutdown();
+            scheduler.schedule(sigterm, grace, TimeUnit.MILLISECONDS);
+        } else {
+            sigterm.run();
+        }
+        return p.onExit().thenApply(x -> null);
+    }
+
+    // ---------------------------------------------------------------- ready queue (feeds the pool's factory)
+
+    private void offerReady(WorkerHandle h) {
+        lock.lock();
+        try {
+            readyQueue.addLast(h);
+            availability.signalAll();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    boolean removeReady(WorkerHandle h) {
+        lock.lock();
+        try {
+            return readyQueue.remove(h);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Wakes threads waiting in {@link #takeReady} (a worker was returned to the pool, a slot went down...). */
+    void signalAvailability() {
+        lock.lock();
+        try {
+            availability.signalAll();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Thrown by {@link #takeReady} when an idle pooled worker appeared meanwhile: borrow again. */
+    static final class IdleAvailable extends RuntimeException {
+        IdleAvailable() {
+            super("an idle worker became available", null, false, false);
+        }
+    }
+
+    /**
+     * Next worker that completed its hello and is not yet in the pool, waiting until {@code deadlineNanos}.
+     * Throws {@link IdleAvailable} as soon as {@code idleInPool} turns true, and {@link java.util.NoSuchElementException}
+     * on timeout.
+     */
+    WorkerHandle takeReady(long deadlineNanos, BooleanSupplier idleInPool) throws InterruptedException {
+        lock.lock();
+        try {
+            while (true) {
+                WorkerHandle h;
+                while ((h = readyQueue.pollFirst()) != null) {
+                    if (h.usable()) {
+                        return h;
+                    }
+                    if (h.retireRequested && !h.ended.get()) {
+                        WorkerHandle old = h;
+                        scheduler.execute(() -> retire(old, RetireReason.RELOAD));
+                    }
+                }
+                if (idleInPool.getAsBoolean()) {
+                    throw new IdleAvailable();
+                }
+                if (closing || allDown()) {
+                    throw new java.util.NoSuchElementException("no worker can start");
+                }
+                long left = deadlineNanos - System.nanoTime();
+                if (left <= 0) {
+                    throw new java.util.NoSuchElementException("timed out waiting for a worker");
+                }
+                availability.awaitNanos(Math.min(left, TimeUnit.MILLISECONDS.toNanos(50)));
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    boolean allDown() {
+        for (Slot s : slots) {
+            if (!s.down) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** A reload's replacement failed to start: the old worker (still serving) becomes current again. */
+    void revert(Slot s, WorkerHandle old, WorkerHandle failed) {
+        synchronized (s) {
+            if (s.pendingRestart != null) {
+                s.pendingRestart.cancel(false);
+                s.pendingRestart = null;
+            }
+            failed.replaced.set(true);
+            s.current = old;
+            old.replaced.set(false);
+        }
+        if (!failed.ended.get()) {
+            retire(failed, RetireReason.SHUTDOWN);
+        }
+    }
+
+    /** Clears crash-loop state so a reload can try again. */
+    void resetSlot(Slot s) {
+        synchronized (s) {
+            s.down = false;
+            s.consecutiveFailures = 0;
+            if (s.pendingRestart != null) {
+                s.pendingRestart.cancel(false);
+                s.pendingRestart = null;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- shutdown
+
+    /** Stops every worker: shutdown message, then SIGTERM/SIGKILL. Waits up to 2·grace + 1 s. */
+    void closeAll() {
+        closing = true;
+        for (Slot s : slots) {
+            synchronized (s) {
+                if (s.pendingRestart != null) {
+                    s.pendingRestart.cancel(false);
+                }
+            }
+        }
+        signalAvailability();
+        List<CompletableFuture<Void>> exits = new ArrayList<>();
+        for (WorkerHandle h : List.copyOf(live)) {
+            h.retiring.set(true);
+            h.failPending(new ShutdownException());
+            exits.add(kill(h, true));
+        }
+        long budget = 2 * config.killGrace().toMillis() + 1000;
+        try {
+            CompletableFuture.allOf(exits.toArray(CompletableFuture[]::new)).get(budget, TimeUnit.MILLISECONDS);
+        } catch (Exception e) {
+            // last resort, synchronously
+            for (WorkerHandle h : List.copyOf(live)) {
+                Process p = h.process;
+                if (p != null && p.isAlive()) {
+                    p.descendants().forEach(ProcessHandle::destroyForcibly);
+                    p.destroyForcibly();
+                }
+            }
+        }
+    }
+
+    /** Synchronous SIGKILL of everything, for the JVM shutdown hook when close() was never called. */
+    void killAllNow() {
+        closing = true;
+        for (WorkerHandle h : List.copyOf(live)) {
+            Process p = h.process;
+            if (p != null && p.isAlive()) {
+                h.sendShutdown();
+                p.destroy();
+            }
+        }
+        long until = System.nanoTime() + config.killGrace().toNanos();
+        for (WorkerHandle h : List.copyOf(live)) {
+            Process p = h.process;
+            if (p == null) {
+                continue;
+            }
+            try {
+                long left = until - System.nanoTime();
+                if (left <= 0 || !p.waitFor(left, TimeUnit.NANOSECONDS)) {
+                    p.destroyForcibly();
+                }
+            } catch (InterruptedException e) {
+                p.destroyForcibly();
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+
+    /** The engine is shutting down. */
+    static final class ShutdownException extends RuntimeException {
+        ShutdownException() {
+            super("the analytics engine is shutting down", null, false, false);
+        }
+    }
+}

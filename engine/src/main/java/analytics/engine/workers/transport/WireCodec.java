@@ -1,0 +1,214 @@
+package analytics.engine.workers.transport;
+
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufAllocator;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.msgpack.core.MessageBufferPacker;
+import org.msgpack.core.MessagePack;
+import org.msgpack.core.MessageUnpacker;
+import org.msgpack.value.ArrayValue;
+import org.msgpack.value.MapValue;
+import org.msgpack.value.Value;
+
+/**
+ * Encoding and decoding of protocol frames (py-worker/PROTOCOL.md): a big-endian uint32 body length, then one
+ * msgpack map. Requests are written straight into a direct {@link ByteBuf}: the small msgpack parts go through
+ * a {@link MessageBufferPacker}, the float64 payload is bulk-copied from the {@code double[]} through a
+ * little-endian {@link java.nio.DoubleBuffer} view of the ByteBuf's memory (no boxing, no intermediate byte[]).
+ */
+public final class WireCodec {
+
+    private WireCodec() {
+    }
+
+    /** Thrown for a frame that violates the protocol; the message names length/type only, never the body. */
+    public static final class ProtocolException extends IOException {
+        public ProtocolException(String message) {
+            super(message);
+        }
+    }
+
+    /** A request frame; returns a buffer holding the complete frame (length prefix included). */
+    public static ByteBuf encodeRequest(ByteBufAllocator alloc, String id, String algorithm, Map<String, String> params,
+                                        double[] data, int rows, int cols, boolean matrix, double[] target,
+                                        List<String> texts, long timeoutMs) throws IOException {
+        long dataBytes = 8L * rows * cols;
+        long targetBytes = target == null ? 0 : 8L * target.length;
+        if (dataBytes > Integer.MAX_VALUE - 64 || data.length != (long) rows * cols) {
+            throw new IllegalArgumentException("data length " + data.length + " does not match shape " + rows + "x" + cols);
+        }
+        boolean hasTexts = texts != null && !texts.isEmpty();
+        MessageBufferPacker pk = MessagePack.newDefaultBufferPacker();
+        pk.packMapHeader(7 + (target != null ? 1 : 0) + (hasTexts ? 1 : 0));
+        pk.packString("type").packString("request");
+        pk.packString("id").packString(id);
+        pk.packString("algorithm").packString(algorithm);
+        pk.packString("params");
+        Map<String, String> p = params == null ? Map.of() : params;
+        pk.packMapHeader(p.size());
+        for (Map.Entry<String, String> e : p.entrySet()) {
+            pk.packString(e.getKey()).packString(e.getValue() == null ? "" : e.getValue());
+        }
+        pk.packString("shape");
+        if (matrix) {
+            pk.packArrayHeader(2).packInt(rows).packInt(cols);
+        } else {
+            pk.packArrayHeader(1).packInt(rows);
+        }
+        pk.packString("timeout_ms").packLong(timeoutMs);
+        pk.packString("data").packBinaryHeader((int) dataBytes);
+        byte[] head = pk.toByteArray();
+        pk.clear();
+
+        long estimate = 4L + head.length + dataBytes + targetBytes + 64;
+        ByteBuf buf = alloc.directBuffer((int) Math.min(Integer.MAX_VALUE, estimate));
+        boolean ok = false;
+        try {
+            buf.writeInt(0); // length placeholder
+            buf.writeBytes(head);
+            writeDoubles(buf, data);
+            if (target != null) {
+                pk.packString("target").packBinaryHeader((int) targetBytes);
+                buf.writeBytes(pk.toByteArray());
+                pk.clear();
+                writeDoubles(buf, target);
+            }
+            if (hasTexts) {
+                pk.packString("texts").packArrayHeader(texts.size());
+                for (String t : texts) {
+                    pk.packString(t == null ? "" : t);
+                }
+                buf.writeBytes(pk.toByteArray());
+                pk.clear();
+            }
+            buf.setInt(0, buf.writerIndex() - 4);
+            ok = true;
+            return buf;
+        } finally {
+            pk.close();
+            if (!ok) {
+                buf.release();
+            }
+        }
+    }
+
+    /** Bulk-copies doubles as little-endian float64 into buf at its writer index. */
+    static void writeDoubles(ByteBuf buf, double[] values) {
+        int bytes = values.length * 8;
+        buf.ensureWritable(bytes);
+        int at = buf.writerIndex();
+        if (buf.nioBufferCount() == 1) {
+            ByteBuffer view = buf.nioBuffer(at, bytes).order(ByteOrder.LITTLE_ENDIAN);
+            view.asDoubleBuffer().put(values);
+        } else {
+            for (int i = 0; i < values.length; i++) {
+                buf.setDoubleLE(at + 8 * i, values[i]);
+            }
+        }
+        buf.writerIndex(at + bytes);
+    }
+
+    /** A small control message (ping, shutdown) as a complete frame. */
+    public static ByteBuf encodeSimple(ByteBufAllocator alloc, Map<String, Object> msg) throws IOException {
+        try (MessageBufferPacker pk = MessagePack.newDefaultBufferPacker()) {
+            pk.packMapHeader(msg.size());
+            for (Map.Entry<String, Object> e : msg.entrySet()) {
+                pk.packString(e.getKey());
+                Object v = e.getValue();
+                if (v instanceof String s) {
+                    pk.packString(s);
+                } else if (v instanceof Number n) {
+                    pk.packLong(n.longValue());
+                } else if (v instanceof Boolean b) {
+                    pk.packBoolean(b);
+                } else {
+                    throw new IllegalArgumentException("unsupported value type for key " + e.getKey());
+                }
+            }
+            byte[] body = pk.toByteArray();
+            ByteBuf buf = alloc.directBuffer(4 + body.length);
+            buf.writeInt(body.length);
+            buf.writeBytes(body);
+            return buf;
+        }
+    }
+
+    /** Decodes one frame body (without the length prefix) into a map with a string {@code type}. */
+    public static Map<String, Object> decode(ByteBuf body) throws ProtocolException {
+        int len = body.readableBytes();
+        if (len == 0) {
+            throw new ProtocolException("empty frame (length 0)");
+        }
+        ByteBuffer nio = body.nioBufferCount() == 1 ? body.nioBuffer() : ByteBuffer.wrap(copy(body));
+        Value v;
+        try (MessageUnpacker u = MessagePack.newDefaultUnpacker(nio)) {
+            v = u.unpackValue();
+            if (u.hasNext()) {
+                throw new ProtocolException("frame of " + len + " bytes has trailing data after the msgpack map");
+            }
+        } catch (ProtocolException e) {
+            throw e;
+        } catch (IOException | RuntimeException e) {
+            throw new ProtocolException("frame of " + len + " bytes is not valid msgpack (" + e.getClass().getSimpleName() + ")");
+        }
+        if (!v.isMapValue()) {
+            throw new ProtocolException("frame of " + len + " bytes is a msgpack " + v.getValueType() + ", not a map");
+        }
+        @SuppressWarnings("unchecked")
+        Map<String, Object> m = (Map<String, Object>) toJava(v);
+        if (!(m.get("type") instanceof String)) {
+            throw new ProtocolException("frame of " + len + " bytes has no string 'type'");
+        }
+        return m;
+    }
+
+    private static byte[] copy(ByteBuf b) {
+        byte[] a = new byte[b.readableBytes()];
+        b.getBytes(b.readerIndex(), a);
+        return a;
+    }
+
+    private static Object toJava(Value v) throws ProtocolException {
+        switch (v.getValueType()) {
+            case NIL:
+                return null;
+            case BOOLEAN:
+                return v.asBooleanValue().getBoolean();
+            case INTEGER:
+                return v.asIntegerValue().isInLongRange() ? (Object) v.asIntegerValue().toLong() : v.asIntegerValue().toBigInteger();
+            case FLOAT:
+                return v.asFloatValue().toDouble();
+            case STRING:
+                return v.asStringValue().asString();
+            case BINARY:
+                return v.asBinaryValue().asByteArray();
+            case ARRAY: {
+                ArrayValue a = v.asArrayValue();
+                List<Object> out = new ArrayList<>(a.size());
+                for (Value e : a) {
+                    out.add(toJava(e));
+                }
+                return out;
+            }
+            case MAP: {
+                MapValue mv = v.asMapValue();
+                Map<String, Object> out = new LinkedHashMap<>();
+                for (Map.Entry<Value, Value> e : mv.entrySet()) {
+                    if (!e.getKey().isStringValue()) {
+                        throw new ProtocolException("map key of type " + e.getKey().getValueType() + " (must be str)");
+                    }
+                    out.put(e.getKey().asStringValue().asString(), toJava(e.getValue()));
+                }
+                return out;
+            }
+            default:
+                throw new ProtocolException("unsupported msgpack type " + v.getValueType());
+        }
+    }
+}

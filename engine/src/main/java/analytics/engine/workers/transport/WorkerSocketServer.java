@@ -1,0 +1,149 @@
+package analytics.engine.workers.transport;
+
+import io.netty.bootstrap.ServerBootstrap;
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.ChannelOption;
+import io.netty.channel.EventLoopGroup;
+import io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.netty.channel.SimpleChannelInboundHandler;
+import io.netty.channel.epoll.EpollDomainSocketChannel;
+import io.netty.channel.epoll.EpollIoHandler;
+import io.netty.channel.epoll.EpollServerDomainSocketChannel;
+import io.netty.channel.unix.DomainSocketAddress;
+import io.netty.handler.codec.LengthFieldBasedFrameDecoder;
+import io.netty.handler.codec.MessageToMessageDecoder;
+import io.netty.util.concurrent.DefaultThreadFactory;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The engine's end of the worker protocol: one epoll Unix-domain server socket; each accepted connection gets a
+ * length-field frame decoder, a msgpack decoder and a {@link Connection} that hands decoded maps to the
+ * {@link Listener}. Protocol errors close the connection (logged with length/type only).
+ */
+public final class WorkerSocketServer implements AutoCloseable {
+
+    private static final Logger log = LoggerFactory.getLogger(WorkerSocketServer.class);
+
+    /** Callbacks, invoked on the event loop thread. */
+    public interface Listener {
+        void onMessage(Connection conn, Map<String, Object> msg);
+
+        void onClosed(Connection conn);
+
+        void onProtocolError(Connection conn, String description);
+    }
+
+    /** One accepted worker connection. {@code attachment} is free for the listener (the bound worker handle). */
+    public static final class Connection {
+        private final Channel channel;
+        public volatile Object attachment;
+
+        Connection(Channel channel) {
+            this.channel = channel;
+        }
+
+        public Channel channel() {
+            return channel;
+        }
+
+        public boolean isActive() {
+            return channel.isActive();
+        }
+
+        public void close() {
+            channel.close();
+        }
+    }
+
+    private final EventLoopGroup boss;
+    private final EventLoopGroup io;
+    private final Channel serverChannel;
+    private final Path socketPath;
+
+    public WorkerSocketServer(Path socketPath, int maxFrameBytes, Listener listener) throws InterruptedException {
+        this.socketPath = socketPath;
+        this.boss = new MultiThreadIoEventLoopGroup(1, new DefaultThreadFactory("worker-sock-accept", true),
+                EpollIoHandler.newFactory());
+        this.io = new MultiThreadIoEventLoopGroup(1, new DefaultThreadFactory("worker-sock-io", true),
+                EpollIoHandler.newFactory());
+        ServerBootstrap b = new ServerBootstrap()
+                .group(boss, io)
+                .channel(EpollServerDomainSocketChannel.class)
+                .option(ChannelOption.SO_BACKLOG, 128)
+                .childHandler(new ChannelInitializer<EpollDomainSocketChannel>() {
+                    @Override
+                    protected void initChannel(EpollDomainSocketChannel ch) {
+                        Connection conn = new Connection(ch);
+                        ch.pipeline()
+                                // lengthFieldEndOffset (4) counts towards maxFrameLength
+                                .addLast("frame", new LengthFieldBasedFrameDecoder(ByteOrder.BIG_ENDIAN,
+                                        maxFrameBytes + 4, 0, 4, 0, 4, true))
+                                .addLast("msgpack", new MessageToMessageDecoder<ByteBuf>() {
+                                    @Override
+                                    protected void decode(ChannelHandlerContext ctx, ByteBuf frame, List<Object> out)
+                                            throws Exception {
+                                        out.add(WireCodec.decode(frame));
+                                    }
+                                })
+                                .addLast("handler", new SimpleChannelInboundHandler<Map<String, Object>>() {
+                                    @Override
+                                    protected void channelRead0(ChannelHandlerContext ctx, Map<String, Object> msg) {
+                                        listener.onMessage(conn, msg);
+                                    }
+
+                                    @Override
+                                    public void channelInactive(ChannelHandlerContext ctx) {
+                                        listener.onClosed(conn);
+                                    }
+
+                                    @Override
+                                    public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+                                        Throwable c = cause;
+                                        while (c.getCause() != null && c.getCause() != c) {
+                                            c = c.getCause();
+                                        }
+                                        String what = c.getClass().getSimpleName() + ": " + c.getMessage();
+                                        listener.onProtocolError(conn, what);
+                                        ctx.close();
+                                    }
+                                });
+                    }
+                });
+        try {
+            this.serverChannel = b.bind(new DomainSocketAddress(socketPath.toFile())).sync().channel();
+        } catch (InterruptedException | RuntimeException e) {
+            shutdownGroups();
+            throw e;
+        }
+        log.debug("listening for workers on {}", socketPath);
+    }
+
+    public Path socketPath() {
+        return socketPath;
+    }
+
+    private void shutdownGroups() {
+        boss.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+        io.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+    }
+
+    @Override
+    public void close() {
+        try {
+            serverChannel.close().awaitUninterruptibly(2, TimeUnit.SECONDS);
+        } finally {
+            shutdownGroups();
+            boss.terminationFuture().awaitUninterruptibly(3, TimeUnit.SECONDS);
+            io.terminationFuture().awaitUninterruptibly(3, TimeUnit.SECONDS);
+        }
+    }
+}

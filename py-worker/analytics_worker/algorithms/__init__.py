@@ -1,0 +1,1 @@
+"""Algorithm modules; importing one registers its algorithms in analytics_worker.core.REGISTRY."""

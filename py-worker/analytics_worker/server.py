@@ -1,0 +1,353 @@
+"""The worker process: connect to the engine, say hello, serve one request at a time."""
+
+import argparse
+import os
+import platform
+import socket
+import sys
+import time
+import traceback
+
+import msgpack
+import numpy as np
+
+from . import __version__
+from .core import (INTERNAL, INVALID_ARGUMENT, UNKNOWN_ALGORITHM, AlgorithmError, Input,
+                   served_algorithms)
+from .jsonout import to_json
+from .protocol import (DEFAULT_MAX_FRAME, PROTOCOL_VERSION, ConnectionClosed, ProtocolError,
+                       encode_frame, read_frame, write_raw)
+
+EXIT_OK = 0
+EXIT_PROTOCOL = 2
+EXIT_CONNECT = 3
+EXIT_USAGE = 64
+
+TOKEN_ENV = "ANALYTICS_WORKER_TOKEN"
+MAX_MESSAGE_CHARS = 400
+MIN_MAX_FRAME = 65536  # the hello alone is several KiB
+
+
+# --------------------------------------------------------------------------- process plumbing
+
+class Log:
+    def __init__(self, worker_id):
+        self.prefix = "analytics-worker[%d] " % worker_id
+
+    def __call__(self, fmt, *args):
+        try:
+            sys.stderr.write(self.prefix + (fmt % args if args else fmt) + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def set_parent_death_signal():
+    """Linux: ask for SIGTERM when the parent (the engine) dies, even by kill -9."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+        import signal
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        return libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+class Title:
+    def __init__(self, worker_id):
+        self.base = "analytics-worker[%d]" % worker_id
+        try:
+            from setproctitle import setproctitle
+            self._set = setproctitle
+        except ImportError:  # still serve, just without readable titles
+            self._set = None
+
+    def set(self, state):
+        if self._set is not None:
+            self._set(self.base + " " + state)
+
+    def idle(self):
+        self.set("idle")
+
+    def busy(self, algorithm, req_id):
+        # algorithm and id come from the frame: keep the title printable and short
+        algo = "".join(c if c.isprintable() else "?" for c in algorithm[:40])
+        rid = "".join(c if c.isprintable() else "?" for c in req_id[:8])
+        self.set("busy %s req=%s" % (algo, rid))
+
+
+def rss_bytes():
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            resident_pages = int(f.read().split()[1])
+        return resident_pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        try:
+            import resource
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        except Exception:
+            return 0
+
+
+def _dist_version(dist_name):
+    """Version of an installed distribution, without importing it (keeps start-up fast)."""
+    norm = dist_name.replace("-", "_").lower()
+    for d in sys.path:
+        try:
+            names = os.listdir(d or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".dist-info") or name.endswith(".egg-info"):
+                base = name.rsplit(".", 1)[0]
+                pkg, _, ver = base.partition("-")
+                if pkg.replace("-", "_").lower() == norm and ver:
+                    return ver
+    return "unknown"
+
+
+def library_versions():
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": _dist_version("scipy"),
+        "sklearn": _dist_version("scikit-learn"),
+        "statsmodels": _dist_version("statsmodels"),
+        "msgpack": ".".join(str(v) for v in msgpack.version),
+        "worker": __version__,
+    }
+
+
+def load_algorithms():
+    # importing the modules registers their algorithms; heavy libraries are imported lazily inside
+    from .algorithms import ml, stats, testing, text, timeseries  # noqa: F401
+
+
+# --------------------------------------------------------------------------- request handling
+
+def _one_line(s):
+    s = " ".join(str(s).split())
+    return s if len(s) <= MAX_MESSAGE_CHARS else s[:MAX_MESSAGE_CHARS - 3] + "..."
+
+
+class BadRequest(Exception):
+    pass
+
+
+def _decode_floats(raw, field):
+    if not isinstance(raw, (bytes, bytearray)):
+        raise BadRequest("field '%s' must be msgpack bin (little-endian float64), got %s" % (field, type(raw).__name__))
+    if len(raw) % 8:
+        raise BadRequest("field '%s' has %d bytes, not a multiple of 8" % (field, len(raw)))
+    return np.frombuffer(raw, dtype="<f8")
+
+
+def decode_request(msg, algorithms):
+    """Validate a request map; returns (Algorithm, Input). Raises BadRequest / AlgorithmError."""
+    name = msg.get("algorithm")
+    if not isinstance(name, str):
+        raise BadRequest("field 'algorithm' must be a string")
+    algo = algorithms.get(name)
+    if algo is None:
+        raise AlgorithmError(UNKNOWN_ALGORITHM, "unknown algorithm %.80r" % name)
+
+    params = msg.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in params.items()):
+        raise BadRequest("field 'params' must be a map of string to string")
+
+    raw = msg.get("data", b"")
+    data = _decode_floats(b"" if raw is None else raw, "data")
+
+    shape = msg.get("shape")
+    if shape is None or shape == []:
+        shape = [data.size]
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= 2
+            or not all(type(s) is int and s >= 0 for s in shape)):
+        raise BadRequest("field 'shape' must be [n] or [n, d] with non-negative integers")
+    total = 1
+    for s in shape:
+        total *= s
+    if total != data.size:
+        raise BadRequest("shape %s needs %d values but data has %d" % (shape, total, data.size))
+
+    target = msg.get("target")
+    if target is not None:
+        target = _decode_floats(target, "target")
+        if target.size != shape[0]:
+            raise BadRequest("target has %d values but data has %d rows" % (target.size, shape[0]))
+
+    texts = msg.get("texts")
+    if texts is not None:
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise BadRequest("field 'texts' must be a list of strings")
+
+    timeout = msg.get("timeout_ms")
+    if timeout is not None and type(timeout) is not int:
+        raise BadRequest("field 'timeout_ms' must be an integer")
+
+    return algo, Input(name, data, shape, target, texts or [], params, algo.optional)
+
+
+class Worker:
+    def __init__(self, sock, worker_id, max_frame, enable_test, log):
+        self.sock = sock
+        self.worker_id = worker_id
+        self.max_frame = max_frame
+        self.log = log
+        self.title = Title(worker_id)
+        self.algorithms = served_algorithms(enable_test)
+        self.requests = 0
+
+    def hello(self, token):
+        return {
+            "type": "hello",
+            "protocol": PROTOCOL_VERSION,
+            "token": token,
+            "worker_id": self.worker_id,
+            "pid": os.getpid(),
+            "versions": library_versions(),
+            "algorithms": {n: a.spec() for n, a in self.algorithms.items()},
+        }
+
+    def send(self, msg):
+        header, body = encode_frame(msg)
+        if len(body) > self.max_frame:
+            raise ValueError("outgoing frame of %d bytes exceeds the maximum %d" % (len(body), self.max_frame))
+        write_raw(self.sock, header, body)
+
+    def handle_request(self, msg):
+        req_id = msg["id"]
+        t0 = time.perf_counter()
+        timings = {"decode_us": 0, "compute_us": 0, "encode_us": 0}
+        resp = {"type": "response", "id": req_id, "ok": False, "timings": timings}
+        algo_name = msg.get("algorithm") if isinstance(msg.get("algorithm"), str) else "?"
+        self.title.busy(algo_name, req_id)
+        try:
+            try:
+                algo, inp = decode_request(msg, self.algorithms)
+            except BadRequest as e:
+                raise AlgorithmError(INVALID_ARGUMENT, str(e))
+            t1 = time.perf_counter()
+            timings["decode_us"] = int((t1 - t0) * 1e6)
+            try:
+                result = algo.func(inp)
+            finally:
+                t2 = time.perf_counter()
+                timings["compute_us"] = int((t2 - t1) * 1e6)
+            result_json = to_json(result)
+            timings["encode_us"] = int((time.perf_counter() - t2) * 1e6)
+            resp["ok"] = True
+            resp["result_json"] = result_json
+        except AlgorithmError as e:
+            resp["error_code"] = e.code
+            resp["error_message"] = _one_line(e.message)
+        except MemoryError:
+            self.log("request %.40r (%s): out of memory", req_id, algo_name)
+            resp["error_code"] = INTERNAL
+            resp["error_message"] = "%s ran out of memory" % algo_name
+        except Exception as e:
+            self.log("request %.40r (%s) failed:\n%s", req_id, algo_name, traceback.format_exc().rstrip())
+            resp["error_code"] = INTERNAL
+            resp["error_message"] = _one_line("internal error in %s: %s" % (algo_name, type(e).__name__))
+        self.requests += 1
+        try:
+            self.send(resp)
+        except ValueError as e:  # result too large for one frame
+            self.log("request %.40r (%s): %s", req_id, algo_name, e)
+            self.send({"type": "response", "id": req_id, "ok": False, "timings": timings,
+                       "error_code": INTERNAL,
+                       "error_message": "result of %s is too large for one frame (max %d bytes)"
+                                        % (algo_name, self.max_frame)})
+        self.title.idle()
+
+    def serve(self):
+        """Serve until shutdown/EOF (returns an exit status)."""
+        self.title.idle()
+        while True:
+            try:
+                msg = read_frame(self.sock, self.max_frame)
+            except ConnectionClosed:
+                self.log("engine closed the connection; exiting")
+                return EXIT_OK
+            except ProtocolError as e:
+                self.log("protocol error: %s; closing", e)
+                return EXIT_PROTOCOL
+            except OSError as e:
+                self.log("socket error: %s; exiting", e)
+                return EXIT_OK
+            mtype = msg["type"]
+            if mtype == "request":
+                if not isinstance(msg.get("id"), str):
+                    self.log("protocol error: request without a string 'id'; closing")
+                    return EXIT_PROTOCOL
+                self.handle_request(msg)
+            elif mtype == "ping":
+                pid = msg.get("id")
+                if not isinstance(pid, str):
+                    self.log("protocol error: ping without a string 'id'; closing")
+                    return EXIT_PROTOCOL
+                self.send({"type": "pong", "id": pid, "rss_bytes": rss_bytes(), "requests": self.requests})
+            elif mtype == "shutdown":
+                self.log("shutdown requested after %d requests", self.requests)
+                return EXIT_OK
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="python -m analytics_worker",
+                                 description="Analytics engine Python worker (see PROTOCOL.md)")
+    ap.add_argument("--socket", required=True, help="Unix socket path the engine listens on")
+    ap.add_argument("--worker-id", type=int, required=True, help="worker number (logs and process title)")
+    ap.add_argument("--max-frame", type=int, default=DEFAULT_MAX_FRAME,
+                    help="maximum frame body size in bytes (default %(default)s)")
+    ap.add_argument("--enable-test-algorithms", action="store_true",
+                    help="also serve the _test_* algorithms (test suites only)")
+    args = ap.parse_args(argv)
+    if args.max_frame < MIN_MAX_FRAME:
+        ap.error("--max-frame must be at least %d bytes" % MIN_MAX_FRAME)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    log = Log(args.worker_id)
+    token = os.environ.pop(TOKEN_ENV, None)  # not inherited by anything we might start
+    if token is None:
+        log("environment variable %s is not set; the engine sets it when it spawns a worker", TOKEN_ENV)
+        return EXIT_USAGE
+    set_parent_death_signal()
+    title = Title(args.worker_id)
+    title.set("starting")
+    load_algorithms()
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(args.socket)
+    except OSError as e:
+        log("cannot connect to %s: %s", args.socket, e)
+        return EXIT_CONNECT
+    from .algorithms import testing
+    testing.CONNECTION["sock"] = sock
+    worker = Worker(sock, args.worker_id, args.max_frame, args.enable_test_algorithms, log)
+    try:
+        try:
+            worker.send(worker.hello(token))
+        except ValueError as e:
+            log("cannot send hello: %s", e)
+            return EXIT_PROTOCOL
+        status = worker.serve()
+    except (BrokenPipeError, ConnectionResetError) as e:
+        log("connection lost: %s; exiting", e)
+        status = EXIT_OK
+    except KeyboardInterrupt:
+        status = 130
+    finally:
+        try:
+            sock.close()
+        except OSError:
+            pass
+    return status

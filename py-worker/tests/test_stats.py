@@ -1,0 +1,148 @@
+"""Parity of the Python statistics with the numpy/scipy definitions the native side uses."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from inproc import error, run
+
+RNG = np.random.default_rng(42)
+DATASETS = {
+    "small": [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0],
+    "normal": RNG.normal(10.0, 3.0, 500).tolist(),
+    "skewed": RNG.exponential(2.0, 301).tolist(),
+    "negative": [-5.5, -1.25, 0.0, 3.75, 12.5, -7.0, 2.0],
+    "big_offset": (1e9 + RNG.normal(0, 1, 100)).tolist(),
+}
+ALL = list(DATASETS)
+
+
+def close(a, b, rel=1e-12, abs_=1e-12):
+    return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
+
+
+@pytest.mark.parametrize("ds", ALL)
+def test_scalar_stats_match_numpy_scipy(ds):
+    x = np.array(DATASETS[ds])
+    expect = {
+        "mean": np.mean(x),
+        "median": np.median(x),
+        "std": np.std(x, ddof=1),
+        "variance": np.var(x, ddof=1),
+        "min": np.min(x),
+        "max": np.max(x),
+        "range": np.ptp(x),
+        "q1": np.percentile(x, 25),
+        "q3": np.percentile(x, 75),
+        "iqr": np.percentile(x, 75) - np.percentile(x, 25),
+        "skewness": sps.skew(x, bias=False),
+        "kurtosis": sps.kurtosis(x, bias=False),
+        "correlation": np.corrcoef(x[:-1], x[1:])[0, 1],
+    }
+    for name, want in expect.items():
+        got = run(name, x)
+        assert isinstance(got, float), name
+        tol = 1e-9 if name in ("skewness", "kurtosis", "correlation") else 1e-12
+        assert close(got, float(want), rel=tol, abs_=tol), (name, got, want)
+    assert run("count", x) == len(x) and isinstance(run("count", x), int)
+
+
+@pytest.mark.parametrize("q", ["0", "12.5", "50", "99.9", "100"])
+def test_percentile_linear(q):
+    x = np.array(DATASETS["skewed"])
+    assert close(run("percentile", x, params={"percentile": q}), float(np.percentile(x, float(q))))
+
+
+def test_percentile_default_is_median():
+    x = DATASETS["normal"]
+    assert run("percentile", x) == run("median", x)
+
+
+@pytest.mark.parametrize("bad", ["abc", "-1", "100.5", "nan", "inf", ""])
+def test_percentile_bad_param(bad):
+    if bad == "":
+        # empty string = not given: default 50
+        assert run("percentile", [1.0, 3.0], params={"percentile": bad}) == 2.0
+        return
+    code, msg = error("percentile", [1.0, 2.0], params={"percentile": bad})
+    assert code == "INVALID_ARGUMENT"
+    assert msg.startswith("param 'percentile' must be a") and "between 0 and 100" in msg and repr(bad) in msg
+
+
+def test_mode_object():
+    r = run("mode", [3.0, 1.0, 2.0, 2.0, 3.0, 5.0])
+    assert r == {"modes": [2.0, 3.0], "count": 2, "frequency": 2, "is_multimodal": True, "data_size": 6}
+    r = run("mode", [1.0000001, 1.0000004, 7.0])  # both round to 1.0 at 6 decimals
+    assert r == {"modes": [1.0], "count": 1, "frequency": 2, "is_multimodal": False, "data_size": 3}
+    r = run("mode", [4.0])
+    assert r == {"modes": [4.0], "count": 1, "frequency": 1, "is_multimodal": False, "data_size": 1}
+
+
+def test_mode_matches_rint_definition():
+    x = RNG.normal(0, 1, 1000).round(3)
+    r = run("mode", x)
+    rounded = np.rint(x * 1e6) / 1e6
+    vals, counts = np.unique(rounded, return_counts=True)
+    assert r["modes"] == vals[counts == counts.max()].tolist()
+    assert r["frequency"] == counts.max()
+
+
+def test_summary_matches_definitions():
+    x = np.array(DATASETS["normal"])
+    s = run("summary", x)
+    assert list(s) == ["count", "mean", "median", "std", "variance", "min", "max", "range", "q25", "q75",
+                       "autocorr", "skewness", "kurtosis"]
+    assert s["count"] == 500
+    for key in ("mean", "median", "std", "variance", "min", "max", "range", "q25", "q75", "autocorr",
+                "skewness", "kurtosis"):
+        name = {"q25": "q1", "q75": "q3", "autocorr": "correlation"}.get(key, key)
+        assert close(s[key], run(name, x), rel=1e-12), key
+
+
+def test_summary_small_and_constant():
+    s = run("summary", [1.0, 2.0])
+    assert s["autocorr"] is None and s["skewness"] is None and s["kurtosis"] is None
+    s = run("summary", [5.0] * 6)
+    assert s["std"] == 0.0 and s["autocorr"] is None and s["skewness"] is None and s["kurtosis"] is None
+    s = run("summary", [1.0, 2.0, 4.0])
+    assert s["autocorr"] is not None and s["skewness"] is not None and s["kurtosis"] is None
+
+
+@pytest.mark.parametrize("name,need", [
+    ("mean", 1), ("median", 1), ("min", 1), ("max", 1), ("range", 1), ("percentile", 1), ("q1", 1),
+    ("q3", 1), ("iqr", 1), ("mode", 1), ("std", 2), ("variance", 2), ("summary", 2), ("skewness", 3),
+    ("correlation", 3), ("kurtosis", 4),
+])
+def test_too_few_points(name, need):
+    code, msg = error(name, [1.0, 2.0, 3.0][: need - 1])
+    assert code == "INVALID_ARGUMENT"
+    assert msg == "%s needs at least %d data point%s, got %d" % (name, need, "" if need == 1 else "s", need - 1)
+
+
+def test_count_empty_is_zero():
+    assert run("count", []) == 0
+
+
+def test_constant_data_errors():
+    assert error("correlation", [2.0] * 5) == ("INVALID_ARGUMENT",
+                                               "lag-1 autocorrelation is undefined for constant data")
+    assert error("skewness", [2.0] * 5)[1] == "skewness is undefined for constant data"
+    assert error("kurtosis", [2.0] * 5)[1] == "kurtosis is undefined for constant data"
+    assert math.isnan(sps.skew([2.0] * 5, bias=False))  # scipy agrees: undefined
+
+
+def test_nan_policy():
+    x = [1.0, float("nan"), 3.0, float("-inf"), 5.0]
+    code, msg = error("mean", x)
+    assert code == "INVALID_ARGUMENT" and "2 non-finite values" in msg and "first at index 1" in msg
+    assert run("mean", x, params={"nan_policy": "omit"}) == 3.0
+    assert run("count", x, params={"nan_policy": "omit"}) == 3
+    assert error("mean", x, params={"nan_policy": "ignore"})[1].startswith("param 'nan_policy' must be one of")
+
+
+def test_matrix_input_for_statistics():
+    assert run("mean", [1.0, 2.0, 3.0], shape=[3, 1]) == 2.0
+    code, msg = error("mean", [1.0, 2.0, 3.0, 4.0], shape=[2, 2])
+    assert msg == "mean expects a series (1-D data), got shape [2, 2]"
