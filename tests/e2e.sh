@@ -59,7 +59,7 @@ if (( WORKERS > 0 )); then
   check "Analyze kmeans matrix" '"success": true' "$out"
   out=$(grpcurl -plaintext -d '{"request_id":"t1","algorithm":"sentiment_analysis","params":{"text":"I love this great product"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
   check "sentiment" 'positive' "$out"
-  out=$(grpcurl -plaintext -d '{"request_id":"p1","algorithm":"mean","data":[1,2,3],"options":{"prefer_rust":false,"allow_python":true}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+  out=$(grpcurl -plaintext -d '{"request_id":"p1","algorithm":"mean","data":[1,2,3],"options":{"prefer_rust":false,"allow_python":true,"include_metadata":true}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
   check "prefer_rust=false runs python" '"implementation": "python"' "$out"
   check "python mean" '"result_json": "2.0"' "$out"
 fi

@@ -214,6 +214,27 @@ public final class Main implements Callable<Integer> {
         log.debug("warm-up took {} ms", (System.nanoTime() - t0) / 1_000_000);
     }
 
+    /**
+     * Under systemd with WatchdogSec=, pings the watchdog at half its interval while the server answers
+     * its own health probe path in-process (a wedged engine stops pinging and systemd restarts it).
+     */
+    private static void startWatchdog(EngineServer server) {
+        long interval = analytics.engine.server.SystemdNotify.watchdogIntervalMillis();
+        if (interval <= 0) {
+            return;
+        }
+        var timer = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "systemd-watchdog");
+            t.setDaemon(true);
+            return t;
+        });
+        timer.scheduleAtFixedRate(() -> {
+            if (server.alive()) {
+                analytics.engine.server.SystemdNotify.watchdogPing();
+            }
+        }, interval / 2, interval / 2, java.util.concurrent.TimeUnit.MILLISECONDS);
+    }
+
     private int serve(EngineConfig cfg) {
         Logger log = LoggerFactory.getLogger(Main.class);
         log.info("analytics-server {} (git {}) starting on Java {}", BuildInfo.VERSION, BuildInfo.GIT_COMMIT,
@@ -262,8 +283,9 @@ public final class Main implements Callable<Integer> {
         });
         PythonWiring.whenReady(py, () -> {
             log.info("ready: {}", py == null ? "native only (workers = 0)" : "Python workers up");
-            Signals.notifyReady("serving");
+            Signals.notifyReady("serving on " + cfg.listen());
         });
+        startWatchdog(server);
         try {
             stopped.await();
         } catch (InterruptedException e) {

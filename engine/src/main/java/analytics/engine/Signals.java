@@ -37,14 +37,14 @@ final class Signals {
     }
 
     static void notifyReady(String status) {
-        // SYSTEMD-WIRE analytics.engine.server.SystemdNotify.ready(status);
+        analytics.engine.server.SystemdNotify.ready(status);
     }
 
     static void notifyReloading() {
-        // SYSTEMD-WIRE analytics.engine.server.SystemdNotify.reloading();
+        analytics.engine.server.SystemdNotify.reloading();
     }
 
     static void notifyStopping() {
-        // SYSTEMD-WIRE analytics.engine.server.SystemdNotify.stopping();
+        analytics.engine.server.SystemdNotify.stopping();
     }
 }

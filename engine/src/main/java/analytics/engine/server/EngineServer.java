@@ -164,6 +164,18 @@ public final class EngineServer implements AutoCloseable {
 
     // ---------------------------------------------------------------- health
 
+    /** Liveness for the systemd watchdog: the listener is up and its event loops accept work. */
+    public boolean alive() {
+        if (tcp == null || tcp.isTerminated()) {
+            return false;
+        }
+        try {
+            return workers.submit(() -> true).get(5, TimeUnit.SECONDS);
+        } catch (Exception e) {
+            return false;
+        }
+    }
+
     /** Ready = serving and, when Python workers are configured, at least one is ready. */
     public boolean healthy() {
         if (shuttingDown) {

@@ -1,0 +1,211 @@
+package analytics.engine.stats;
+
+import java.util.Arrays;
+
+/**
+ * Order statistics by in-place introselect (callers pass a private copy).
+ *
+ * <p>{@link #select} is Hoare-partition quickselect with a median-of-3 pivot (Tukey's ninther on
+ * ranges above 1024 values), which is expected linear time and splits runs of equal values evenly
+ * (duplicate-heavy data stays linear). A depth budget of 2·log2(n) partitions guards against
+ * adversarial inputs: when it runs out the remaining range is sorted, so the worst case is
+ * O(n log n), never quadratic. Selecting the first or last rank of a range is a linear min/max scan.
+ *
+ * <p>{@link #selectAll} places several ranks at once the way {@code numpy.partition} with a list of
+ * kth does: each selection narrows the ranges of the others, so the median, q25 and q75 of
+ * {@code summary} cost about two quickselects, not three.
+ */
+final class Selection {
+    private Selection() {
+    }
+
+    private static final int INSERTION = 16;
+    private static final int NINTHER = 1024;
+
+    /**
+     * Rearranges {@code a[lo..hi]} (inclusive) so that {@code a[k]} holds the value of rank k, all of
+     * {@code a[lo..k-1]} are {@code <= a[k]} and all of {@code a[k+1..hi]} are {@code >= a[k]}.
+     * Precondition: the range already holds exactly the values of ranks lo..hi.
+     */
+    static void select(double[] a, int lo, int hi, int k) {
+        if (k == lo) {
+            minToFront(a, lo, hi);
+            return;
+        }
+        if (k == hi) {
+            maxToBack(a, lo, hi);
+            return;
+        }
+        int budget = 2 * (32 - Integer.numberOfLeadingZeros(hi - lo + 1));
+        while (hi - lo >= INSERTION) {
+            if (budget-- == 0) {
+                Arrays.sort(a, lo, hi + 1);
+                return;
+            }
+            int mid = (lo + hi) >>> 1;
+            if (hi - lo >= NINTHER) {
+                int s = (hi - lo) >>> 3;
+                // Tukey's ninther: move the median of three medians-of-3 to mid
+                int m1 = med3(a, lo + 1, lo + 1 + s, lo + 1 + 2 * s);
+                int m2 = med3(a, mid - s, mid, mid + s);
+                int m3 = med3(a, hi - 1 - 2 * s, hi - 1 - s, hi - 1);
+                swap(a, mid, med3(a, m1, m2, m3));
+            }
+            // median of 3 of (lo, mid, hi), pivot parked at lo+1, sentinels at lo and hi
+            swap(a, mid, lo + 1);
+            if (a[lo] > a[hi]) {
+                swap(a, lo, hi);
+            }
+            if (a[lo + 1] > a[hi]) {
+                swap(a, lo + 1, hi);
+            }
+            if (a[lo] > a[lo + 1]) {
+                swap(a, lo, lo + 1);
+            }
+            double p = a[lo + 1];
+            int i = lo + 1;
+            int j = hi;
+            for (;;) {
+                do {
+                    i++;
+                } while (a[i] < p);
+                do {
+                    j--;
+                } while (a[j] > p);
+                if (j < i) {
+                    break;
+                }
+                double t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+            }
+            a[lo + 1] = a[j];
+            a[j] = p;
+            // a[lo..j-1] <= p == a[j] <= a[j+1..hi]
+            if (j == k) {
+                return;
+            }
+            if (j > k) {
+                hi = j - 1;
+            } else {
+                lo = j + 1;
+            }
+        }
+        insertionSort(a, lo, hi);
+    }
+
+    /**
+     * Places every rank in {@code ranks[from, to)} (strictly increasing, all within [lo, hi]), each
+     * with the guarantee of {@link #select}.
+     */
+    static void selectAll(double[] a, int lo, int hi, int[] ranks, int from, int to) {
+        if (from >= to || lo > hi) {
+            return;
+        }
+        int mid = (from + to) >>> 1;
+        int k = ranks[mid];
+        select(a, lo, hi, k);
+        selectAll(a, lo, k - 1, ranks, from, mid);
+        selectAll(a, k + 1, hi, ranks, mid + 1, to);
+    }
+
+    /**
+     * numpy's default ('linear') quantile of the n values of a partitioned copy: virtual index
+     * (n-1)·q, neighbours floor and floor+1 (both the last element at or beyond the end), and
+     * numpy's {@code _lerp}, which interpolates from the nearer neighbour. The two ranks must have
+     * been placed with {@link #selectAll} (see {@link #quantileRanks}).
+     */
+    static double quantileFromPlaced(double[] placed, double q) {
+        int n = placed.length;
+        double vi = (n - 1) * q;
+        double prevIdx = Math.floor(vi);
+        int prev;
+        int next;
+        if (vi >= n - 1) {
+            prev = n - 1;
+            next = n - 1;
+        } else {
+            prev = (int) prevIdx;
+            next = prev + 1;
+        }
+        double gamma = vi - prevIdx;
+        return lerp(placed[prev], placed[next], gamma);
+    }
+
+    /** The (one or two) ranks {@link #quantileFromPlaced} reads for quantile q of n values. */
+    static int[] quantileRanks(int n, double q) {
+        double vi = (n - 1) * q;
+        if (vi >= n - 1) {
+            return new int[] {n - 1};
+        }
+        int prev = (int) Math.floor(vi);
+        return new int[] {prev, prev + 1};
+    }
+
+    /** numpy's {@code _lerp(a, b, t)}. */
+    static double lerp(double a, double b, double t) {
+        double diff = b - a;
+        if (t >= 0.5) {
+            return b - diff * (1 - t);
+        }
+        return a + diff * t;
+    }
+
+    /** numpy's median of two middle values: {@code mean([a, b])} = (a + b) / 2, overflow-safe. */
+    static double midpoint(double a, double b) {
+        double s = a + b;
+        if (Double.isInfinite(s)) {
+            return a * 0.5 + b * 0.5;
+        }
+        return s / 2.0;
+    }
+
+    private static int med3(double[] a, int i, int j, int k) {
+        double x = a[i];
+        double y = a[j];
+        double z = a[k];
+        return x < y ? (y < z ? j : (x < z ? k : i)) : (x < z ? i : (y < z ? k : j));
+    }
+
+    private static void minToFront(double[] a, int lo, int hi) {
+        int best = lo;
+        double v = a[lo];
+        for (int i = lo + 1; i <= hi; i++) {
+            if (a[i] < v) {
+                v = a[i];
+                best = i;
+            }
+        }
+        swap(a, lo, best);
+    }
+
+    private static void maxToBack(double[] a, int lo, int hi) {
+        int best = hi;
+        double v = a[hi];
+        for (int i = lo; i < hi; i++) {
+            if (a[i] > v) {
+                v = a[i];
+                best = i;
+            }
+        }
+        swap(a, hi, best);
+    }
+
+    private static void insertionSort(double[] a, int lo, int hi) {
+        for (int i = lo + 1; i <= hi; i++) {
+            double v = a[i];
+            int j = i - 1;
+            while (j >= lo && a[j] > v) {
+                a[j + 1] = a[j];
+                j--;
+            }
+            a[j + 1] = v;
+        }
+    }
+
+    private static void swap(double[] a, int i, int j) {
+        double t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}

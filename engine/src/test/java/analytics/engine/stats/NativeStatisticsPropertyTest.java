@@ -1,0 +1,398 @@
+package analytics.engine.stats;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import analytics.engine.dispatch.AnalysisException;
+import analytics.engine.proto.ErrorCode;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+/** Algebraic properties, error behaviour and robustness of the native kernels. */
+class NativeStatisticsPropertyTest {
+
+    private static final List<String> NAMES = List.of("mean", "median", "std", "variance", "min",
+            "max", "range", "percentile", "q1", "q3", "iqr", "mode", "skewness", "kurtosis", "count",
+            "correlation", "summary");
+
+    static Object run(String name, double[] data) throws AnalysisException {
+        return run(name, data, Map.of());
+    }
+
+    static Object run(String name, double[] data, Map<String, String> params) throws AnalysisException {
+        return NativeStatistics.KERNELS.get(name).compute(data, params);
+    }
+
+    static double num(String name, double[] data) throws AnalysisException {
+        return (Double) run(name, data);
+    }
+
+    static double pct(double[] data, double p) throws AnalysisException {
+        return (Double) run("percentile", data, Map.of("percentile", Double.toString(p)));
+    }
+
+    /** Dyadic data k/64 (|k| < 2^20): shifts by up to 1e9 and the scalings used here are exact. */
+    static double[] dyadic(int n, long seed, int distinct) {
+        SplittableRandom r = new SplittableRandom(seed);
+        double[] d = new double[n];
+        for (int i = 0; i < n; i++) {
+            // skewed on purpose (a square), so skewness is far from 0
+            long k = r.nextInt(distinct);
+            d[i] = (double) (k * k / distinct - 300) / 64.0;
+        }
+        return d;
+    }
+
+    static void shuffle(double[] d, long seed) {
+        SplittableRandom r = new SplittableRandom(seed);
+        for (int i = d.length - 1; i > 0; i--) {
+            int j = r.nextInt(i + 1);
+            double t = d[i];
+            d[i] = d[j];
+            d[j] = t;
+        }
+    }
+
+    static void close(double want, double got, double rel, String what) {
+        if (!(Math.abs(got - want) <= rel * Math.abs(want))) {
+            fail(what + ": expected " + want + " got " + got);
+        }
+    }
+
+    // ------------------------------------------------------------------ registry
+
+    @Test
+    void registryHasExactlyTheSeventeenInOrderAndIsUnmodifiable() {
+        assertEquals(NAMES, List.copyOf(NativeStatistics.KERNELS.keySet()));
+        assertThrows(UnsupportedOperationException.class,
+                () -> NativeStatistics.KERNELS.put("x", (d, p) -> 0.0));
+        Map<String, Integer> want = new HashMap<>();
+        NAMES.forEach(n -> want.put(n, 1));
+        want.put("std", 2);
+        want.put("variance", 2);
+        want.put("summary", 2);
+        want.put("skewness", 3);
+        want.put("correlation", 3);
+        want.put("kurtosis", 4);
+        for (String n : NAMES) {
+            assertEquals(want.get(n), NativeStatistics.minPoints(n), n);
+        }
+        assertThrows(IllegalArgumentException.class, () -> NativeStatistics.minPoints("kmeans"));
+    }
+
+    @Test
+    void tooFewPointsErrorsSayHowManyAreNeeded() {
+        for (String n : NAMES) {
+            int need = NativeStatistics.minPoints(n);
+            for (int have = 0; have < need; have++) {
+                double[] d = new double[have];
+                Arrays.fill(d, 1.5);
+                int h = have;
+                AnalysisException e = assertThrows(AnalysisException.class, () -> run(n, d), n);
+                assertEquals(ErrorCode.INVALID_ARGUMENT, e.code());
+                assertEquals(n + " needs at least " + need + " data point" + (need == 1 ? "" : "s")
+                        + ", got " + h, e.getMessage());
+            }
+        }
+        AnalysisException e = assertThrows(AnalysisException.class,
+                () -> run("skewness", new double[] {1, 2}));
+        assertEquals("skewness needs at least 3 data points, got 2", e.getMessage());
+    }
+
+    @Test
+    void resultTypes() throws Exception {
+        double[] d = {1, 2, 3, 4, 5, 7};
+        for (String n : NAMES) {
+            Object r = run(n, d);
+            switch (n) {
+                case "count" -> assertEquals(6L, r);
+                case "mode", "summary" -> assertInstanceOf(Map.class, r);
+                default -> assertInstanceOf(Double.class, r, n);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ numerics
+
+    @Test
+    void largeOffsetVarianceIsExact() throws Exception {
+        double[] d = {1e9 + 1, 1e9 + 2, 1e9 + 3};
+        assertEquals(1.0, num("variance", d), 0.0);
+        assertEquals(1.0, num("std", d), 0.0);
+        assertEquals(1e9 + 2, num("mean", d), 0.0);
+        @SuppressWarnings("unchecked")
+        Map<String, Object> s = (Map<String, Object>) run("summary", d);
+        assertEquals(1.0, (Double) s.get("variance"), 0.0);
+        // the naive one-pass formula E[x^2] - E[x]^2 gives 0 or garbage here
+        double sum = 0;
+        double sq = 0;
+        for (double x : d) {
+            sum += x;
+            sq += x * x;
+        }
+        assertTrue((sq - sum * sum / 3) / 2 != 1.0, "the test data must defeat the naive formula");
+    }
+
+    @Test
+    void constantDataGivesZeroSpreadAndClearErrors() throws Exception {
+        double[] d = new double[50];
+        Arrays.fill(d, 0.1);
+        assertEquals(0.0, num("variance", d), 1e-30);
+        for (String n : List.of("skewness", "kurtosis")) {
+            AnalysisException e = assertThrows(AnalysisException.class, () -> run(n, d));
+            assertTrue(e.getMessage().contains(n + " is undefined for constant data"), e.getMessage());
+        }
+        AnalysisException e = assertThrows(AnalysisException.class, () -> run("correlation", d));
+        assertEquals("lag-1 autocorrelation is undefined for constant data", e.getMessage());
+        @SuppressWarnings("unchecked")
+        Map<String, Object> s = (Map<String, Object>) run("summary", d);
+        assertNull(s.get("autocorr"));
+        assertNull(s.get("skewness"));
+        assertNull(s.get("kurtosis"));
+        assertEquals(0.1, (Double) s.get("median"), 0.0);
+    }
+
+    @Test
+    void overflowIsAnErrorNotInfinity() {
+        double[] d = {1e300, -1e300, 5e299, 2e300};
+        AnalysisException e = assertThrows(AnalysisException.class, () -> run("variance", d));
+        assertTrue(e.getMessage().startsWith("variance overflows double precision"), e.getMessage());
+    }
+
+    // ------------------------------------------------------------------ percentile param
+
+    @Test
+    void percentileParam() throws Exception {
+        double[] d = {5, 1, 4, 2, 3};
+        assertEquals(3.0, (Double) run("percentile", d, Map.of()), 0.0);
+        assertEquals(1.4, (Double) run("percentile", d, Map.of("percentile", "10")), 1e-15);
+        assertEquals(1.4, (Double) run("percentile", d, Map.of("percentile", " 1e1 ")), 1e-15);
+        assertEquals(5.0, (Double) run("percentile", d, Map.of("percentile", "100.0")), 0.0);
+        for (String bad : List.of("abc", "-0.5", "100.0001", "NaN", "Infinity", "", "1,5", "0x1p3", "5d")) {
+            AnalysisException e = assertThrows(AnalysisException.class,
+                    () -> run("percentile", d, Map.of("percentile", bad)), bad);
+            assertEquals("param 'percentile' must be a number between 0 and 100, got '" + bad + "'",
+                    e.getMessage());
+        }
+    }
+
+    // ------------------------------------------------------------------ properties
+
+    @Test
+    void permutationInvariance() throws Exception {
+        for (double[] base : List.of(dyadic(10_001, 1, 5000), dyadic(4_000, 2, 7),
+                StatsFixtures.dataset("skewed_1000"))) {
+            Map<String, Object> ref = new HashMap<>();
+            for (String n : NAMES) {
+                if (!n.equals("correlation") && !n.equals("summary")) {
+                    ref.put(n, run(n, base));
+                }
+            }
+            for (long seed = 11; seed < 14; seed++) {
+                double[] p = base.clone();
+                shuffle(p, seed);
+                for (String n : ref.keySet()) {
+                    Object got = run(n, p);
+                    if (List.of("mean", "std", "variance", "skewness", "kurtosis").contains(n)) {
+                        close((Double) ref.get(n), (Double) got, 1e-12, n + " seed " + seed);
+                    } else {
+                        assertEquals(ref.get(n), got, n + " (exact) seed " + seed);
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void shiftBehaviour() throws Exception {
+        double[] x = dyadic(3_001, 3, 400);
+        for (double c : new double[] {1e6, -1e9, 0.375}) {
+            double[] y = x.clone();
+            for (int i = 0; i < y.length; i++) {
+                y[i] += c; // exact for dyadic x
+            }
+            double scale = Math.abs(c) + 100;
+            for (String n : List.of("mean", "median", "min", "max", "q1", "q3")) {
+                assertEquals(num(n, x) + c, num(n, y), 1e-13 * scale, n + " shifts by " + c);
+            }
+            for (double p : new double[] {0, 12.5, 50, 99.9, 100}) {
+                assertEquals(pct(x, p) + c, pct(y, p), 1e-13 * scale, "percentile " + p);
+            }
+            for (String n : List.of("std", "variance", "skewness", "kurtosis", "range", "iqr")) {
+                close(num(n, x), num(n, y), 1e-12, n + " invariant under shift " + c);
+            }
+            assertEquals(num("correlation", x), num("correlation", y), 1e-12, "correlation");
+        }
+    }
+
+    @Test
+    void scaleBehaviour() throws Exception {
+        double[] x = dyadic(2_500, 4, 300);
+        for (double a : new double[] {3.0, 0.125, -2.5, -1.0}) {
+            double[] y = x.clone();
+            for (int i = 0; i < y.length; i++) {
+                y[i] *= a; // exact for dyadic x
+            }
+            double abs = Math.abs(a);
+            close(a * num("mean", x), num("mean", y), 1e-12, "mean");
+            close(abs * num("std", x), num("std", y), 1e-12, "std");
+            close(a * a * num("variance", x), num("variance", y), 1e-12, "variance");
+            close(Math.signum(a) * num("skewness", x), num("skewness", y), 1e-12, "skewness");
+            close(num("kurtosis", x), num("kurtosis", y), 1e-12, "kurtosis");
+            assertEquals(num("correlation", x), num("correlation", y), 1e-12, "correlation");
+            close(abs * num("range", x), num("range", y), 1e-15, "range");
+            close(abs * num("iqr", x), num("iqr", y), 1e-13, "iqr");
+            close(a * num("median", x), num("median", y), 1e-15, "median");
+            for (double p : new double[] {0, 12.5, 50, 99.9, 100}) {
+                double mirrored = a > 0 ? p : 100 - p;
+                double want = a * pct(x, mirrored);
+                assertEquals(want, pct(y, p), 1e-13 * Math.abs(want) + 1e-13, "percentile " + p + " a=" + a);
+            }
+            assertEquals(a * (a > 0 ? num("min", x) : num("max", x)), num("min", y), 0.0, "min");
+            assertEquals(a * (a > 0 ? num("max", x) : num("min", x)), num("max", y), 0.0, "max");
+        }
+    }
+
+    @Test
+    void inputIsNeverModified() throws Exception {
+        double[] d = dyadic(5_000, 5, 50);
+        shuffle(d, 99);
+        double[] before = d.clone();
+        for (String n : NAMES) {
+            run(n, d);
+            run(n, d, Map.of("percentile", "37.5"));
+            assertArrayEquals(before, d, n + " modified its input");
+        }
+    }
+
+    @Test
+    @SuppressWarnings("unchecked")
+    void summaryAgreesWithTheSingleKernels() throws Exception {
+        for (double[] d : List.of(dyadic(1_001, 6, 900), StatsFixtures.dataset("tiny_variance"),
+                StatsFixtures.dataset("large_offset"), StatsFixtures.dataset("end_outlier"),
+                StatsFixtures.dataset("four"))) {
+            Map<String, Object> s = (Map<String, Object>) run("summary", d);
+            assertEquals(List.of("count", "mean", "median", "std", "variance", "min", "max", "range",
+                    "q25", "q75", "autocorr", "skewness", "kurtosis"), List.copyOf(s.keySet()));
+            assertEquals((long) d.length, s.get("count"));
+            for (String n : List.of("mean", "median", "std", "variance", "min", "max", "range",
+                    "skewness", "kurtosis")) {
+                assertEquals(run(n, d), s.get(n), n + " (bit-identical)");
+            }
+            assertEquals(run("q1", d), s.get("q25"));
+            assertEquals(run("q3", d), s.get("q75"));
+            assertEquals(num("correlation", d), (Double) s.get("autocorr"), 1e-12);
+        }
+    }
+
+    // ------------------------------------------------------------------ selection and mode
+
+    @Test
+    void selectionMatchesSortingOnRandomAndAdversarialInputs() throws Exception {
+        SplittableRandom r = new SplittableRandom(42);
+        for (int trial = 0; trial < 300; trial++) {
+            int n = 1 + r.nextInt(trial < 200 ? 60 : 3000);
+            int distinct = 1 + r.nextInt(trial % 3 == 0 ? 3 : 1000);
+            double[] d = new double[n];
+            for (int i = 0; i < n; i++) {
+                d[i] = r.nextInt(distinct) - distinct / 2.0;
+            }
+            checkOrderStats(d, r.nextDouble() * 100);
+        }
+        int n = 100_001;
+        double[] sorted = new double[n];
+        double[] reversed = new double[n];
+        double[] organ = new double[n];
+        double[] saw = new double[n];
+        for (int i = 0; i < n; i++) {
+            sorted[i] = i;
+            reversed[i] = n - i;
+            organ[i] = Math.min(i, n - i);
+            saw[i] = i % 17;
+        }
+        for (double[] d : List.of(sorted, reversed, organ, saw, medianOf3Killer(n))) {
+            checkOrderStats(d, 50);
+            checkOrderStats(d, 12.5);
+        }
+    }
+
+    /** Musser's median-of-3 killer sequence (drives plain median-of-3 quickselect quadratic). */
+    static double[] medianOf3Killer(int n) {
+        int k = n / 2;
+        double[] d = new double[2 * k + (n & 1)];
+        for (int i = 1; i <= k; i++) {
+            if ((i & 1) == 1) {
+                d[i - 1] = i;
+                d[i] = k + i;
+            }
+            d[k + i - 1] = 2 * i;
+        }
+        if ((n & 1) == 1) {
+            d[n - 1] = n;
+        }
+        return d;
+    }
+
+    static void checkOrderStats(double[] d, double p) throws Exception {
+        double[] s = d.clone();
+        Arrays.sort(s);
+        int n = s.length;
+        double med = (n & 1) == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+        assertEquals(med, num("median", d), 0.0, "median n=" + n);
+        double vi = (n - 1) * (p / 100.0);
+        int lo = (int) Math.floor(vi);
+        int hi = Math.min(lo + 1, n - 1);
+        double want = Selection.lerp(s[lo], s[hi], vi - Math.floor(vi));
+        assertEquals(want, pct(d, p), 0.0, "percentile " + p + " n=" + n);
+        assertEquals(s[0], num("min", d), 0.0);
+        assertEquals(s[n - 1], num("max", d), 0.0);
+    }
+
+    @Test
+    void largeAdversarialInputsStayFast() {
+        double[] killer = medianOf3Killer(1_000_001);
+        double[] organ = new double[1_000_000];
+        for (int i = 0; i < organ.length; i++) {
+            organ[i] = Math.min(i, organ.length - i);
+        }
+        // quadratic behaviour would take minutes here; linear or n log n takes milliseconds
+        assertTimeoutPreemptively(Duration.ofSeconds(20), () -> {
+            assertEquals(500_001.0, num("median", killer), 0.0);
+            assertEquals(250_000.0, (Double) ((Map<?, ?>) run("summary", organ)).get("median"), 0.0);
+            assertEquals(250_000.0, num("iqr", organ), 1e-9);
+        });
+    }
+
+    @Test
+    @SuppressWarnings("unchecked")
+    void modeRoundsLikeNumpyAndFoldsNegativeZero() throws Exception {
+        Map<String, Object> m = (Map<String, Object>) run("mode",
+                new double[] {-0.0, 0.0, -4e-7, 7.0000004, 6.9999996, 7, 3});
+        assertEquals(List.of(0.0, 7.0), m.get("modes"));
+        assertEquals(0L, Double.doubleToRawLongBits((Double) ((List<?>) m.get("modes")).get(0)));
+        assertEquals(2L, m.get("count"));
+        assertEquals(3L, m.get("frequency"));
+        assertEquals(true, m.get("is_multimodal"));
+        assertEquals(7L, m.get("data_size"));
+        // rint is half-to-even, like numpy.round: 0.5e-6 -> 0, 1.5e-6 -> 2e-6, 2.5e-6 -> 2e-6
+        assertEquals(0.0, NativeStatistics.round6(0.5e-6), 0.0);
+        assertEquals(2e-6, NativeStatistics.round6(1.5e-6), 0.0);
+        assertEquals(2e-6, NativeStatistics.round6(2.5e-6), 0.0);
+        assertEquals(1.2e-5, NativeStatistics.round6(1.25e-5), 0.0);
+        assertEquals(1e300, NativeStatistics.round6(1e300), 0.0);
+        Map<String, Object> single = (Map<String, Object>) run("mode", new double[] {2.5});
+        assertEquals(List.of(2.5), single.get("modes"));
+        assertEquals(false, single.get("is_multimodal"));
+    }
+}

@@ -1,0 +1,477 @@
+#!/usr/bin/env bash
+# End-to-end deployment test against a real systemd (PID 1 of a systemd-nspawn container).
+# See --help. Exit status: 0 passed, 1 failed, 77 SKIPPED (no root / no nspawn / cannot boot).
+set -euo pipefail
+repo=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
+# shellcheck source=lib/common.sh
+. "$repo/scripts/lib/common.sh"
+
+usage() {
+    cat <<'EOF'
+Usage: sudo scripts/test-deploy.sh [--no-build] [--keep] [--cache DIR] [--help]
+
+Boots Debian bookworm with systemd as PID 1 in a systemd-nspawn container (private network,
+volatile overlay: the cached root filesystem is never modified) and does, inside it, what an
+operator does: setup-user -> deploy -> systemctl status -> grpcurl Analyze (native and Python)
+and curl /health -> systemctl restart -> kill -9 of the JVM (back by itself, no orphan worker)
+-> systemctl reload under client load (zero failed requests) -> journalctl -> manage-service.sh
+health|workers|status -> second deploy (backup made) -> broken deploys roll back by themselves
+-> --enable-remote listens on 0.0.0.0 -> --dry-run changes nothing -> systemd-analyze security.
+The container has no Java and no internet: the build's jlink runtime and offline wheels are used.
+
+Options:
+  --no-build    use the existing test build in the cache (skip mvn + assemble-dist --with-wheels)
+  --keep        leave the container running at the end (prints how to enter it)
+  --cache DIR   cache for the root filesystem, grpcurl and the test build
+                (default /var/cache/analytics-engine-test; ~1 GB)
+  --help        this text
+
+Needs root, systemd-nspawn (apt-get install systemd-container), debootstrap, and network access
+to the Debian mirror, PyPI and the Go module proxy on the first run (later runs use the cache).
+Exit status 77 with a loud SKIPPED banner when the machine cannot run the container.
+EOF
+}
+
+cache=/var/cache/analytics-engine-test; build=1; keep=0
+while (( $# )); do
+    case "$1" in
+        --no-build) build=0 ;;
+        --keep) keep=1 ;;
+        --cache) cache="${2:?--cache needs a directory}"; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown option: $1" ;;
+    esac
+    shift
+done
+
+skip() {
+    {
+        echo
+        echo "################################################################################"
+        echo "##  SKIPPED: analytics-engine deployment test (real systemd) DID NOT RUN"
+        echo "##  reason: $*"
+        echo "##  This is NOT a pass. Exit status 77."
+        echo "################################################################################"
+    } >&2
+    exit 77
+}
+
+[[ $(id -u) -eq 0 ]] || skip "needs root (systemd-nspawn, debootstrap): run with sudo"
+if ! have systemd-nspawn || ! have debootstrap; then
+    if have apt-get; then
+        log_info "installing systemd-container and debootstrap"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd-container debootstrap >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd-container debootstrap >/dev/null 2>&1; } \
+            || skip "systemd-nspawn/debootstrap missing and apt-get install systemd-container debootstrap failed"
+    else
+        skip "systemd-nspawn/debootstrap missing (install systemd-container and debootstrap)"
+    fi
+fi
+[[ -d /sys/fs/cgroup ]] || skip "no /sys/fs/cgroup"
+
+# ------------------------------------------------------------------ results bookkeeping
+passes=0; failures=0
+declare -a summary=()
+pass() { passes=$((passes + 1)); printf '%sPASS%s %s\n' "$C_GREEN" "$C_RESET" "$*" >&2; }
+fail() { failures=$((failures + 1)); printf '%sFAIL%s %s\n' "$C_RED" "$C_RESET" "$*" >&2; }
+check() { # check "description" cmd...
+    local what="$1"; shift
+    if "$@"; then pass "$what"; else fail "$what"; fi
+}
+fatal() { fail "$*"; dump_diagnostics; finish; }
+ok() { eval "$1"; }
+note() { summary+=("$*"); log_info "$*"; }
+now_ms() { date +%s%3N; }
+
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock -n 9 || die "another test-deploy.sh is running (lock $cache/.lock)"
+
+# ------------------------------------------------------------------ root filesystem (cached)
+rootfs="$cache/rootfs"
+pkgs="systemd,systemd-sysv,dbus,iproute2,procps,python3,python3-venv,curl,ca-certificates,sudo,htop"
+if [[ "$(cat "$rootfs/.analytics-test-rootfs" 2>/dev/null)" != "$pkgs" ]]; then
+    mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
+    mirror=${mirror:-http://deb.debian.org/debian}
+    log_info "debootstrap bookworm into $rootfs (once, ~90 s) from $mirror"
+    rm -rf "$rootfs" "$rootfs.tmp"
+    debootstrap --variant=minbase --include="$pkgs" bookworm "$rootfs.tmp" "$mirror" > "$cache/debootstrap.log" 2>&1 \
+        || skip "debootstrap failed (no access to $mirror?): see $cache/debootstrap.log"
+    printf '%s' "$pkgs" > "$rootfs.tmp/.analytics-test-rootfs"
+    mv "$rootfs.tmp" "$rootfs"
+fi
+
+# ------------------------------------------------------------------ grpcurl (cached)
+grpcurl="$cache/bin/grpcurl"
+if [[ ! -x "$grpcurl" ]]; then
+    if have grpcurl; then
+        mkdir -p "$cache/bin"; cp "$(command -v grpcurl)" "$grpcurl"
+    elif have go; then
+        log_info "building grpcurl (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest)"
+        (cd /tmp && GOBIN="$cache/bin" CGO_ENABLED=0 go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest) \
+            || die "could not build grpcurl"
+    else
+        die "grpcurl is needed: install Go (then this script builds it) or put grpcurl on PATH"
+    fi
+fi
+
+# ------------------------------------------------------------------ the build under test
+dist="$cache/build/analytics-engine"
+if (( build )); then
+    log_info "building the engine (mvn -B -q package -DskipTests)"
+    (cd "$repo" && mvn -B -q package -DskipTests) || die "maven build failed"
+    log_info "assembling the distribution with offline wheels into $dist"
+    "$repo/scripts/lib/assemble-dist.sh" --with-wheels --output "$dist" || die "assemble-dist.sh --with-wheels failed"
+fi
+[[ -x "$dist/bin/analytics-server" && -d "$dist/wheels" ]] || die "no test build at $dist (run without --no-build)"
+ct_py=$(chroot "$rootfs" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+[[ "$(cat "$dist/wheels/PYTHON_VERSION")" == "$ct_py" ]] \
+    || die "wheels were built for Python $(cat "$dist/wheels/PYTHON_VERSION"), the container has $ct_py: pass a matching --python to assemble-dist.sh"
+
+# ------------------------------------------------------------------ boot the container
+name="ae-deploy-test-$$"
+work=$(mktemp -d /tmp/ae-deploy-test.XXXXXX)
+nspawn_pid=; leader=
+cgroups=("/sys/fs/cgroup/systemd/$name" "/sys/fs/cgroup/unified/$name")
+
+cleanup() {
+    local rc=$?
+    if (( keep )) && [[ -n "$leader" ]]; then
+        log_warn "--keep: container left running. Enter: nsenter -t $leader -a -- bash ; stop: kill $nspawn_pid"
+        return $rc
+    fi
+    if [[ -n "$nspawn_pid" ]] && kill -0 "$nspawn_pid" 2>/dev/null; then
+        kill -TERM "$nspawn_pid" 2>/dev/null || true
+        local deadline=$((SECONDS + 20))
+        while kill -0 "$nspawn_pid" 2>/dev/null && (( SECONDS < deadline )); do sleep 0.2; done
+        kill -KILL "$nspawn_pid" 2>/dev/null || true
+        wait "$nspawn_pid" 2>/dev/null || true
+    fi
+    local cg
+    for cg in "${cgroups[@]}"; do
+        [[ -d "$cg" ]] && find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    done
+    rm -rf "$work"
+    return $rc
+}
+trap cleanup EXIT
+
+log_info "booting systemd in container $name (private network)"
+for cg in "${cgroups[@]}"; do
+    [[ -d "$(dirname "$cg")" ]] && mkdir -p "$cg"
+done
+(
+    for cg in "${cgroups[@]}"; do
+        [[ -d "$cg" ]] && echo "$BASHPID" > "$cg/cgroup.procs"
+    done
+    exec systemd-nspawn -D "$rootfs" -b --register=no --keep-unit --console=read-only -M "$name" \
+        --volatile=overlay --private-network \
+        --bind-ro="$dist:/srv/build/analytics-engine" \
+        --bind-ro="$grpcurl:/usr/local/bin/grpcurl" \
+        --bind-ro="$repo/proto:/srv/proto"
+) > "$work/nspawn.log" 2>&1 < /dev/null &
+nspawn_pid=$!
+
+deadline=$((SECONDS + 60))
+while [[ -z "$leader" ]] && (( SECONDS < deadline )); do
+    kill -0 "$nspawn_pid" 2>/dev/null || { cat "$work/nspawn.log" >&2; skip "systemd-nspawn exited while booting (see above)"; }
+    leader=$(pgrep -x systemd -P "$nspawn_pid" || true)
+    [[ -n "$leader" ]] || sleep 0.2
+done
+[[ -n "$leader" ]] || { cat "$work/nspawn.log" >&2; skip "the container's systemd did not start within 60 s"; }
+
+trap 'fail "unexpected error at line $LINENO"; dump_diagnostics' ERR
+CT_ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TERM=dumb NO_COLOR=1)
+ct() { nsenter -t "$leader" -a -- "${CT_ENV[@]}" "$@"; }
+ctsh() { ct bash -c "$1"; }
+state=; deadline=$((SECONDS + 90))
+while (( SECONDS < deadline )); do   # the manager's bus socket appears a moment after PID 1 starts
+    state=$(ct timeout 60 systemctl is-system-running --wait 2>/dev/null || true)
+    [[ -n "$state" && "$state" != offline ]] && break
+    sleep 0.2
+done
+[[ "$state" == running || "$state" == degraded ]] || { cat "$work/nspawn.log" >&2; skip "container systemd is '$state', not running"; }
+pass "container booted: systemd $(ct systemctl --version | head -n1 | awk '{print $2}') is PID 1 ($state)"
+
+dump_diagnostics() {
+    [[ -n "$leader" ]] || return 0
+    log_warn "---- diagnostics: systemctl status / journal (last 80 lines) ----"
+    ct systemctl status analytics-engine --no-pager -l 2>&1 | head -n 30 >&2 || true
+    ct journalctl -u analytics-engine -n 80 --no-pager 2>&1 >&2 || true
+}
+
+finish() {
+    echo >&2
+    log_step "summary"
+    local s
+    for s in "${summary[@]}"; do printf '  %s\n' "$s" >&2; done
+    if (( failures )); then
+        printf '%sFAILED%s: %d failed, %d passed\n' "$C_RED" "$C_RESET" "$failures" "$passes" >&2
+        exit 1
+    fi
+    printf '%sPASSED%s: %d checks\n' "$C_GREEN" "$C_RESET" "$passes" >&2
+    exit 0
+}
+
+# ------------------------------------------------------------------ helpers inside the container
+T=/opt/v7/analytics-engine
+B=/srv/build/analytics-engine
+health_code() { ct curl -s -o /dev/null -w '%{http_code}' --max-time 3 http://127.0.0.1:50051/health || true; }
+health_body() { ct curl -s --max-time 3 http://127.0.0.1:50051/health || true; }
+main_pid() { ct systemctl show -p MainPID --value analytics-engine; }
+unit_prop() { ct systemctl show -p "$1" --value analytics-engine; }
+wait_health_200() { # wait_health_200 TIMEOUT_S -> 0 when /health answers 200
+    local deadline=$(( $(date +%s) + $1 ))
+    while (( $(date +%s) < deadline )); do
+        [[ "$(health_code)" == 200 ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+wait_new_main_pid() { # wait_new_main_pid OLD TIMEOUT_S -> prints the new MainPID
+    local old="$1" deadline=$(( $(date +%s) + $2 )) p
+    while (( $(date +%s) < deadline )); do
+        p=$(main_pid)
+        if [[ "$p" != 0 && "$p" != "$old" ]]; then echo "$p"; return 0; fi
+        sleep 0.05
+    done
+    return 1
+}
+worker_pids() { health_body | python3 -c 'import json,sys; print(" ".join(str(w["pid"]) for w in json.load(sys.stdin)["python"]["workers"]))'; }
+cgroup_pids() { ctsh 'cat /sys/fs/cgroup/systemd/system.slice/analytics-engine.service/cgroup.procs 2>/dev/null || cat /sys/fs/cgroup/system.slice/analytics-engine.service/cgroup.procs 2>/dev/null' | sort -n | paste -sd' ' -; }
+GRPC=(grpcurl -plaintext -max-time 30 -import-path /srv/proto -proto analytics.proto)
+analyze() { # analyze JSON -> grpcurl response JSON
+    ct "${GRPC[@]}" -d "$1" 127.0.0.1:50051 analytics.AnalyticsEngine/Analyze
+}
+json_get() { python3 -c 'import json,sys
+d = json.load(sys.stdin)
+for k in sys.argv[1].split("."):
+    d = d[int(k)] if isinstance(d, list) else d.get(k)
+print(json.dumps(d) if not isinstance(d, str) else d)' "$1"; }
+tree_snapshot() { ctsh 'find /opt/v7 /etc/systemd/system -xdev -printf "%p %s %T@ %m %u:%g\n" 2>/dev/null | sort | md5sum'; }
+
+# ------------------------------------------------------------------ 1. setup-user
+log_step "1. setup-user.sh"
+ct "$B/scripts/setup-user.sh" --help | grep -q "Usage:" && pass "setup-user.sh --help" || fail "setup-user.sh --help"
+if ct "$B/scripts/setup-user.sh" > "$work/setup1.log" 2>&1; then pass "setup-user.sh (first run)"; else cat "$work/setup1.log" >&2; fatal "setup-user.sh failed"; fi
+check "user and group analytics exist (system account, nologin)" \
+    ctsh 'id analytics >/dev/null && [ "$(id -gn analytics)" = analytics ] && [ "$(id -u analytics)" -lt 1000 ] && getent passwd analytics | grep -q nologin'
+layout() { ctsh 'stat -c "%n %U:%G %a" /opt/v7/backups /opt/v7/analytics-engine /opt/v7/analytics-engine/{bin,lib,runtime,python,venv,config,data,logs}'; }
+layout1=$(layout)
+check "directories with owners and modes" grep -q "/opt/v7/analytics-engine/data analytics:analytics 750" <<<"$layout1"
+check "config is root:analytics 750, backups root 700" ok 'grep -q "/config root:analytics 750" <<<"$layout1" && grep -q "/opt/v7/backups root:root 700" <<<"$layout1"'
+ct "$B/scripts/setup-user.sh" > "$work/setup2.log" 2>&1 && [[ "$(layout)" == "$layout1" ]] \
+    && pass "setup-user.sh is idempotent (second run: same layout)" || fail "setup-user.sh second run"
+
+# ------------------------------------------------------------------ 2. deploy
+log_step "2. deploy.sh"
+ct "$B/scripts/deploy.sh" --help | grep -q -- "--enable-remote" && pass "deploy.sh --help" || fail "deploy.sh --help"
+t0=$(now_ms)
+if ct "$B/scripts/deploy.sh" > "$work/deploy1.log" 2>&1; then
+    pass "deploy.sh (first deploy) in $(( ($(now_ms) - t0) / 1000 )) s"
+else
+    cat "$work/deploy1.log" >&2; fatal "first deploy failed"
+fi
+note "first deploy (venv from offline wheels included): $(( ($(now_ms) - t0) / 1000 )) s"
+check "deploy prints how backends connect" grep -q "Backends connect" "$work/deploy1.log"
+[[ "$(ct systemctl is-active analytics-engine)" == active ]] && pass "systemctl is-active analytics-engine = active" || fatal "service not active after deploy"
+[[ "$(ct systemctl is-enabled analytics-engine)" == enabled ]] && pass "service enabled (starts on boot)" || fail "service not enabled"
+ct systemctl status analytics-engine --no-pager > "$work/status.txt" 2>&1 || true
+check "systemctl status shows active (running)" grep -q "active (running)" "$work/status.txt"
+check "unit file root:root 644, launcher analytics 755" \
+    ctsh '[ "$(stat -c "%U:%G %a" /etc/systemd/system/analytics-engine.service)" = "root:root 644" ] && [ "$(stat -c "%U %a" /opt/v7/analytics-engine/bin/analytics-server)" = "analytics 755" ]'
+check "no Java installed in the container (the jlink runtime is used)" ctsh '! command -v java && [ -x /opt/v7/analytics-engine/runtime/bin/java ]'
+mp=$(main_pid)
+check "pgrep -f analytics-server finds the main process ($mp)" ok 'ct pgrep -f analytics-server | grep -qx "$mp"'
+check "the main process runs as analytics" ok '[[ "$(ct ps -o user= -p "$mp")" == analytics ]]'
+ct ps -o comm=,args= -p "$mp" > "$work/ps.txt" || true
+check "ps shows the name: $(cut -c1-60 "$work/ps.txt")" grep -q "^analytics-serve *analytics-server " "$work/ps.txt"
+check "analytics-server --version: $(ct /opt/v7/analytics-engine/bin/analytics-server --version 2>&1 | head -n1)" ok 'ct /opt/v7/analytics-engine/bin/analytics-server --version | grep -q .'
+check "Type=notify unit is active, status text: $(unit_prop StatusText)" ok '[[ "$(unit_prop Type)" == notify ]]'
+
+# ------------------------------------------------------------------ 3. requests
+log_step "3. health and gRPC"
+check "curl /health = 200" ok '[[ "$(health_code)" == 200 ]]'
+health_body > "$work/health.json"
+check "/health lists python workers" python3 -c 'import json,sys; w=json.load(open(sys.argv[1]))["python"]["workers"]; sys.exit(0 if w and all(x["pid"] for x in w) else 1)' "$work/health.json"
+r=$(analyze '{"request_id":"n1","algorithm":"mean","data":[1,2,3,4,5]}' 2>&1 || true)
+if [[ "$(json_get success <<<"$r" 2>/dev/null)" == true && "$(json_get resultJson <<<"$r")" == 3* ]]; then
+    pass "grpcurl Analyze mean (native) = $(json_get resultJson <<<"$r")"
+else fail "grpcurl Analyze mean: $r"; fi
+PY_REQ='{"request_id":"p1","algorithm":"anomaly_detection","data":[1,1.1,0.9,1,1.05,25,1,0.95,1.02,1],"params":{"method":"zscore","threshold":"2"},"options":{"allow_python":true,"include_metadata":true,"timeout_ms":30000}}'
+r=$(analyze "$PY_REQ" 2>&1 || true)
+if [[ "$(json_get success <<<"$r" 2>/dev/null)" == true && "$(json_get metadata.implementation <<<"$r")" == python ]]; then
+    pass "grpcurl Analyze anomaly_detection (python worker): anomalies $(json_get resultJson <<<"$r" | python3 -c 'import json,sys; print(json.loads(json.load(sys.stdin))["anomalies"])')"
+else fail "grpcurl Analyze anomaly_detection (python): $r"; fi
+
+# ------------------------------------------------------------------ 4. restart
+log_step "4. systemctl restart"
+old=$(main_pid)
+t0=$(now_ms)
+ct systemctl restart analytics-engine || fail "systemctl restart returned non-zero"
+t_active=$(( $(now_ms) - t0 ))
+if wait_health_200 120; then
+    t=$(( $(now_ms) - t0 ))
+    pass "systemctl restart -> healthy in ${t} ms (restart returned after ${t_active} ms)"
+    note "systemctl restart -> healthy: ${t} ms (systemctl restart itself returned after ${t_active} ms: READY=1)"
+else fatal "not healthy after restart"; fi
+check "new main process after restart" ok '[[ "$(main_pid)" != "$old" ]]'
+
+# ------------------------------------------------------------------ 5. kill -9
+log_step "5. kill -9 of the JVM"
+old=$(main_pid); old_workers=$(worker_pids)
+restart_sec=$(unit_prop RestartUSec)
+n0=$(unit_prop NRestarts)
+t0=$(now_ms)
+ct kill -9 "$old"
+if new=$(wait_new_main_pid "$old" 60) && wait_health_200 120; then
+    t=$(( $(now_ms) - t0 ))
+    pass "kill -9 $old -> new main process $new, healthy in ${t} ms (RestartSec=$restart_sec)"
+    note "kill -9 JVM -> healthy: ${t} ms (RestartSec=$restart_sec + start-up)"
+else fatal "service did not come back after kill -9"; fi
+check "NRestarts went up ($n0 -> $(unit_prop NRestarts))" ok '(( $(unit_prop NRestarts) > n0 ))'
+orphans=()
+for p in $old_workers; do ct kill -0 "$p" 2>/dev/null && orphans+=("$p"); done
+(( ${#orphans[@]} == 0 )) && pass "no orphan worker: old workers ($old_workers) are gone" || fail "orphan workers still alive: ${orphans[*]}"
+check "every analytics process is in the service's cgroup" ok '
+    a=$(ct pgrep -u analytics | sort -n | paste -sd" " -); c=$(cgroup_pids); [[ -n "$a" && "$a" == "$c" ]] || { echo "user procs: $a / cgroup: $c" >&2; false; }'
+
+# ------------------------------------------------------------------ 6. reload under load
+log_step "6. systemctl reload under client load"
+before_workers=$(worker_pids); mp=$(main_pid)
+ctsh "cat > /tmp/load.sh" <<EOF
+#!/bin/bash
+# sequential clients until /tmp/stop exists; one line per request: ok|fail
+i=0
+while [ ! -e /tmp/stop ] || [ \$i -lt 20 ]; do
+  i=\$((i+1))
+  if [ \$((i % 2)) -eq 0 ]; then req='{"request_id":"l'\$i'","algorithm":"median","data":[3,1,2,5,4]}'
+  else req='$PY_REQ'; fi
+  out=\$(${GRPC[*]} -d "\$req" 127.0.0.1:50051 analytics.AnalyticsEngine/Analyze 2>&1)
+  if printf '%s' "\$out" | grep -q '"success": true'; then echo ok; else echo "fail \$out" | tr '\n' ' '; echo; fi
+done
+EOF
+ct rm -f /tmp/stop
+: > "$work/load1.txt"; : > "$work/load2.txt"
+ct bash /tmp/load.sh > "$work/load1.txt" 2>&1 &
+load1=$!
+ct bash /tmp/load.sh > "$work/load2.txt" 2>&1 &
+load2=$!
+# let the clients get going, then reload
+deadline=$((SECONDS + 30)); while (( $(cat "$work/load1.txt" "$work/load2.txt" | wc -l) < 10 && SECONDS < deadline )); do sleep 0.1; done
+t0=$(now_ms)
+ct systemctl reload analytics-engine || fail "systemctl reload returned non-zero"
+# the reload is over when every worker has been replaced and the unit is active again
+deadline=$((SECONDS + 120)); reloaded=0
+while (( SECONDS < deadline )); do
+    now_workers=$(worker_pids 2>/dev/null || true)
+    if [[ -n "$now_workers" && "$(unit_prop ActiveState)" == active ]]; then
+        common=$(comm -12 <(tr ' ' '\n' <<<"$before_workers" | sort) <(tr ' ' '\n' <<<"$now_workers" | sort) | wc -l)
+        (( common == 0 )) && { reloaded=1; break; }
+    fi
+    sleep 0.2
+done
+t=$(( $(now_ms) - t0 ))
+ct touch /tmp/stop
+wait "$load1" "$load2" || true
+(( reloaded )) && pass "rolling reload replaced every worker ($before_workers -> $now_workers) in ${t} ms" || fail "workers not all replaced within 120 s after reload ($before_workers -> ${now_workers:-?})"
+note "systemctl reload (rolling worker restart) completed in ${t} ms"
+check "reload kept the JVM (MainPID $mp unchanged)" ok '[[ "$(main_pid)" == "$mp" ]]'
+total=$(cat "$work/load1.txt" "$work/load2.txt" | wc -l); failed=$(cat "$work/load1.txt" "$work/load2.txt" | grep -vc '^ok$' || true)
+if (( total >= 40 && failed == 0 )); then pass "zero failed requests during reload ($total requests)"
+else fail "$failed of $total requests failed during reload: $(grep -v '^ok$' "$work/load1.txt" "$work/load2.txt" | head -n 3)"; fi
+note "requests during reload: $total, failed: $failed"
+
+# ------------------------------------------------------------------ 7. journal
+log_step "7. journalctl"
+ct journalctl -u analytics-engine --no-pager -o cat > "$work/journal.txt" 2>&1 || true
+check "journal has the engine's lines" grep -qiE "listening|started|ready" "$work/journal.txt"
+check "journal has the workers' lines" grep -qiE "worker" "$work/journal.txt"
+check "journal shows the reload" grep -qiE "reload" "$work/journal.txt"
+
+# ------------------------------------------------------------------ 8. manage-service
+log_step "8. manage-service.sh"
+M="$T/scripts/manage-service.sh"
+ct "$M" --help | grep -q rollback && pass "manage-service.sh --help" || fail "manage-service.sh --help"
+ct "$M" health > "$work/m-health.txt" 2>&1 && grep -q '"status"' "$work/m-health.txt" && pass "manage-service.sh health" || { cat "$work/m-health.txt" >&2; fail "manage-service.sh health"; }
+ct "$M" workers > "$work/m-workers.txt" 2>&1 || true
+nw=$(wc -w <<<"$(worker_pids)")
+if head -n1 "$work/m-workers.txt" | grep -q "ID.*PID.*STATE.*REQUESTS.*RSS.*UPTIME" && grep -q "^$nw worker(s)" "$work/m-workers.txt"; then
+    pass "manage-service.sh workers: table of $nw workers"
+else cat "$work/m-workers.txt" >&2; fail "manage-service.sh workers"; fi
+ct "$M" status > "$work/m-status.txt" 2>&1 && grep -q "active (running)" "$work/m-status.txt" && grep -q "^health: " "$work/m-status.txt" \
+    && pass "manage-service.sh status" || { cat "$work/m-status.txt" >&2; fail "manage-service.sh status"; }
+ct "$M" logs recent > "$work/m-logs.txt" 2>&1 && [[ -s "$work/m-logs.txt" ]] && pass "manage-service.sh logs recent" || fail "manage-service.sh logs recent"
+ct "$M" top > "$work/m-top.txt" 2>&1 && grep -q "analytics-server" "$work/m-top.txt" && pass "manage-service.sh top (ps tree without a terminal)" || { cat "$work/m-top.txt" >&2; fail "manage-service.sh top"; }
+
+# ------------------------------------------------------------------ 9. second deploy (update)
+log_step "9. second deploy (update)"
+nb0=$(ct bash -c 'ls /opt/v7/backups | wc -l')
+if ct "$B/scripts/deploy.sh" > "$work/deploy2.log" 2>&1; then pass "second deploy"; else cat "$work/deploy2.log" >&2; fail "second deploy"; fi
+nb1=$(ct bash -c 'ls /opt/v7/backups | wc -l')
+check "a backup was made ($nb0 -> $nb1)" ok '(( nb1 == nb0 + 1 ))'
+check "the backup has the code, the config, the venv and the unit" ctsh 'b=$(ls -d /opt/v7/backups/analytics-engine-* | tail -n1); [ -f $b/BACKUP_INFO ] && [ -d $b/lib ] && [ -f $b/config/env ] && [ -x $b/venv/bin/python ] && [ -f $b/unit.service ]'
+[[ "$(health_code)" == 200 ]] && pass "healthy after the update" || fail "not healthy after the update"
+
+# ------------------------------------------------------------------ 10. broken deploys roll back
+log_step "10. broken deploys roll back by themselves"
+good_version=$(ct cat "$T/VERSION")
+broken_deploy() { # broken_deploy LABEL SETUP_SHELL
+    local label="$1" setup="$2" rc=0 mp0
+    mp0=$(main_pid)
+    ctsh "rm -rf /tmp/broken && cp -a $B /tmp/broken && echo '0.0.0-broken $label' > /tmp/broken/VERSION && $setup" \
+        || { fail "preparing broken build ($label)"; return; }
+    ct /tmp/broken/scripts/deploy.sh --health-timeout 30 > "$work/broken-$label.log" 2>&1 || rc=$?
+    if (( rc != 0 )) && grep -q "ROLLED BACK" "$work/broken-$label.log"; then
+        pass "broken deploy ($label) failed (exit $rc) and said ROLLED BACK"
+    else
+        tail -n 30 "$work/broken-$label.log" >&2; fail "broken deploy ($label): exit $rc, no ROLLED BACK"
+    fi
+    [[ "$(ct cat "$T/VERSION")" == "$good_version" && "$(health_code)" == 200 && "$(ct systemctl is-active analytics-engine)" == active ]] \
+        && pass "after rollback ($label): previous version $good_version active and healthy" \
+        || fail "after rollback ($label): version $(ct cat "$T/VERSION"), health $(health_code)"
+    [[ "$(main_pid)" != "$mp0" ]] || fail "rollback ($label) did not restart the service"
+}
+# a build that installs fine but whose engine cannot start under systemd
+broken_deploy start-fails "sed -i 's|^ExecStart=.*|ExecStart=@INSTALL_DIR@/bin/analytics-server --config /nonexistent/analytics.toml|' /tmp/broken/systemd/analytics-engine.service"
+# a build with a corrupt engine jar (caught by --test-python before the unit is touched)
+broken_deploy corrupt-jar "head -c 1000 $B/lib/analytics-engine.jar > /tmp/broken/lib/analytics-engine.jar"
+
+# ------------------------------------------------------------------ 11. --enable-remote
+log_step "11. deploy --enable-remote"
+if ct "$B/scripts/deploy.sh" --enable-remote > "$work/deploy-remote.log" 2>&1; then pass "deploy --enable-remote"; else tail -n 30 "$work/deploy-remote.log" >&2; fail "deploy --enable-remote"; fi
+check "listening on all interfaces: $(ct ss -Hltn "sport = :50051" | awk '{print $4}' | paste -sd' ' -)" ok 'ct ss -Hltn "sport = :50051" | awk "{print \$4}" | grep -qE "^(0\.0\.0\.0|\*|\[::\]):50051$"'
+check "config/env has ANALYTICS_LISTEN_ADDR=0.0.0.0:50051" ctsh 'grep -qx "ANALYTICS_LISTEN_ADDR=0.0.0.0:50051" /opt/v7/analytics-engine/config/env'
+check "the container's address is listed for backends" grep -q "Backends connect" "$work/deploy-remote.log"
+
+# ------------------------------------------------------------------ 12. --dry-run
+log_step "12. deploy --dry-run"
+snap0=$(tree_snapshot); mp=$(main_pid); nr=$(unit_prop NRestarts)
+if ct "$B/scripts/deploy.sh" --dry-run --listen-addr 127.0.0.1:50052 > "$work/dry.log" 2>&1; then pass "deploy --dry-run exits 0"; else cat "$work/dry.log" >&2; fail "deploy --dry-run"; fi
+check "--dry-run prints the commands" grep -q "\[dry-run\]" "$work/dry.log"
+[[ "$(tree_snapshot)" == "$snap0" && "$(main_pid)" == "$mp" && "$(unit_prop NRestarts)" == "$nr" ]] \
+    && pass "--dry-run changed nothing (files, unit, process)" || fail "--dry-run changed something"
+ct setpriv --reuid=65534 --regid=65534 --clear-groups /srv/build/analytics-engine/scripts/deploy.sh > "$work/nonroot.log" 2>&1 || true
+grep -q "needs root" "$work/nonroot.log" && pass "non-root deploy gets a clear message" || { cat "$work/nonroot.log" >&2; fail "non-root deploy: no clear message"; }
+
+# ------------------------------------------------------------------ 13. hardening
+log_step "13. systemd-analyze security"
+ct systemd-analyze security analytics-engine.service --no-pager > "$work/security.txt" 2>&1 || true
+after=$(grep -o 'Overall exposure level for analytics-engine.service: .*' "$work/security.txt" | sed 's/.*: //')
+ctsh "sed '/^# --- hardening/,/^# --- end hardening/d' /etc/systemd/system/analytics-engine.service > /etc/systemd/system/ae-unhardened.service && systemctl daemon-reload"
+before=$(ct systemd-analyze security ae-unhardened.service --no-pager 2>&1 | grep -o 'Overall exposure level.*' | sed 's/.*: //')
+ctsh "rm -f /etc/systemd/system/ae-unhardened.service && systemctl daemon-reload"
+[[ -n "$after" ]] && pass "systemd-analyze security: $after (without the hardening block: $before)" || fail "systemd-analyze security gave no score"
+note "systemd-analyze security: before hardening $before, after $after"
+[[ "$(ct systemctl is-active analytics-engine)" == active && "$(health_code)" == 200 ]] && pass "still active and healthy under full hardening" || fail "not healthy at the end"
+check "no watchdog timeouts in the journal" ok '[[ "$(ct journalctl -u analytics-engine --no-pager -o cat | grep -c "Watchdog timeout")" == 0 ]]'
+
+# ------------------------------------------------------------------ 14. stop drains and exits cleanly
+log_step "14. systemctl stop"
+t0=$(now_ms)
+ct systemctl stop analytics-engine
+t=$(( $(now_ms) - t0 ))
+check "stop: Result=success, no process left (${t} ms)" ok '[[ "$(unit_prop Result)" == success && -z "$(ct pgrep -u analytics)" ]]'
+note "systemctl stop: ${t} ms"
+
+finish
