@@ -1,8 +1,12 @@
 """Registry, request input, parameter parsing and errors shared by all algorithms."""
 
 import math
+import re
 
 import numpy as np
+
+_DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?\d+")
 
 INVALID_ARGUMENT = "INVALID_ARGUMENT"
 UNKNOWN_ALGORITHM = "UNKNOWN_ALGORITHM"
@@ -112,39 +116,29 @@ class Params:
             v = default
         if v is None:
             return None
-        if isinstance(v, int):
-            n = v
+        s = v.strip() if isinstance(v, str) else str(v)
+        if _INTEGER.fullmatch(s) and len(s) <= 40:
+            n = int(s)
+        elif len(s) <= 40 and _DECIMAL.fullmatch(s) and float(s).is_integer():
+            n = int(float(s))  # "5.0" and "1e3" are integers; "5.5" is not
         else:
-            s = v.strip()
-            try:
-                n = int(s)
-            except ValueError:
-                # accept "5.0" style integers, reject "5.5"
-                try:
-                    f = float(s)
-                except ValueError:
-                    f = None
-                if f is None or not math.isfinite(f) or f != int(f):
-                    raise InvalidArgument("param '%s' must be an integer%s, got %r" % (name, _range_text(min, max), v))
-                n = int(f)
+            raise InvalidArgument("param '%s' must be an integer%s, got %r" % (name, _range_text(min, max), v))
         if (min is not None and n < min) or (max is not None and n > max):
             raise InvalidArgument("param '%s' must be an integer%s, got %r" % (name, _range_text(min, max), v))
         return n
 
     def float(self, name, min=None, max=None, required=False, default=None, min_exclusive=False):
+        """A decimal number (``[+-]digits[.digits][e[+-]digits]``, as the native side accepts);
+        no nan/inf/hex/underscores."""
         v = self._value(name, required)
         if v is None:
             v = default
         if v is None:
             return None
-        try:
-            f = float(v.strip()) if isinstance(v, str) else float(v)
-        except ValueError:
-            f = None
-        if f is None or not math.isfinite(f):
-            raise InvalidArgument("param '%s' must be a finite number%s, got %r"
-                                  % (name, _range_text(min, max, min_exclusive), v))
-        if (min is not None and (f < min or (min_exclusive and f == min))) or (max is not None and f > max):
+        s = v.strip() if isinstance(v, str) else str(v)
+        f = float(s) if _DECIMAL.fullmatch(s) else None
+        if (f is None or not math.isfinite(f) or (min is not None and (f < min or (min_exclusive and f == min)))
+                or (max is not None and f > max)):
             raise InvalidArgument("param '%s' must be a number%s, got %r"
                                   % (name, _range_text(min, max, min_exclusive), v))
         return f

@@ -29,7 +29,8 @@ def f64(values):
 
 
 class EngineSide:
-    def __init__(self, worker_id=1, extra_args=(), test_algorithms=True, env=None, timeout=60.0):
+    def __init__(self, worker_id=1, extra_args=(), test_algorithms=True, env=None, timeout=60.0,
+                 preexec_fn=None):
         self.tmp = tempfile.TemporaryDirectory(prefix="aw-test-")
         self.path = os.path.join(self.tmp.name, "workers.sock")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -46,7 +47,8 @@ class EngineSide:
         if env:
             e.update(env)
         self.t_spawn = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     preexec_fn=preexec_fn)
         self.conn = None
         self.hello = None
         self.timeout = timeout

@@ -366,7 +366,7 @@ def test_internal_error_logs_traceback_not_to_client(engine):
     # _test_sleep with a non-numeric param is a clean INVALID_ARGUMENT, not a traceback
     r = engine.request("_test_sleep", params={"seconds": "abc"})
     assert r["error_code"] == "INVALID_ARGUMENT"
-    assert r["error_message"] == "param 'seconds' must be a finite number between 0 and 86400, got 'abc'"
+    assert r["error_message"] == "param 'seconds' must be a number between 0 and 86400, got 'abc'"
 
 
 def test_8mb_payload_round_trip(shared_engine):
@@ -378,3 +378,85 @@ def test_8mb_payload_round_trip(shared_engine):
     assert r["ok"]
     assert json.loads(r["result_json"]) == {"n": n, "sum": float(data.sum()), "shape": [n // 4, 4]}
     assert dt < 5.0
+
+
+# ------------------------------------------------------------------ every algorithm over the socket
+
+SOCKET_CASES = [
+    # (algorithm, request kwargs, expected ok, expected error substring)
+    ("kmeans", {"data": [1, 2, 3, 10, 11], "params": {"k": "2"}}, True, None),
+    ("kmeans", {"data": [1, 2, 3, 4, 5], "params": {"k": "10"}}, False, "k=10 exceeds the number of points (5)"),
+    ("kmeans", {"data": [1, 2, 3], "params": {"k": "abc"}}, False, "param 'k' must be an integer >= 1, got 'abc'"),
+    ("dbscan", {"data": [1, 1.1, 1.2, 9], "params": {"min_samples": "2"}}, True, None),
+    ("pca", {"data": list(range(12)), "shape": [4, 3]}, True, None),
+    ("pca", {"data": list(range(12)), "shape": [5, 3]}, False, "shape [5, 3] needs 15 values but data has 12"),
+    ("linear_regression", {"data": [1, 2, 3, 4], "shape": [2, 2], "target": [1, 2]}, True, None),
+    ("random_forest", {"data": [1, 2, 3, 5, 4, 6], "params": {"n_estimators": "5"}}, True, None),
+    ("arima", {"data": [float(i % 7) + i * 0.1 for i in range(40)], "params": {"periods": "3"}}, True, None),
+    ("seasonal_decompose", {"data": [float(i % 4) for i in range(16)], "params": {"period": "4"}}, True, None),
+    ("trend_analysis", {"data": [1, 2, 3, 4, 5, 6]}, True, None),
+    ("anomaly_detection", {"data": [1, 1, 1, 1, 1, 1, 1, 1, 50], "params": {"method": "mad"}}, True, None),
+    ("sentiment_analysis", {"texts": ["what a lovely day"]}, True, None),
+    ("sentiment_analysis", {"texts": []}, False, "sentiment_analysis needs 1 text"),
+    ("text_similarity", {"params": {"text1": "a cat sat", "text2": "a cat ran"}}, True, None),
+    ("keyword_extraction", {"params": {"text": "workers serve requests; workers idle"}}, True, None),
+    ("keyword_extraction", {"texts": [""]}, False, "keyword_extraction: texts[0] is empty"),
+]
+
+
+def test_every_algorithm_over_the_socket(shared_engine):
+    served = shared_engine.hello["algorithms"]
+    for i, (name, kwargs, ok, err) in enumerate(SOCKET_CASES):
+        assert name in served
+        r = shared_engine.request(name, req_id="sock-%d" % i, **kwargs)
+        assert r["id"] == "sock-%d" % i
+        assert r["ok"] is ok, (name, r)
+        if ok:
+            assert isinstance(json.loads(r["result_json"]), (dict, float, int))
+        else:
+            assert r["error_code"] == "INVALID_ARGUMENT" and err in r["error_message"], r
+    assert shared_engine.ping("after-all")["type"] == "pong"
+    assert {c[0] for c in SOCKET_CASES} == TWELVE
+
+
+TWELVE = {"kmeans", "dbscan", "pca", "linear_regression", "random_forest", "arima", "seasonal_decompose",
+          "trend_analysis", "anomaly_detection", "sentiment_analysis", "text_similarity", "keyword_extraction"}
+STATS = {"mean", "median", "std", "variance", "min", "max", "range", "percentile", "q1", "q3", "iqr", "mode",
+         "skewness", "kurtosis", "count", "correlation", "summary"}
+TEST_ONLY = {"_test_sleep", "_test_hang", "_test_crash", "_test_alloc", "_test_garbage", "_test_echo"}
+
+
+def test_hello_lists_exactly_the_algorithms(shared_engine):
+    assert set(shared_engine.hello["algorithms"]) == TWELVE | STATS | TEST_ONLY
+
+
+def test_preload_imports_heavy_libraries_before_hello():
+    e = EngineSide(extra_args=["--preload"], test_algorithms=False)
+    try:
+        e.accept()
+        rss = e.ping()["rss_bytes"]
+        # scikit-learn + statsmodels (+ scipy, pandas) resident: far above a bare worker (~30 MiB)
+        assert rss > 100 * 1024 * 1024, rss
+        r = e.request("sentiment_analysis", texts=["good"])
+        assert r["ok"]
+    finally:
+        e.close()
+
+
+def _limit_address_space():
+    import resource
+    limit = 768 * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def test_out_of_memory_is_an_error_response_and_worker_survives():
+    e = EngineSide(preexec_fn=_limit_address_space)
+    try:
+        e.accept()
+        r = e.request("_test_alloc", req_id="oom")
+        assert r["ok"] is False and r["error_code"] == "INTERNAL"
+        assert r["error_message"] == "_test_alloc ran out of memory"
+        assert e.request("mean", [4.0, 6.0])["result_json"] == "5.0"
+        assert e.ping()["rss_bytes"] < 256 * 1024 * 1024  # the allocation was released
+    finally:
+        e.close()

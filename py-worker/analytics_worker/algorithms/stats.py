@@ -5,15 +5,20 @@ Definitions (the Java side implements exactly these):
   std, variance                         sample (ddof = 1), >= 2 points
   percentile                            numpy 'linear' interpolation, param percentile in [0, 100], default 50
   q1, q3, iqr                           percentile 25 / 75 / (75 - 25)
-  mode                                  values rounded with numpy.round(x, 6) (= rint(x * 1e6) / 1e6);
+  mode                                  values rounded with numpy.round(x, 6) (= rint(x * 1e6) / 1e6,
+                                        -0.0 -> 0.0, values too large to scale kept as they are);
                                         {modes (ascending), count, frequency, is_multimodal, data_size}
   skewness                              bias-corrected (scipy.stats.skew(bias=False)), >= 3 points
   kurtosis                              bias-corrected excess (scipy.stats.kurtosis(bias=False)), >= 4 points
-  count                                 integer (0 for empty data)
-  correlation                           lag-1 autocorrelation: Pearson r of x[:-1] and x[1:], >= 3 points
+  count                                 integer, >= 1 point
+  correlation                           lag-1 autocorrelation: Pearson r of x[:-1] and x[1:], >= 3 points;
+                                        an error when either slice is exactly constant (min == max)
   summary                               object, >= 2 points
 Skewness/kurtosis of (numerically) constant data are undefined: INVALID_ARGUMENT as a scalar, null
 inside summary. The zero-variance test is scipy's: m2 <= (1e-15 * mean)**2 (m2 = biased 2nd moment).
+A result beyond the double range is an INVALID_ARGUMENT ("... overflows double precision ..."), never
+Infinity; inside summary, autocorr/skewness/kurtosis that are undefined or overflow are null.
+This mirrors engine/.../stats/NativeStatistics.java (messages included).
 """
 
 import math
@@ -32,69 +37,152 @@ def _x(inp, need, name=None):
 
 # ---------------------------------------------------------------- pure kernels (also used by tests)
 
-def sample_std(x):
-    return float(np.std(x, ddof=1))
+def _overflow(name):
+    return InvalidArgument("%s overflows double precision for these data (values too large in magnitude)" % name)
+
+
+def _finite(name, v):
+    if not math.isfinite(v):
+        raise _overflow(name)
+    return v
+
+
+def mean_of(x):
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = float(np.mean(x))
+        if not math.isfinite(m) and len(x):
+            # the running sum overflowed although every value is finite: average scaled values
+            scale = 2.0 ** -64
+            m = float(np.sum(x * scale)) / len(x) / scale
+    return m
+
+
+def _deviation_sums(x, high=True):
+    """Sums of powers of d = x - m about the rounded mean m (numpy's pairwise summation order)."""
+    m = mean_of(x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = x - m
+        d2 = d * d
+        sums = [float(np.sum(d)), float(np.sum(d2))]
+        if high:
+            sums += [float(np.sum(d2 * d)), float(np.sum(d2 * d2))]
+    return m, sums
+
+
+def _central_moments(n, sums):
+    """Population central moments m2, m3, m4 shifted exactly from the rounded mean m to the true
+    mean m + delta (delta = mean(d)), as the native kernel does."""
+    delta = sums[0] / n
+    r2, r3, r4 = sums[1] / n, sums[2] / n, sums[3] / n
+    dd = delta * delta
+    with np.errstate(over="ignore", invalid="ignore"):
+        m2 = r2 - dd
+        m3 = r3 - 3 * delta * r2 + 2 * dd * delta
+        m4 = r4 - 4 * delta * r3 + 6 * dd * r2 - 3 * dd * dd
+    return m2, m3, m4
 
 
 def sample_var(x):
-    return float(np.var(x, ddof=1))
+    """Corrected two-pass sample variance: (sum d^2 - (sum d)^2 / n) / (n - 1)."""
+    n = len(x)
+    _, sums = _deviation_sums(x, high=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (sums[1] - sums[0] * sums[0] / n) / (n - 1)
+
+
+def sample_std(x):
+    v = sample_var(x)
+    return math.sqrt(v) if math.isfinite(v) else v
 
 
 def percentile(x, q):
     return float(np.percentile(x, q))
 
 
-def _moments(x):
-    m = float(np.mean(x))
-    dev = x - m
-    m2 = float(np.mean(dev ** 2))
-    return m, dev, m2
-
-
 def _constant(m, m2):
     return m2 <= (_RESOLUTION * m) ** 2
 
 
-def skewness_or_none(x):
+def skewness_value(x):
+    """scipy.stats.skew(bias=False); None when (numerically) constant, inf when it overflows."""
     n = len(x)
-    m, dev, m2 = _moments(x)
+    m, sums = _deviation_sums(x)
+    m2, m3, _ = _central_moments(n, sums)
+    if not math.isfinite(m2):
+        return math.inf
     if _constant(m, m2):
         return None
-    m3 = float(np.mean(dev ** 3))
-    g1 = m3 / m2 ** 1.5
-    return math.sqrt((n - 1.0) * n) / (n - 2.0) * g1
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            v = math.sqrt((n - 1.0) * n) / (n - 2.0) * m3 / m2 ** 1.5
+        except OverflowError:
+            v = math.inf
+    return v if math.isfinite(v) else math.inf
 
 
-def kurtosis_or_none(x):
+def kurtosis_value(x):
+    """scipy.stats.kurtosis(bias=False) (excess); None when constant, inf when it overflows."""
     n = len(x)
-    m, dev, m2 = _moments(x)
+    m, sums = _deviation_sums(x)
+    m2, _, m4 = _central_moments(n, sums)
+    if not math.isfinite(m2):
+        return math.inf
     if _constant(m, m2):
         return None
-    m4 = float(np.mean(dev ** 4))
-    g2 = m4 / (m2 * m2)
-    return 3.0 + 1.0 / (n - 2) / (n - 3) * ((n * n - 1.0) * g2 - 3 * (n - 1.0) ** 2) - 3.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            v = 1.0 / (n - 2) / (n - 3) * ((n * n - 1.0) * m4 / m2 ** 2.0 - 3 * (n - 1.0) ** 2) + 3.0 - 3.0
+        except OverflowError:
+            v = math.inf
+    return v if math.isfinite(v) else math.inf
 
 
-def autocorr_or_none(x):
+def _finite_or_none(v):
+    return v if v is not None and math.isfinite(v) else None
+
+
+def autocorr_value(x):
+    """Pearson r of x[:-1] and x[1:]; None when either slice is exactly constant, inf on overflow."""
     a = x[:-1]
     b = x[1:]
-    da = a - a.mean()
-    db = b - b.mean()
-    saa = float(np.dot(da, da))
-    sbb = float(np.dot(db, db))
-    if saa == 0.0 or sbb == 0.0:
+    if a.min() == a.max() or b.min() == b.max():
         return None
-    r = float(np.dot(da, db)) / math.sqrt(saa * sbb)
+    m = len(a)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # corrected two-pass sums (remove the rounding error of the slice means)
+        da = a - mean_of(a)
+        db = b - mean_of(b)
+        sa, sb = float(np.sum(da)), float(np.sum(db))
+        saa = float(np.sum(da * da)) - sa * sa / m
+        sbb = float(np.sum(db * db)) - sb * sb / m
+        sab = float(np.sum(da * db)) - sa * sb / m
+    if not (math.isfinite(saa) and math.isfinite(sbb) and math.isfinite(sab)):
+        return math.inf
+    if not (saa > 0 and sbb > 0):
+        return None
+    r = sab / math.sqrt(saa) / math.sqrt(sbb)
     return max(-1.0, min(1.0, r))
 
 
+def round6(x):
+    """numpy.round(x, 6) elementwise, except that values too large to scale by 1e6 are kept
+    (they are integers already) and -0.0 becomes 0.0."""
+    with np.errstate(over="ignore"):
+        y = x * 1e6
+    big = ~np.isfinite(y)
+    r = np.rint(y) / 1e6
+    if big.any():
+        r = np.where(big, x, r)
+    return r + 0.0
+
+
 def mode_result(x):
-    r = np.round(x, 6)
+    r = round6(x)
     values, counts = np.unique(r, return_counts=True)
     top = int(counts.max())
     modes = values[counts == top]
     return {
-        "modes": [float(v) + 0.0 for v in modes],  # + 0.0 turns -0.0 into 0.0
+        "modes": [float(v) for v in modes],
         "count": int(len(modes)),
         "frequency": top,
         "is_multimodal": bool(len(modes) > 1),
@@ -106,22 +194,22 @@ def mode_result(x):
 
 @algorithm("mean", "Arithmetic mean", optional=NAN_POLICY)
 def mean(inp):
-    return float(np.mean(_x(inp, 1)))
+    return _finite("mean", mean_of(_x(inp, 1)))
 
 
 @algorithm("median", "Median (50th percentile)", optional=NAN_POLICY)
 def median(inp):
-    return float(np.median(_x(inp, 1)))
+    return _finite("median", float(_quiet(np.median, _x(inp, 1))))
 
 
 @algorithm("std", "Sample standard deviation (n-1)", optional=NAN_POLICY)
 def std(inp):
-    return sample_std(_x(inp, 2))
+    return _finite("std", sample_std(_x(inp, 2)))
 
 
 @algorithm("variance", "Sample variance (n-1)", optional=NAN_POLICY)
 def variance(inp):
-    return sample_var(_x(inp, 2))
+    return _finite("variance", sample_var(_x(inp, 2)))
 
 
 @algorithm("min", "Minimum", optional=NAN_POLICY)
@@ -137,30 +225,33 @@ def maximum(inp):
 @algorithm("range", "Maximum minus minimum", optional=NAN_POLICY)
 def value_range(inp):
     x = _x(inp, 1)
-    return float(np.max(x) - np.min(x))
+    return _finite("range", float(np.max(x)) - float(np.min(x)))
 
 
 @algorithm("percentile", "Percentile with linear interpolation (numpy default)",
            optional={"percentile": "50", **NAN_POLICY})
 def percentile_alg(inp):
+    raw = inp.p.raw.get("percentile")
+    if raw is not None and not raw.strip():  # as the native kernel: only an absent param means 50
+        raise InvalidArgument("param 'percentile' must be a number between 0 and 100, got %r" % raw)
     q = inp.p.float("percentile", min=0.0, max=100.0)
-    return percentile(_x(inp, 1), q)
+    return _finite("percentile", _quiet(percentile, _x(inp, 1), q))
 
 
 @algorithm("q1", "First quartile (25th percentile)", optional=NAN_POLICY)
 def q1(inp):
-    return percentile(_x(inp, 1), 25.0)
+    return _finite("q1", _quiet(percentile, _x(inp, 1), 25.0))
 
 
 @algorithm("q3", "Third quartile (75th percentile)", optional=NAN_POLICY)
 def q3(inp):
-    return percentile(_x(inp, 1), 75.0)
+    return _finite("q3", _quiet(percentile, _x(inp, 1), 75.0))
 
 
 @algorithm("iqr", "Interquartile range (q3 - q1)", optional=NAN_POLICY)
 def iqr(inp):
     x = _x(inp, 1)
-    return percentile(x, 75.0) - percentile(x, 25.0)
+    return _finite("iqr", _quiet(percentile, x, 75.0) - _quiet(percentile, x, 25.0))
 
 
 @algorithm("mode", "Most frequent value(s), values rounded to 6 decimals", optional=NAN_POLICY)
@@ -170,52 +261,64 @@ def mode(inp):
 
 @algorithm("skewness", "Bias-corrected sample skewness", optional=NAN_POLICY)
 def skewness(inp):
-    v = skewness_or_none(_x(inp, 3))
+    v = skewness_value(_x(inp, 3))
     if v is None:
-        raise InvalidArgument("skewness is undefined for constant data")
-    return v
+        raise InvalidArgument("skewness is undefined for constant data (zero variance)")
+    return _finite("skewness", v)
 
 
 @algorithm("kurtosis", "Bias-corrected sample excess kurtosis", optional=NAN_POLICY)
 def kurtosis(inp):
-    v = kurtosis_or_none(_x(inp, 4))
+    v = kurtosis_value(_x(inp, 4))
     if v is None:
-        raise InvalidArgument("kurtosis is undefined for constant data")
-    return v
+        raise InvalidArgument("kurtosis is undefined for constant data (zero variance)")
+    return _finite("kurtosis", v)
 
 
 @algorithm("count", "Number of data points", optional=NAN_POLICY)
 def count(inp):
-    return int(len(_x(inp, 0)))
+    return int(len(_x(inp, 1)))
 
 
 @algorithm("correlation", "Lag-1 autocorrelation (Pearson r of x[:-1] and x[1:])", optional=NAN_POLICY)
 def correlation(inp):
-    v = autocorr_or_none(_x(inp, 3))
+    v = autocorr_value(_x(inp, 3))
     if v is None:
         raise InvalidArgument("lag-1 autocorrelation is undefined for constant data")
-    return v
+    return _finite("correlation", v)
 
 
 @algorithm("summary", "Descriptive summary object", optional=NAN_POLICY)
 def summary(inp):
     x = _x(inp, 2)
     n = len(x)
-    q25, q50, q75 = (float(v) for v in np.percentile(x, [25.0, 50.0, 75.0]))
+    q25, q50, q75 = (float(v) for v in _quiet(np.percentile, x, [25.0, 50.0, 75.0]))
     lo = float(np.min(x))
     hi = float(np.max(x))
-    return {
+    var = sample_var(x)
+    out = {
         "count": int(n),
-        "mean": float(np.mean(x)),
+        "mean": mean_of(x),
         "median": q50,
-        "std": sample_std(x),
-        "variance": sample_var(x),
+        "std": math.sqrt(var) if math.isfinite(var) else var,
+        "variance": var,
         "min": lo,
         "max": hi,
         "range": hi - lo,
         "q25": q25,
         "q75": q75,
-        "autocorr": autocorr_or_none(x) if n >= 3 else None,
-        "skewness": skewness_or_none(x) if n >= 3 else None,
-        "kurtosis": kurtosis_or_none(x) if n >= 4 else None,
     }
+    for k, v in out.items():
+        if isinstance(v, float):
+            _finite("summary", v)
+    # undefined (too few points, constant data) or beyond double range: null, not an error
+    out["autocorr"] = _finite_or_none(autocorr_value(x)) if n >= 3 else None
+    out["skewness"] = _finite_or_none(skewness_value(x)) if n >= 3 else None
+    out["kurtosis"] = _finite_or_none(kurtosis_value(x)) if n >= 4 else None
+    return out
+
+
+def _quiet(fn, *args):
+    """Run a numpy computation with overflow warnings silenced (the caller checks finiteness)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return fn(*args)

@@ -80,10 +80,13 @@ def arima(inp):
 # ---------------------------------------------------------------------------- seasonal_decompose
 
 def detect_period(y):
-    """Seasonal period from the autocorrelation function: the lag (2..n/2) of the highest local
-    maximum with positive autocorrelation. None if there is none."""
+    """Seasonal period from the autocorrelation function of the linearly detrended series: the lag
+    (2..n/2) of the highest local maximum with positive autocorrelation. None if there is none."""
     n = len(y)
-    x = y - y.mean()
+    t = np.arange(n, dtype=np.float64)
+    slope, intercept = np.polyfit(t, y, 1)
+    x = y - (slope * t + intercept)
+    x = x - x.mean()
     denom = float(np.dot(x, x))
     if n < 6 or denom == 0.0:
         return None

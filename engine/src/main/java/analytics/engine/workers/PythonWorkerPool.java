@@ -93,6 +93,7 @@ public final class PythonWorkerPool implements PythonBackend {
     private final MeterRegistry meters;
     private final ScheduledExecutorService scheduler;
     private final ExecutorService borrowers;
+    private final ExecutorService completions;
     private final Bulkhead bulkhead;
     private final RateLimiter rateLimiter;
     private final CircuitBreaker breaker;
@@ -126,13 +127,19 @@ public final class PythonWorkerPool implements PythonBackend {
         }
         this.config = config;
         this.meters = meters;
+        // Core threads never time out: workers are spawned on these threads and their PDEATHSIG is tied to them.
         ScheduledThreadPoolExecutor s = new ScheduledThreadPoolExecutor(2, daemon("worker-supervisor"));
         s.setRemoveOnCancelPolicy(true);
+        s.prestartAllCoreThreads();
         this.scheduler = s;
         ThreadPoolExecutor b = new ThreadPoolExecutor(config.maxConcurrent(), config.maxConcurrent(), 30,
                 TimeUnit.SECONDS, new LinkedBlockingQueue<>(), daemon("python-borrow"));
         b.allowCoreThreadTimeOut(true);
         this.borrowers = b;
+        ThreadPoolExecutor c = new ThreadPoolExecutor(2, 2, 30, TimeUnit.SECONDS, new LinkedBlockingQueue<>(),
+                daemon("python-complete"));
+        c.allowCoreThreadTimeOut(true);
+        this.completions = c;
         this.bulkhead = Bulkhead.of("python", BulkheadConfig.custom()
                 .maxConcurrentCalls(config.maxConcurrent()).maxWaitDuration(Duration.ZERO).build());
         this.rateLimiter = config.rateLimitPerSecond() <= 0 ? null : RateLimiter.of("python", RateLimiterConfig.custom()
@@ -156,7 +163,7 @@ public final class PythonWorkerPool implements PythonBackend {
         this.retry = Retry.of("python", RetryConfig.custom()
                 .maxAttempts(2)
                 .waitDuration(Duration.ZERO)
-                .retryOnException(t -> unwrap(t) instanceof WorkerDiedException)
+                .retryOnException(t -> unwrap(t) instanceof WorkerDiedException d && d.retryable())
                 .failAfterMaxAttempts(false)
                 .build());
         this.restarts = Counter.builder("analytics.python.worker.restarts").description("worker processes started to replace another").register(meters);
@@ -192,7 +199,7 @@ public final class PythonWorkerPool implements PythonBackend {
         if (!started.compareAndSet(false, true)) {
             return;
         }
-        if (!Files.isExecutable(config.python())) {
+        if (config.python().getNameCount() > 1 && !Files.isExecutable(config.python())) { // a bare name is looked up in PATH
             log.error("the configured Python interpreter {} does not exist or is not executable; workers will fail to start",
                     config.python());
         }
@@ -237,6 +244,7 @@ public final class PythonWorkerPool implements PythonBackend {
         shutdownHook = new Thread(this::closeFromHook, "python-workers-shutdown");
         Runtime.getRuntime().addShutdownHook(shutdownHook);
         supervisor.startAll();
+        supervisor.startMemoryWatchdog();
         log.info("Python worker pool: {} workers, python {}, socket {}", config.workers(), config.python(),
                 runtimeDir.resolve("workers.sock"));
     }
@@ -311,6 +319,7 @@ public final class PythonWorkerPool implements PythonBackend {
         wakeReadyWaiters();
         scheduler.shutdownNow();
         borrowers.shutdownNow();
+        completions.shutdown();
         if (runtimeDir != null) {
             try {
                 Files.deleteIfExists(runtimeDir.resolve("workers.sock"));
@@ -498,7 +507,8 @@ public final class PythonWorkerPool implements PythonBackend {
         }
         long sent = System.nanoTime();
         call.everSent = true;
-        h.send(call.id, frame).whenComplete((msg, err) -> {
+        // Continue off the socket's event loop: pool bookkeeping and the caller's continuations must not run there.
+        h.send(call.id, frame).whenCompleteAsync((msg, err) -> {
             long rtt = (System.nanoTime() - sent) / 1000;
             boolean mine = call.onWorker.compareAndSet(h, null);
             if (err != null) {
@@ -518,7 +528,7 @@ public final class PythonWorkerPool implements PythonBackend {
             } catch (AnalysisException e) {
                 out.completeExceptionally(e);
             }
-        });
+        }, completions);
     }
 
     private static PythonResult toResult(WorkerHandle h, Map<String, Object> msg, long rttMicros) throws AnalysisException {
@@ -665,8 +675,11 @@ public final class PythonWorkerPool implements PythonBackend {
     private final class Factory extends BasePooledObjectFactory<WorkerHandle> {
         @Override
         public WorkerHandle create() throws Exception {
+            // Only our borrow() may wait here. The pool also calls create() internally (ensureIdle after
+            // invalidate/destroy, addObject) on whatever thread it is on — possibly the socket's event loop,
+            // which must never block (it is the thread that would deliver the next hello): no deadline → no wait.
             Long deadline = borrowDeadline.get();
-            long d = deadline != null ? deadline : System.nanoTime() + config.borrowWait().toNanos();
+            long d = deadline != null ? deadline : System.nanoTime();
             return supervisor.takeReady(d, () -> pool.getNumIdle() > 0);
         }
 
@@ -708,6 +721,14 @@ public final class PythonWorkerPool implements PythonBackend {
                 return;
             }
             RetireReason reason = h.retireReason;
+            if (reason == RetireReason.BROKEN && h.retiring.get() == false
+                    && (!h.processAlive() || h.connection == null || !h.connection.isActive())) {
+                // It is dying by itself (crash, kill -9, lost connection): the supervisor's end-of-process path
+                // restarts it with crash accounting (backoff, crash-loop limit). Make sure that path runs.
+                supervisor.ensureEnding(h);
+                supervisor.signalAvailability();
+                return;
+            }
             if (reason == null) {
                 if (h.retireRequested) {
                     reason = RetireReason.RELOAD;
@@ -736,6 +757,21 @@ public final class PythonWorkerPool implements PythonBackend {
                 pythonVersions = h.versions;
             }
             wakeReadyWaiters();
+            // Put it in the pool's idle set right away (not only on demand), so the evictor pings it.
+            scheduler.execute(() -> {
+                GenericObjectPool<WorkerHandle> p = pool;
+                if (p == null || closed.get() || p.getNumActive() + p.getNumIdle() >= config.workers()) {
+                    return;
+                }
+                borrowDeadline.set(System.nanoTime()); // never block a supervisor thread
+                try {
+                    p.addObject();
+                } catch (Exception e) {
+                    // a borrower took it first, or the pool is full (rolling reload): it stays queued
+                } finally {
+                    borrowDeadline.remove();
+                }
+            });
         }
 
         @Override
@@ -860,6 +896,10 @@ public final class PythonWorkerPool implements PythonBackend {
         st.put("worker_list", list);
         st.put("breaker", breaker.getState().name());
         st.put("in_flight", config.maxConcurrent() - bulkhead.getMetrics().getAvailableConcurrentCalls());
+        GenericObjectPool<WorkerHandle> p = pool;
+        if (p != null) {
+            st.put("pool", Map.of("idle", p.getNumIdle(), "lent", p.getNumActive(), "waiting", p.getNumWaiters()));
+        }
         st.put("max_concurrent", config.maxConcurrent());
         st.put("python", pythonVersions);
         st.put("restarts_total", s == null ? 0 : s.restartsTotal());
@@ -927,7 +967,7 @@ public final class PythonWorkerPool implements PythonBackend {
             if (!oldServing && old != null && !old.ended.get() && !wasDown) {
                 continue; // starting right now: it runs the code on disk already
             }
-            WorkerHandle fresh = supervisor.spawn(slot);
+            WorkerHandle fresh = supervisor.spawnOnSupervisorThread(slot).get();
             if (fresh == null) {
                 return;
             }

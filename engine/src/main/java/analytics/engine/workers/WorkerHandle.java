@@ -75,6 +75,8 @@ final class WorkerHandle {
     /** Set by reload: leave the pool at the next borrow/return/eviction, no replacement. */
     volatile boolean retireRequested;
     volatile String endDescription;
+    /** The engine stopped this worker because of the request it ran (memory limit): do not retry that request. */
+    volatile boolean requestCaused;
     final CompletableFuture<Void> readyFuture = new CompletableFuture<>();
     final CompletableFuture<Void> endedFuture = new CompletableFuture<>();
     /** Completes when the worker is taken out of service (retire) or ends. */

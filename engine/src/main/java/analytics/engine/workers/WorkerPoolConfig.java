@@ -32,6 +32,8 @@ import java.util.Objects;
  * @param testMode            pass {@code --enable-test-algorithms} to the workers (test suites only)
  * @param maxFrameBytes       largest msgpack frame body in either direction
  * @param extraEnv            additional environment for the workers (e.g. PYTHONPATH)
+ * @param preload             pass {@code --preload}: workers import sklearn/statsmodels/VADER before their hello
+ *                            (slower start, ~190 MiB idle RSS, no import cost on a first request)
  */
 public record WorkerPoolConfig(
         Path python,
@@ -56,7 +58,8 @@ public record WorkerPoolConfig(
         int rateLimitPerSecond,
         boolean testMode,
         int maxFrameBytes,
-        Map<String, String> extraEnv) {
+        Map<String, String> extraEnv,
+        boolean preload) {
 
     public static final int DEFAULT_MAX_FRAME_BYTES = 256 * 1024 * 1024;
 
@@ -75,7 +78,7 @@ public record WorkerPoolConfig(
         if (maxRssBytes < 0) throw new IllegalArgumentException("maxRssBytes must be >= 0");
         if (crashLoopLimit < 1) throw new IllegalArgumentException("crashLoopLimit must be >= 1");
         if (rateLimitPerSecond < 0) throw new IllegalArgumentException("rateLimitPerSecond must be >= 0");
-        if (maxFrameBytes < 1024) throw new IllegalArgumentException("maxFrameBytes must be >= 1024");
+        if (maxFrameBytes < 65536) throw new IllegalArgumentException("maxFrameBytes must be >= 65536 (the worker's minimum)");
         if (breakerFailureRate <= 0 || breakerFailureRate > 100) throw new IllegalArgumentException("breakerFailureRate must be in (0, 100]");
         if (breakerWindow < 1 || breakerMinCalls < 1) throw new IllegalArgumentException("breaker window/min calls must be >= 1");
         for (Duration d : new Duration[] {startupTimeout, borrowWait, pingInterval, pingTimeout, killGrace,
@@ -110,90 +113,98 @@ public record WorkerPoolConfig(
                 0,
                 false,
                 DEFAULT_MAX_FRAME_BYTES,
-                Map.of());
+                Map.of(),
+                false);
     }
 
     public WorkerPoolConfig withPython(Path p) {
         return new WorkerPoolConfig(p, workers, runtimeDir, workingDir, startupTimeout, borrowWait, pingInterval, pingTimeout,
                 maxRequests, maxRssBytes, killGrace, restartBackoffInitial, restartBackoffMax, crashLoopLimit,
                 breakerFailureRate, breakerWindow, breakerMinCalls, breakerOpenDuration, maxConcurrent,
-                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv);
+                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv, preload);
     }
 
     public WorkerPoolConfig withWorkers(int n) {
         return new WorkerPoolConfig(python, n, runtimeDir, workingDir, startupTimeout, borrowWait, pingInterval, pingTimeout,
                 maxRequests, maxRssBytes, killGrace, restartBackoffInitial, restartBackoffMax, crashLoopLimit,
                 breakerFailureRate, breakerWindow, breakerMinCalls, breakerOpenDuration, maxConcurrent,
-                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv);
+                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv, preload);
     }
 
     public WorkerPoolConfig withRuntimeDir(Path dir) {
         return new WorkerPoolConfig(python, workers, dir, workingDir, startupTimeout, borrowWait, pingInterval, pingTimeout,
                 maxRequests, maxRssBytes, killGrace, restartBackoffInitial, restartBackoffMax, crashLoopLimit,
                 breakerFailureRate, breakerWindow, breakerMinCalls, breakerOpenDuration, maxConcurrent,
-                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv);
+                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv, preload);
     }
 
     public WorkerPoolConfig withWorkingDir(Path dir) {
         return new WorkerPoolConfig(python, workers, runtimeDir, dir, startupTimeout, borrowWait, pingInterval, pingTimeout,
                 maxRequests, maxRssBytes, killGrace, restartBackoffInitial, restartBackoffMax, crashLoopLimit,
                 breakerFailureRate, breakerWindow, breakerMinCalls, breakerOpenDuration, maxConcurrent,
-                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv);
+                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv, preload);
     }
 
     public WorkerPoolConfig withTestMode(boolean on) {
         return new WorkerPoolConfig(python, workers, runtimeDir, workingDir, startupTimeout, borrowWait, pingInterval, pingTimeout,
                 maxRequests, maxRssBytes, killGrace, restartBackoffInitial, restartBackoffMax, crashLoopLimit,
                 breakerFailureRate, breakerWindow, breakerMinCalls, breakerOpenDuration, maxConcurrent,
-                rateLimitPerSecond, on, maxFrameBytes, extraEnv);
+                rateLimitPerSecond, on, maxFrameBytes, extraEnv, preload);
     }
 
     public WorkerPoolConfig withExtraEnv(Map<String, String> env) {
         return new WorkerPoolConfig(python, workers, runtimeDir, workingDir, startupTimeout, borrowWait, pingInterval, pingTimeout,
                 maxRequests, maxRssBytes, killGrace, restartBackoffInitial, restartBackoffMax, crashLoopLimit,
                 breakerFailureRate, breakerWindow, breakerMinCalls, breakerOpenDuration, maxConcurrent,
-                rateLimitPerSecond, testMode, maxFrameBytes, env);
+                rateLimitPerSecond, testMode, maxFrameBytes, env, preload);
     }
 
     public WorkerPoolConfig withRecycling(int maxRequests, long maxRssBytes) {
         return new WorkerPoolConfig(python, workers, runtimeDir, workingDir, startupTimeout, borrowWait, pingInterval, pingTimeout,
                 maxRequests, maxRssBytes, killGrace, restartBackoffInitial, restartBackoffMax, crashLoopLimit,
                 breakerFailureRate, breakerWindow, breakerMinCalls, breakerOpenDuration, maxConcurrent,
-                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv);
+                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv, preload);
     }
 
     public WorkerPoolConfig withRestart(Duration initial, Duration max, int crashLoopLimit) {
         return new WorkerPoolConfig(python, workers, runtimeDir, workingDir, startupTimeout, borrowWait, pingInterval, pingTimeout,
                 maxRequests, maxRssBytes, killGrace, initial, max, crashLoopLimit,
                 breakerFailureRate, breakerWindow, breakerMinCalls, breakerOpenDuration, maxConcurrent,
-                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv);
+                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv, preload);
     }
 
     public WorkerPoolConfig withBreaker(float failureRate, int window, int minCalls, Duration open) {
         return new WorkerPoolConfig(python, workers, runtimeDir, workingDir, startupTimeout, borrowWait, pingInterval, pingTimeout,
                 maxRequests, maxRssBytes, killGrace, restartBackoffInitial, restartBackoffMax, crashLoopLimit,
                 failureRate, window, minCalls, open, maxConcurrent,
-                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv);
+                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv, preload);
     }
 
     public WorkerPoolConfig withLimits(int maxConcurrent, int rateLimitPerSecond, Duration borrowWait) {
         return new WorkerPoolConfig(python, workers, runtimeDir, workingDir, startupTimeout, borrowWait, pingInterval, pingTimeout,
                 maxRequests, maxRssBytes, killGrace, restartBackoffInitial, restartBackoffMax, crashLoopLimit,
                 breakerFailureRate, breakerWindow, breakerMinCalls, breakerOpenDuration, maxConcurrent,
-                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv);
+                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv, preload);
     }
 
     public WorkerPoolConfig withTimeouts(Duration startupTimeout, Duration pingInterval, Duration pingTimeout, Duration killGrace) {
         return new WorkerPoolConfig(python, workers, runtimeDir, workingDir, startupTimeout, borrowWait, pingInterval, pingTimeout,
                 maxRequests, maxRssBytes, killGrace, restartBackoffInitial, restartBackoffMax, crashLoopLimit,
                 breakerFailureRate, breakerWindow, breakerMinCalls, breakerOpenDuration, maxConcurrent,
-                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv);
+                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv, preload);
     }
 
     public WorkerPoolConfig withMaxFrameBytes(int bytes) {
         return new WorkerPoolConfig(python, workers, runtimeDir, workingDir, startupTimeout, borrowWait, pingInterval, pingTimeout,
                 maxRequests, maxRssBytes, killGrace, restartBackoffInitial, restartBackoffMax, crashLoopLimit,
                 breakerFailureRate, breakerWindow, breakerMinCalls, breakerOpenDuration, maxConcurrent,
-                rateLimitPerSecond, testMode, bytes, extraEnv);
+                rateLimitPerSecond, testMode, bytes, extraEnv, preload);
+    }
+
+    public WorkerPoolConfig withPreload(boolean on) {
+        return new WorkerPoolConfig(python, workers, runtimeDir, workingDir, startupTimeout, borrowWait, pingInterval, pingTimeout,
+                maxRequests, maxRssBytes, killGrace, restartBackoffInitial, restartBackoffMax, crashLoopLimit,
+                breakerFailureRate, breakerWindow, breakerMinCalls, breakerOpenDuration, maxConcurrent,
+                rateLimitPerSecond, testMode, maxFrameBytes, extraEnv, on);
     }
 }

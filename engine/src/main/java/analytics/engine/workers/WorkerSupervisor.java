@@ -122,8 +122,17 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
 
     // ---------------------------------------------------------------- spawning
 
-    /** Starts a new process for the slot; it becomes the slot's current worker. */
-    WorkerHandle spawn(Slot slot) {
+    /**
+     * Spawns on a supervisor thread. Workers ask for PR_SET_PDEATHSIG, which Linux ties to the <em>thread</em> that
+     * created the child, so every spawn must happen on the long-lived supervisor threads, never on a short-lived
+     * one (e.g. the reload thread), or the worker would get SIGTERM when that thread ends.
+     */
+    CompletableFuture<WorkerHandle> spawnOnSupervisorThread(Slot slot) {
+        return CompletableFuture.supplyAsync(() -> spawn(slot), scheduler);
+    }
+
+    /** Starts a new process for the slot; it becomes the slot's current worker. Call on a supervisor thread. */
+    private WorkerHandle spawn(Slot slot) {
         if (closing) {
             return null;
         }
@@ -150,6 +159,9 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         List<String> cmd = new ArrayList<>(List.of(config.python().toString(), "-m", "analytics_worker",
                 "--socket", socketPath.toString(), "--worker-id", Integer.toString(slot.id),
                 "--max-frame", Integer.toString(config.maxFrameBytes())));
+        if (config.preload()) {
+            cmd.add("--preload");
+        }
         if (config.testMode()) {
             cmd.add("--enable-test-algorithms");
         }
@@ -307,8 +319,8 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         log.info("worker[{}] pid {} ready in {} ms ({} algorithms)", h.slot, h.pid,
                 (h.readyNanos - h.spawnedNanos) / 1_000_000, h.algorithms.size());
         h.readyFuture.complete(null);
-        events.workerReady(h);
         offerReady(h);
+        events.workerReady(h);
     }
 
     @SuppressWarnings("unchecked")
@@ -349,6 +361,20 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
 
     // ---------------------------------------------------------------- ends, crashes, restarts
 
+    /**
+     * A worker found broken whose process or connection is already gone: make sure its end is processed (the
+     * channel-close and process-exit callbacks do it anyway; this covers a process that lost its connection but
+     * lingers).
+     */
+    void ensureEnding(WorkerHandle h) {
+        Process p = h.process;
+        if (p == null) {
+            return;
+        }
+        p.onExit().completeOnTimeout(null, 500, TimeUnit.MILLISECONDS)
+                .thenRun(() -> processEnded(h, p.isAlive() ? "lost its connection" : describeExit(p)));
+    }
+
     /** The process exited or its connection is gone. Runs the end logic once per handle. */
     private void processEnded(WorkerHandle h, String description) {
         if (!h.ended.compareAndSet(false, true)) {
@@ -361,7 +387,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         h.outOfService.complete(null);
         pendingTokens.remove(h.token);
         removeReady(h);
-        h.failPending(new WorkerDiedException("Python worker " + h.slot + " (pid " + h.pid + ") " + what));
+        h.failPending(new WorkerDiedException("Python worker " + h.slot + " (pid " + h.pid + ") " + what, !h.requestCaused));
         h.readyFuture.completeExceptionally(new WorkerDiedException("worker " + h.slot + " " + what));
         Connection c = h.connection;
         if (c != null) {
@@ -485,6 +511,52 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
             sigterm.run();
         }
         return p.onExit().thenApply(x -> null);
+    }
+
+    // ---------------------------------------------------------------- memory watchdog
+
+    private static final long PAGE_SIZE = 4096;
+
+    /**
+     * Busy workers are not pinged, so a request that allocates without bound is watched from here: every 250 ms the
+     * RSS of each busy worker is read from /proc/PID/statm; above the hard limit (2 × maxRssBytes) the worker is
+     * stopped (SIGTERM → grace → SIGKILL) and replaced, and its request fails with WORKER_FAILED (not retried).
+     */
+    void startMemoryWatchdog() {
+        if (config.maxRssBytes() <= 0) {
+            return;
+        }
+        long hardLimit = config.maxRssBytes() > Long.MAX_VALUE / 2 ? Long.MAX_VALUE : 2 * config.maxRssBytes();
+        scheduler.scheduleWithFixedDelay(() -> {
+            for (WorkerHandle h : live) {
+                if (h.inFlight.get() == null || h.ended.get() || h.retiring.get() || h.pid <= 0) {
+                    continue;
+                }
+                long rss = readRss(h.pid);
+                if (rss > hardLimit) {
+                    h.rssBytes = rss;
+                    h.requestCaused = true;
+                    h.endDescription = "was stopped: its memory use (" + mib(rss) + " MiB) exceeded the limit of "
+                            + mib(hardLimit) + " MiB";
+                    log.warn("worker[{}] pid {} {}", h.slot, h.pid, h.endDescription);
+                    retire(h, RetireReason.BROKEN);
+                }
+            }
+        }, 250, 250, TimeUnit.MILLISECONDS);
+    }
+
+    private static long mib(long bytes) {
+        return bytes / (1024 * 1024);
+    }
+
+    static long readRss(long pid) {
+        try {
+            String statm = java.nio.file.Files.readString(Path.of("/proc/" + pid + "/statm"));
+            String[] f = statm.trim().split(" ");
+            return Long.parseLong(f[1]) * PAGE_SIZE;
+        } catch (IOException | RuntimeException e) {
+            return -1;
+        }
     }
 
     // ---------------------------------------------------------------- ready queue (feeds the pool's factory)

@@ -145,9 +145,12 @@ public final class WireCodec {
         if (len == 0) {
             throw new ProtocolException("empty frame (length 0)");
         }
-        ByteBuffer nio = body.nioBufferCount() == 1 ? body.nioBuffer() : ByteBuffer.wrap(copy(body));
+        // msgpack-core reads direct ByteBuffers through sun.nio.ch (not exported on Java 17): decode from a heap
+        // array. Frames from workers are responses (small) and control messages, so the copy is cheap.
         Value v;
-        try (MessageUnpacker u = MessagePack.newDefaultUnpacker(nio)) {
+        try (MessageUnpacker u = body.hasArray()
+                ? MessagePack.newDefaultUnpacker(body.array(), body.arrayOffset() + body.readerIndex(), len)
+                : MessagePack.newDefaultUnpacker(copy(body))) {
             v = u.unpackValue();
             if (u.hasNext()) {
                 throw new ProtocolException("frame of " + len + " bytes has trailing data after the msgpack map");

@@ -46,6 +46,8 @@ public final class WorkerSocketServer implements AutoCloseable {
     public static final class Connection {
         private final Channel channel;
         public volatile Object attachment;
+        /** Set on a protocol error: nothing more from this connection is believed (it is being closed). */
+        volatile boolean broken;
 
         Connection(Channel channel) {
             this.channel = channel;
@@ -60,6 +62,7 @@ public final class WorkerSocketServer implements AutoCloseable {
         }
 
         public void close() {
+            broken = true;
             channel.close();
         }
     }
@@ -97,7 +100,9 @@ public final class WorkerSocketServer implements AutoCloseable {
                                 .addLast("handler", new SimpleChannelInboundHandler<Map<String, Object>>() {
                                     @Override
                                     protected void channelRead0(ChannelHandlerContext ctx, Map<String, Object> msg) {
-                                        listener.onMessage(conn, msg);
+                                        if (!conn.broken) {
+                                            listener.onMessage(conn, msg);
+                                        }
                                     }
 
                                     @Override
@@ -111,8 +116,13 @@ public final class WorkerSocketServer implements AutoCloseable {
                                         while (c.getCause() != null && c.getCause() != c) {
                                             c = c.getCause();
                                         }
-                                        String what = c.getClass().getSimpleName() + ": " + c.getMessage();
-                                        listener.onProtocolError(conn, what);
+                                        if (c instanceof java.io.IOException && !(c instanceof WireCodec.ProtocolException)) {
+                                            // connection reset etc.: the worker died; channelInactive reports it
+                                            log.debug("worker connection error: {}", c.toString());
+                                        } else if (!conn.broken) {
+                                            listener.onProtocolError(conn, c.getClass().getSimpleName() + ": " + c.getMessage());
+                                        }
+                                        conn.broken = true;
                                         ctx.close();
                                     }
                                 });

@@ -1,0 +1,76 @@
+package analytics.engine.workers.transport;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.PooledByteBufAllocator;
+import io.netty.buffer.Unpooled;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+class WireCodecTest {
+
+    @Test
+    void requestFrameHasLengthPrefixAndLittleEndianPayload() throws Exception {
+        double[] data = {1.0, -0.5, Math.PI, 1e300, -0.0, 6.0};
+        double[] target = {7.0, 8.0, 9.0};
+        ByteBuf frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, "req-1", "kmeans",
+                Map.of("k", "3"), data, 3, 2, true, target, List.of("héllo", "wörld"), 1234);
+        try {
+            assertTrue(frame.isDirect());
+            int len = frame.readInt();
+            assertEquals(frame.readableBytes(), len);
+            Map<String, Object> m = WireCodec.decode(frame.slice());
+            assertEquals("request", m.get("type"));
+            assertEquals("req-1", m.get("id"));
+            assertEquals("kmeans", m.get("algorithm"));
+            assertEquals(Map.of("k", "3"), m.get("params"));
+            assertEquals(List.of(3L, 2L), m.get("shape"));
+            assertEquals(1234L, m.get("timeout_ms"));
+            assertEquals(List.of("héllo", "wörld"), m.get("texts"));
+            assertArrayEquals(le(data), (byte[]) m.get("data"));
+            assertArrayEquals(le(target), (byte[]) m.get("target"));
+        } finally {
+            frame.release();
+        }
+    }
+
+    @Test
+    void seriesShapeIsOneDimensional() throws Exception {
+        ByteBuf frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, "r", "mean", Map.of(),
+                new double[] {1, 2}, 2, 1, false, null, List.of(), 10);
+        try {
+            frame.readInt();
+            Map<String, Object> m = WireCodec.decode(frame.slice());
+            assertEquals(List.of(2L), m.get("shape"));
+            assertTrue(!m.containsKey("target") && !m.containsKey("texts"));
+        } finally {
+            frame.release();
+        }
+    }
+
+    private static byte[] le(double[] v) {
+        ByteBuffer b = ByteBuffer.allocate(v.length * 8).order(ByteOrder.LITTLE_ENDIAN);
+        for (double d : v) {
+            b.putDouble(d);
+        }
+        return b.array();
+    }
+
+    @Test
+    void malformedFramesAreProtocolErrors() {
+        assertThrows(WireCodec.ProtocolException.class, () -> WireCodec.decode(Unpooled.EMPTY_BUFFER));
+        assertThrows(WireCodec.ProtocolException.class, () -> WireCodec.decode(Unpooled.wrappedBuffer(new byte[] {(byte) 0xc1, 1, 2})));
+        assertThrows(WireCodec.ProtocolException.class, () -> WireCodec.decode(Unpooled.wrappedBuffer(new byte[] {(byte) 0x93, 1, 2, 3})));
+        // a map without 'type'
+        assertThrows(WireCodec.ProtocolException.class, () -> WireCodec.decode(Unpooled.wrappedBuffer(new byte[] {(byte) 0x81, (byte) 0xa1, 'a', 1})));
+        // truncated map
+        assertThrows(WireCodec.ProtocolException.class, () -> WireCodec.decode(Unpooled.wrappedBuffer(new byte[] {(byte) 0x82, (byte) 0xa4, 't', 'y', 'p', 'e'})));
+    }
+}
