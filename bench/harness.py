@@ -67,6 +67,19 @@ class NotRun(Exception):
     """A scenario that cannot run (part of the engine missing): recorded as 'not run: reason'."""
 
 
+def cpu_s(pid):
+    """utime + stime of a process (seconds), from /proc/PID/stat; None if gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+PIDS = {}  # side -> server PID, for CPU time per request
+
+
 def rss_mb(pid):
     try:
         with open("/proc/%d/status" % pid) as f:
@@ -340,14 +353,23 @@ SERIES_1E6 = np.random.default_rng(42).standard_normal(1_000_000)
 MEAN_DATA = {"request_id": "bench", "algorithm": "mean", "data": SERIES_100.tolist(), "options": OPTIONS}
 
 
-def sc_mean_c1(addr, side, duration):
-    s = ghz_summary(ghz(addr, "analytics.AnalyticsEngine.Analyze", MEAN_DATA, 1, duration, "mean_c1-" + side))
+def ghz_with_cpu(addr, side, data, concurrency, duration, tag):
+    """ghz run plus the server's CPU time per request (robust to a noisy machine)."""
+    pid = PIDS.get(side)
+    c0 = cpu_s(pid) if pid else None
+    s = ghz_summary(ghz(addr, "analytics.AnalyticsEngine.Analyze", data, concurrency, duration, tag))
+    c1 = cpu_s(pid) if pid else None
+    if c0 is not None and c1 is not None and s["count"]:
+        s["server_cpu_us_per_req"] = (c1 - c0) * 1e6 / s["count"]
     return s
 
 
+def sc_mean_c1(addr, side, duration):
+    return ghz_with_cpu(addr, side, MEAN_DATA, 1, duration, "mean_c1-" + side)
+
+
 def sc_mean_c32(addr, side, duration):
-    return ghz_summary(ghz(addr, "analytics.AnalyticsEngine.Analyze", MEAN_DATA, 32, duration,
-                           "mean_c32-" + side))
+    return ghz_with_cpu(addr, side, MEAN_DATA, 32, duration, "mean_c32-" + side)
 
 
 _SUMMARY_REQ = None
@@ -603,10 +625,33 @@ def safe(fn, *a):
 
 
 def warm_up(addr, duration):
-    """Same warm-up for both sides: a few seconds of mean load, summaries, one batch."""
+    """Same warm-up for both sides: a few seconds of mean load, summaries, and every Python algorithm the
+    scenarios use, once on each worker (so lazy imports of sklearn/scipy are not measured)."""
     try:
         ghz(addr, "analytics.AnalyticsEngine.Analyze", MEAN_DATA, 8, max(2, duration // 3), "warmup")
         sc_summary(addr, "warmup", 1)
+        small = np.random.default_rng(5).standard_normal(300)
+        reqs = [request("anomaly_detection", small, {"method": "zscore"}), request("linear_regression", small),
+                request("kmeans", small, {"k": "3", "n_init": "1"}),
+                request("random_forest", RF_X[:200], {"n_estimators": "2"}, shape=[200, RF_COLS],
+                        target=RF_Y[:200])]
+        py_mean = request("mean", small)
+        py_mean.options.prefer_rust = False
+        reqs.append(py_mean)
+        ch = channel(addr)
+        call = analyze_raw(ch)
+        try:
+            # concurrently, twice per worker, so each worker imports what it needs
+            def go(r):
+                for _ in range(2):
+                    call(r.SerializeToString(), timeout=120)
+            ts = [threading.Thread(target=go, args=(r,)) for r in reqs for _ in range(ENGINE_WORKERS)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+        finally:
+            ch.close()
     except NotRun as e:
         log("warm-up problem on %s: %s" % (addr, e))
 
@@ -639,6 +684,8 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
             eng.stop()
         eng = None
     addrs = {"ours": eng.addr if eng else None, "baseline": base.addr}
+    PIDS.clear()
+    PIDS.update({"ours": eng.pid if eng else None, "baseline": base.pid})
     for side in order:
         if addrs[side]:
             warm_up(addrs[side], duration)
@@ -790,6 +837,9 @@ def build_rows(runs):
     row("Analyze(mean) 100 pts, c=32: throughput", o, b, rt, "", "≥ 5× baseline",
         lambda ov, r: r is not None and r >= 5, "req/s", 0,
         first_error(runs, "mean_c32", "ours"), first_error(runs, "mean_c32", "baseline"))
+    o, b, rt = pair("mean_c32", None, "server_cpu_us_per_req", True)
+    row("(info) server CPU time per Analyze(mean) request at c=32", o, b, rt, "less CPU", "—",
+        lambda ov, r: None, "µs", 0, first_error(runs, "mean_c32", "ours"), first_error(runs, "mean_c32", "baseline"))
     o, b, rt = pair("summary_1e6", None, "p50_ms", True)
     row("Analyze(summary) 10^6 pts end to end (p50)", o, b, rt, "faster", "≥ 3× faster",
         lambda ov, r: r is not None and r >= 3, "ms", 1,
@@ -864,6 +914,24 @@ def build_rows(runs):
     return rows
 
 
+def parity(runs):
+    """Do ours and the baseline compute the same numbers? (summary of 10^6 points, random_forest r2)."""
+    notes = []
+    r = runs[0]
+    a, b = get(r, "summary_1e6", "ours", "result"), get(r, "summary_1e6", "baseline", "result")
+    if a and b:
+        bad = [k for k in a if not (a[k] == b[k] or (isinstance(a[k], (int, float)) and isinstance(b[k], (int, float))
+                                                     and abs(a[k] - b[k]) <= 1e-9 * max(1.0, abs(b[k]))))]
+        notes.append("summary 10^6: %s" % ("all keys equal within 1e-9 (%s)" % ", ".join(a) if not bad
+                                           else "DIFFERENT: %s" % ", ".join("%s %r vs %r" % (k, a[k], b[k])
+                                                                            for k in bad)))
+    a, b = get(r, "rf_c4", "ours_2w", "r2_score"), get(r, "rf_c4", "baseline", "r2_score")
+    if a is not None and b is not None:
+        notes.append("random_forest r2_score %.12g vs %.12g (%s)" % (a, b, "equal" if abs(a - b) <= 1e-9 else
+                                                                     "DIFFERENT"))
+    return "; ".join(notes) or "not compared (summary_1e6 / rf_c4 did not run on both sides)"
+
+
 def write_report(runs, args, meta):
     rows = build_rows(runs)
     os.makedirs(RESULTS, exist_ok=True)
@@ -882,6 +950,7 @@ def write_report(runs, args, meta):
         lines.append("| %s | %s | %s | %s | %s | %s |" % (r["scenario"], r["ours"].replace("|", "/"),
                                                        r["baseline"].replace("|", "/"), r["ratio"], r["target"],
                                                        r["met"]))
+    lines += ["", "Same results (first run): " + parity(runs)]
     algs = sorted({get(r, k, "algorithm") for r in runs for k in ("python_overhead", "payload_8mb")} - {None})
     lines += ["", "Trivial Python algorithm used for the overhead/payload rows: %s "
                   "(`_test_echo` needs the engine's test mode; else `mean` with prefer_rust=false)."

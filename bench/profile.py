@@ -101,11 +101,12 @@ def main(argv=None):
     ap.add_argument("--load", action="append", choices=LOADS)
     args = ap.parse_args(argv)
     os.makedirs(H.RAW, exist_ok=True)
+    base_opts = H.jvm_opts()
     for load in args.load or LOADS:
         jfr_file = os.path.join(H.RAW, "profile-%s.jfr" % load)
         if os.path.exists(jfr_file):
             os.remove(jfr_file)
-        os.environ["BENCH_JAVA_OPTS"] = " ".join(H.jvm_opts() + [
+        os.environ["BENCH_JAVA_OPTS"] = " ".join(base_opts + [
             "-XX:StartFlightRecording=filename=%s,settings=profile,dumponexit=true" % jfr_file])
         eng = H.Engine(H.ENGINE_WORKERS, tag="engine-profile-%s" % load)
         report = os.path.join(H.RAW, "profile-%s.txt" % load)
