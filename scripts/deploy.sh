@@ -34,6 +34,7 @@ Options:
   --ssh-user USER        ssh user for --remote-host (default: current user; non-root users need sudo)
   --ssh-port PORT        ssh port (default 22)
   --ssh-key FILE         ssh identity file
+  --ssh-option OPT       extra ssh/scp -o option, repeatable (e.g. StrictHostKeyChecking=accept-new)
   --dist DIR             the build to deploy (default: the dist this script belongs to, or
                          <repo>/dist/analytics-engine)
   --keep-backups N       backups to keep (default $AE_KEEP_BACKUPS)
@@ -50,7 +51,7 @@ EOF
 
 # ---------------------------------------------------------------- options
 enable_remote=0; listen_addr=; target="$AE_TARGET_DEFAULT"; skip_firewall=0
-remote_host=; ssh_user=; ssh_port=; ssh_key=; dist=; keep="$AE_KEEP_BACKUPS"; health_timeout=120
+remote_host=; ssh_user=; ssh_port=; ssh_key=; ssh_extra=(); dist=; keep="$AE_KEEP_BACKUPS"; health_timeout=120
 forward=()   # options passed on to the remote run
 while (( $# )); do
     case "$1" in
@@ -62,6 +63,7 @@ while (( $# )); do
         --ssh-user) ssh_user="${2:?--ssh-user needs a user}"; shift ;;
         --ssh-port) ssh_port="${2:?--ssh-port needs a port}"; shift ;;
         --ssh-key) ssh_key="${2:?--ssh-key needs a file}"; shift ;;
+        --ssh-option) ssh_extra+=("${2:?--ssh-option needs KEY=VALUE}"); shift ;;
         --dist) dist="${2:?--dist needs a directory}"; shift ;;
         --keep-backups) keep="${2:?--keep-backups needs a number}"; forward+=("$1" "$2"); shift ;;
         --health-timeout) health_timeout="${2:?--health-timeout needs seconds}"; forward+=("$1" "$2"); shift ;;
@@ -71,7 +73,8 @@ while (( $# )); do
     esac
     shift
 done
-[[ -z "$remote_host" && -n "$ssh_user$ssh_port$ssh_key" ]] && die "--ssh-user/--ssh-port/--ssh-key need --remote-host"
+[[ -z "$remote_host" && -n "$ssh_user$ssh_port$ssh_key${ssh_extra[*]}" ]] && die "--ssh-user/--ssh-port/--ssh-key/--ssh-option need --remote-host"
+[[ -z "$ssh_port" || "$ssh_port" =~ ^[0-9]+$ ]] || die "--ssh-port must be a number: $ssh_port"
 [[ "$keep" =~ ^[1-9][0-9]*$ ]] || die "--keep-backups must be a positive number: $keep"
 [[ "$health_timeout" =~ ^[1-9][0-9]*$ ]] || die "--health-timeout must be a positive number of seconds: $health_timeout"
 [[ "$target" == /* ]] || die "--target-dir must be an absolute path: $target"
@@ -101,12 +104,13 @@ log_ok "build $version"
 
 # ---------------------------------------------------------------- cross server
 if [[ -n "$remote_host" ]]; then
-    have ssh && have scp || die "--remote-host needs ssh and scp"
-    ssh_opts=(-o ConnectTimeout=15)
-    [[ -n "$ssh_port" ]] && ssh_opts+=(-p "$ssh_port")
-    [[ -n "$ssh_key" ]] && ssh_opts+=(-i "$ssh_key")
-    scp_opts=("${ssh_opts[@]}")
-    [[ -n "$ssh_port" ]] && scp_opts=(-o ConnectTimeout=15 -P "$ssh_port") && [[ -n "$ssh_key" ]] && scp_opts+=(-i "$ssh_key")
+    { have ssh && have scp; } || die "--remote-host needs ssh and scp (apt-get install openssh-client)"
+    [[ -z "$ssh_key" || -r "$ssh_key" ]] || die "--ssh-key: cannot read $ssh_key"
+    common=(-o ConnectTimeout=15)
+    [[ -n "$ssh_key" ]] && common+=(-i "$ssh_key")
+    for o in "${ssh_extra[@]}"; do common+=(-o "$o"); done
+    ssh_opts=("${common[@]}"); scp_opts=("${common[@]}")
+    if [[ -n "$ssh_port" ]]; then ssh_opts+=(-p "$ssh_port"); scp_opts+=(-P "$ssh_port"); fi
     dest="${ssh_user:+$ssh_user@}$remote_host"
     if [[ ! -d "$dist/wheels" ]]; then
         log_warn "the build has no wheels/: the remote host will need access to PyPI for the venv."

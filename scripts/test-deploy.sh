@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end deployment test against a real systemd (PID 1 of a systemd-nspawn container).
 # See --help. Exit status: 0 passed, 1 failed, 77 SKIPPED (no root / no nspawn / cannot boot).
+# The whole script is one brace group, so bash parses it completely before running it: editing the
+# file during a (long) run cannot break that run.
+{
 set -euo pipefail
 repo=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 # shellcheck source=lib/common.sh
@@ -16,7 +19,8 @@ operator does: setup-user -> deploy -> systemctl status -> grpcurl Analyze (nati
 and curl /health -> systemctl restart -> kill -9 of the JVM (back by itself, no orphan worker)
 -> systemctl reload under client load (zero failed requests) -> journalctl -> manage-service.sh
 health|workers|status -> second deploy (backup made) -> broken deploys roll back by themselves
--> --enable-remote listens on 0.0.0.0 -> --dry-run changes nothing -> systemd-analyze security.
+-> --enable-remote listens on 0.0.0.0 -> --remote-host deploy over ssh (the host's ssh/scp into the
+container's sshd) -> --dry-run changes nothing -> systemd-analyze security -> systemctl stop.
 The container has no Java and no internet: the build's jlink runtime and offline wheels are used.
 
 Options:
@@ -89,7 +93,7 @@ flock -n 9 || die "another test-deploy.sh is running (lock $cache/.lock)"
 
 # ------------------------------------------------------------------ root filesystem (cached)
 rootfs="$cache/rootfs"
-pkgs="systemd,systemd-sysv,dbus,iproute2,procps,python3,python3-venv,curl,ca-certificates,sudo,htop"
+pkgs="systemd,systemd-sysv,dbus,iproute2,procps,python3,python3-venv,curl,ca-certificates,sudo,htop,openssh-server"
 if [[ "$(cat "$rootfs/.analytics-test-rootfs" 2>/dev/null)" != "$pkgs" ]]; then
     mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
     mirror=${mirror:-http://deb.debian.org/debian}
@@ -119,7 +123,8 @@ fi
 dist="$cache/build/analytics-engine"
 if (( build )); then
     log_info "building the engine (mvn -B -q package -DskipTests)"
-    (cd "$repo" && mvn -B -q package -DskipTests) || die "maven build failed"
+    (cd "$repo" && mvn -B -q package -DskipTests -Dgit.commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)") \
+        || die "maven build failed"
     log_info "assembling the distribution with offline wheels into $dist"
     "$repo/scripts/lib/assemble-dist.sh" --with-wheels --output "$dist" || die "assemble-dist.sh --with-wheels failed"
 fi
@@ -201,6 +206,12 @@ dump_diagnostics() {
 }
 
 finish() {
+    if [[ -n "$leader" ]]; then   # keep the evidence of this run outside the (volatile) container
+        rm -rf "$cache/last-run"; mkdir -p "$cache/last-run"
+        cp -a "$work"/. "$cache/last-run/" 2>/dev/null || true
+        ct journalctl -u analytics-engine --no-pager -o short-monotonic > "$cache/last-run/journal-full.txt" 2>&1 || true
+        log_info "logs of this run: $cache/last-run/"
+    fi
     echo >&2
     log_step "summary"
     local s
@@ -301,7 +312,7 @@ else fail "grpcurl Analyze mean: $r"; fi
 PY_REQ='{"request_id":"p1","algorithm":"anomaly_detection","data":[1,1.1,0.9,1,1.05,25,1,0.95,1.02,1],"params":{"method":"zscore","threshold":"2"},"options":{"allow_python":true,"include_metadata":true,"timeout_ms":30000}}'
 r=$(analyze "$PY_REQ" 2>&1 || true)
 if [[ "$(json_get success <<<"$r" 2>/dev/null)" == true && "$(json_get metadata.implementation <<<"$r")" == python ]]; then
-    pass "grpcurl Analyze anomaly_detection (python worker): anomalies $(json_get resultJson <<<"$r" | python3 -c 'import json,sys; print(json.loads(json.load(sys.stdin))["anomalies"])')"
+    pass "grpcurl Analyze anomaly_detection (python worker): anomalies $(json_get resultJson <<<"$r" | python3 -c 'import json,sys; print(json.load(sys.stdin)["anomalies"])')"
 else fail "grpcurl Analyze anomaly_detection (python): $r"; fi
 
 # ------------------------------------------------------------------ 4. restart
@@ -402,6 +413,9 @@ else cat "$work/m-workers.txt" >&2; fail "manage-service.sh workers"; fi
 ct "$M" status > "$work/m-status.txt" 2>&1 && grep -q "active (running)" "$work/m-status.txt" && grep -q "^health: " "$work/m-status.txt" \
     && pass "manage-service.sh status" || { cat "$work/m-status.txt" >&2; fail "manage-service.sh status"; }
 ct "$M" logs recent > "$work/m-logs.txt" 2>&1 && [[ -s "$work/m-logs.txt" ]] && pass "manage-service.sh logs recent" || fail "manage-service.sh logs recent"
+ct bash -c "printf '3\n0\n' | script -qec $M /dev/null" > "$work/m-menu.txt" 2>&1 || true
+grep -q "20) rollback" "$work/m-menu.txt" && grep -q "ID.*PID.*STATE" "$work/m-menu.txt" \
+    && pass "manage-service.sh menu (on a terminal): choice 3 = workers table" || { cat "$work/m-menu.txt" >&2; fail "manage-service.sh menu"; }
 ct "$M" top > "$work/m-top.txt" 2>&1 && grep -q "analytics-server" "$work/m-top.txt" && pass "manage-service.sh top (ps tree without a terminal)" || { cat "$work/m-top.txt" >&2; fail "manage-service.sh top"; }
 
 # ------------------------------------------------------------------ 9. second deploy (update)
@@ -444,6 +458,31 @@ check "listening on all interfaces: $(ct ss -Hltn "sport = :50051" | awk '{print
 check "config/env has ANALYTICS_LISTEN_ADDR=0.0.0.0:50051" ctsh 'grep -qx "ANALYTICS_LISTEN_ADDR=0.0.0.0:50051" /opt/v7/analytics-engine/config/env'
 check "the container's address is listed for backends" grep -q "Backends connect" "$work/deploy-remote.log"
 
+# ------------------------------------------------------------------ 11b. cross server (--remote-host)
+log_step "11b. deploy --remote-host over ssh (host -> container's sshd)"
+if have ssh && have scp && have ssh-keygen; then
+    ssh-keygen -q -t ed25519 -N '' -C ae-deploy-test -f "$work/id_ed25519"
+    install -d -m 700 "/proc/$leader/root/root/.ssh"
+    install -m 600 "$work/id_ed25519.pub" "/proc/$leader/root/root/.ssh/authorized_keys"
+    ct systemctl start ssh.service
+    nb0=$(ct bash -c 'ls /opt/v7/backups | wc -l')
+    # the host's ssh/scp and this checkout's build, inside the container's network namespace only
+    if nsenter -t "$leader" -n -- "$dist/scripts/deploy.sh" --remote-host 127.0.0.1 --ssh-user root \
+            --ssh-key "$work/id_ed25519" --ssh-option StrictHostKeyChecking=no --ssh-option UserKnownHostsFile=/dev/null \
+            --ssh-option LogLevel=ERROR --listen-addr 127.0.0.1:50051 < /dev/null > "$work/deploy-ssh.log" 2>&1; then
+        pass "deploy --remote-host 127.0.0.1 --ssh-user root --ssh-key ... (over ssh/scp)"
+    else
+        tail -n 30 "$work/deploy-ssh.log" >&2; fail "deploy --remote-host"
+    fi
+    check "the remote run installed the venv offline (wheels)" grep -q "offline, from the build's wheels" "$work/deploy-ssh.log"
+    nb1=$(ct bash -c 'ls /opt/v7/backups | wc -l')
+    check "remote deploy made a backup and is healthy on 127.0.0.1:50051 again" \
+        ok '(( nb1 == nb0 + 1 )) && [[ "$(health_code)" == 200 ]] && ct ss -Hltn "sport = :50051" | grep -q "127.0.0.1:50051"'
+    check "the shipped build was removed from the remote /tmp" ok '! ct bash -c "ls -d /tmp/analytics-engine-deploy.* 2>/dev/null | grep -q ."'
+else
+    fail "ssh/scp/ssh-keygen missing on this host (apt-get install openssh-client): cross-server deploy not tested"
+fi
+
 # ------------------------------------------------------------------ 12. --dry-run
 log_step "12. deploy --dry-run"
 snap0=$(tree_snapshot); mp=$(main_pid); nr=$(unit_prop NRestarts)
@@ -475,3 +514,5 @@ check "stop: Result=success, no process left (${t} ms)" ok '[[ "$(unit_prop Resu
 note "systemctl stop: ${t} ms"
 
 finish
+exit
+}

@@ -26,7 +26,7 @@ check() { # check NAME EXPECTED-SUBSTRING OUTPUT
 }
 
 WORKERS="${E2E_WORKERS:-1}"
-ANALYTICS_PYTHON="$ROOT/py-worker/.venv/bin/python" java -jar engine/target/analytics-engine.jar \
+ANALYTICS_TEST_MODE=$(( WORKERS > 0 ? 1 : 0 )) ANALYTICS_PYTHON="$ROOT/py-worker/.venv/bin/python" java -jar engine/target/analytics-engine.jar \
   --listen "$ADDR" --socket "$SOCK" --workers "$WORKERS" >"$LOG" 2>&1 &
 ENGINE_PID=$!
 if ! wait_healthy "http://$ADDR/health" 60; then cat "$LOG"; exit 1; fi
@@ -63,14 +63,38 @@ if (( WORKERS > 0 )); then
   check "prefer_rust=false runs python" '"implementation": "python"' "$out"
   check "python mean" '"result_json": "2.0"' "$out"
 fi
+if (( WORKERS > 0 )); then
+  # options.timeout_ms is honoured: TIMEOUT at the deadline, and the engine keeps serving
+  start=$(date +%s%N)
+  out=$(grpcurl -plaintext -d '{"request_id":"slow","algorithm":"_test_sleep","params":{"seconds":"5"},"options":{"allow_python":true,"timeout_ms":700}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+  ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  check "timeout_ms gives TIMEOUT" '"error_code": "TIMEOUT"' "$out"
+  check "TIMEOUT near the deadline (${ms} ms)" "yes" "$( (( ms >= 650 && ms < 3000 )) && echo yes || echo no)"
+  check "python works after a timeout" '"success": true' "$(grpcurl -plaintext -d '{"algorithm":"kmeans","data":[1,2,10,11],"params":{"k":"2"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)"
+fi
 check "curl /health" '"status":"ok"' "$(curl -fsS "http://$ADDR/health")"
 check "curl /metrics" 'analytics_requests_total' "$(curl -fsS "http://$ADDR/metrics")"
 check "grpcurl over the unix socket" '"result_json": "2.0"' "$(grpcurl -plaintext -d '{"algorithm":"median","data":[3,1,2]}' "unix://$SOCK" analytics.AnalyticsEngine/Analyze)"
 check "--health-check" '"status":"ok"' "$(java -jar engine/target/analytics-engine.jar --health-check --listen "$ADDR")"
 check "--version" 'analytics-server' "$(java -jar engine/target/analytics-engine.jar --version)"
 
+if (( WORKERS > 0 )); then
+  # SIGTERM drains: a request in flight when the signal arrives still gets its answer
+  grpcurl -plaintext -d '{"request_id":"inflight","algorithm":"_test_sleep","params":{"seconds":"1.5"}}' "$ADDR" \
+    analytics.AnalyticsEngine/Analyze >"$WORK/inflight.out" 2>&1 &
+  CLIENT_PID=$!
+  end=$((SECONDS + 20))
+  until curl -fsS "http://$ADDR/metrics" | grep -q '^analytics_requests_inflight{[^}]*} 1.0'; do
+    (( SECONDS < end )) || { echo "  FAIL the slow request never got in flight"; fails=$((fails+1)); break; }
+    sleep 0.05
+  done
+fi
 kill -TERM "$ENGINE_PID"
 rc=0; wait "$ENGINE_PID" || rc=$?
+if (( WORKERS > 0 )); then
+  wait "$CLIENT_PID" || true
+  check "in-flight request answered during the drain" '"success": true' "$(cat "$WORK/inflight.out")"
+fi
 ENGINE_PID=""
 check "SIGTERM exits 0" "rc=0" "rc=$rc"
 check "socket removed on exit" "gone" "$( [[ -e "$SOCK" ]] && echo present || echo gone)"

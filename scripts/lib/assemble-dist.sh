@@ -77,13 +77,15 @@ if (( jlink_runtime )); then
     modules=$(printf '%s\n' "${deps//,/$'\n'}" java.logging java.management java.naming jdk.unsupported \
         jdk.crypto.ec jdk.management jdk.jcmd | sort -u | paste -sd, -)
     cache="$repo/target/jlink-runtime"
-    key="$("$jdk_home/bin/java" -version 2>&1 | tr '\n' ' ')|$modules"
+    jlink_opts=(--strip-debug --no-man-pages --no-header-files --compress=2)
+    # the JDK's default CDS archive (lib/server/classes.jsa) makes JVM start-up faster
+    "$jdk_home/bin/jlink" --list-plugins 2>/dev/null | grep -q -- --generate-cds-archive && jlink_opts+=(--generate-cds-archive)
+    key="$("$jdk_home/bin/java" -version 2>&1 | tr '\n' ' ')|$modules|${jlink_opts[*]}"
     if [[ ! -x "$cache/bin/java" || "$(cat "$cache.key" 2>/dev/null)" != "$key" ]]; then
         log_info "jlink: $modules"
         rm -rf "$cache" "$cache.key"
         mkdir -p "$(dirname "$cache")"
-        "$jdk_home/bin/jlink" --add-modules "$modules" --output "$cache" \
-            --strip-debug --no-man-pages --no-header-files --compress=2
+        "$jdk_home/bin/jlink" --add-modules "$modules" --output "$cache" "${jlink_opts[@]}"
         printf '%s' "$key" > "$cache.key"
     else
         log_info "jlink: reusing $cache"

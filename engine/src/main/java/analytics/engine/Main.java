@@ -239,6 +239,9 @@ public final class Main implements Callable<Integer> {
         Logger log = LoggerFactory.getLogger(Main.class);
         log.info("analytics-server {} (git {}) starting on Java {}", BuildInfo.VERSION, BuildInfo.GIT_COMMIT,
                 Runtime.version());
+        if (cfg.testMode()) {
+            log.warn("TEST MODE: the workers' _test_* algorithms are reachable; never use this in production");
+        }
         EngineMetrics metrics = new EngineMetrics();
         PythonBackend py;
         try {
@@ -247,7 +250,7 @@ public final class Main implements Callable<Integer> {
             log.error("cannot start the Python workers: {}", e.getMessage());
             return 3;
         }
-        Dispatcher dispatcher = new Dispatcher(new AlgorithmRegistry(), NativeStatistics.KERNELS, py, metrics,
+        Dispatcher dispatcher = new Dispatcher(new AlgorithmRegistry(cfg.testMode()), NativeStatistics.KERNELS, py, metrics,
                 new Dispatcher.Limits(cfg.maxDataPoints(), cfg.defaultTimeoutMs()));
         warmUp(log);
         EngineServer server = new EngineServer(cfg, dispatcher, metrics);

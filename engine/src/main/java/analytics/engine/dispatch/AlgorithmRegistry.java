@@ -20,6 +20,15 @@ public final class AlgorithmRegistry {
     private final Map<String, AlgorithmSpec> specs = new LinkedHashMap<>();
 
     public AlgorithmRegistry() {
+        this(false);
+    }
+
+    /**
+     * @param testMode also list the workers' test-only algorithms ({@code _test_sleep}, {@code _test_echo},
+     *                 ...; see py-worker/PROTOCOL.md). Only the test suites and the bench set it
+     *                 (setting test_mode); in production those names are unknown algorithms.
+     */
+    public AlgorithmRegistry(boolean testMode) {
         stat("mean", 1, "Arithmetic mean");
         stat("median", 1, "Median (50th percentile, linear interpolation)");
         stat("std", 2, "Sample standard deviation (n-1)");
@@ -81,6 +90,20 @@ public final class AlgorithmRegistry {
                 ParamSpec.opt("text", Type.STRING, "", "text (when no texts are given)"),
                 ParamSpec.opt("n_keywords", Type.INT, "5", "keywords to return"),
                 ParamSpec.opt("method", Type.STRING, "tfidf", "tfidf"));
+        if (testMode) {
+            testOnly();
+        }
+    }
+
+    private void testOnly() {
+        ParamSpec seconds = ParamSpec.opt("seconds", Type.NUMBER, "1", "how long");
+        py("_test_sleep", "test", "matrix", 0, "TEST MODE: sleeps params.seconds", seconds);
+        py("_test_hang", "test", "matrix", 0, "TEST MODE: never returns");
+        py("_test_crash", "test", "matrix", 0, "TEST MODE: the worker exits mid-request",
+                ParamSpec.opt("code", Type.INT, "3", "exit status"));
+        py("_test_alloc", "test", "matrix", 0, "TEST MODE: allocates memory without bound");
+        py("_test_garbage", "test", "matrix", 0, "TEST MODE: the worker writes a malformed frame");
+        py("_test_echo", "test", "matrix", 0, "TEST MODE: returns n, sum and shape of the data (transport)");
     }
 
     private void stat(String name, int minPoints, String description, ParamSpec... extra) {

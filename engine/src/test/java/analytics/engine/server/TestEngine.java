@@ -38,7 +38,7 @@ public final class TestEngine implements AutoCloseable {
         o.putAll(settings);
         config = EngineConfig.load(null, null, Map.of(), o);
         EngineMetrics metrics = new EngineMetrics();
-        Dispatcher d = new Dispatcher(new AlgorithmRegistry(), NativeStatistics.KERNELS, python, metrics,
+        Dispatcher d = new Dispatcher(new AlgorithmRegistry(config.testMode()), NativeStatistics.KERNELS, python, metrics,
                 new Dispatcher.Limits(config.maxDataPoints(), config.defaultTimeoutMs()));
         server = new EngineServer(config, d, metrics);
         server.start();
