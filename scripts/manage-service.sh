@@ -141,6 +141,8 @@ def rss(b):
         b = float(b)
     except (TypeError, ValueError):
         return "-"
+    if b < 0:  # not measured yet
+        return "-"
     for unit in ("B", "KiB", "MiB", "GiB"):
         if b < 1024 or unit == "GiB":
             return ("%.0f %s" if unit == "B" else "%.1f %s") % (b, unit)

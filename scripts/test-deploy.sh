@@ -60,6 +60,7 @@ skip() {
     exit 77
 }
 
+[[ "${SKIP_DEPLOY_TEST:-0}" == 1 ]] && skip "SKIP_DEPLOY_TEST=1 is set"
 [[ $(id -u) -eq 0 ]] || skip "needs root (systemd-nspawn, debootstrap): run with sudo"
 if ! have systemd-nspawn || ! have debootstrap; then
     if have apt-get; then
@@ -161,6 +162,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# the host's JDK, read-only, to prove the launcher also runs on a host Java 17+ without runtime/
+host_jdk=$(dirname "$(dirname "$(readlink -f "$(command -v java 2>/dev/null || echo /nonexistent/bin/java)")")")
+host_jdk_bind=()
+[[ -x "$host_jdk/bin/java" ]] && host_jdk_bind=(--bind-ro="$host_jdk:/opt/host-jdk")
 log_info "booting systemd in container $name (private network)"
 for cg in "${cgroups[@]}"; do
     [[ -d "$(dirname "$cg")" ]] && mkdir -p "$cg"
@@ -173,7 +178,8 @@ done
         --volatile=overlay --private-network \
         --bind-ro="$dist:/srv/build/analytics-engine" \
         --bind-ro="$grpcurl:/usr/local/bin/grpcurl" \
-        --bind-ro="$repo/proto:/srv/proto"
+        --bind-ro="$repo/proto:/srv/proto" \
+        "${host_jdk_bind[@]}"
 ) > "$work/nspawn.log" 2>&1 < /dev/null &
 nspawn_pid=$!
 
@@ -298,7 +304,20 @@ check "the main process runs as analytics" ok '[[ "$(ct ps -o user= -p "$mp")" =
 ct ps -o comm=,args= -p "$mp" > "$work/ps.txt" || true
 check "ps shows the name: $(cut -c1-60 "$work/ps.txt")" grep -q "^analytics-serve *analytics-server " "$work/ps.txt"
 check "analytics-server --version: $(ct /opt/v7/analytics-engine/bin/analytics-server --version 2>&1 | head -n1)" ok 'ct /opt/v7/analytics-engine/bin/analytics-server --version | grep -q .'
+check "analytics-server --health-check (exit 0 against the running service)" ok 'ct /opt/v7/analytics-engine/bin/analytics-server --health-check >/dev/null'
+ct runuser -u analytics -- /opt/v7/analytics-engine/bin/analytics-server --test-python > "$work/test-python.txt" 2>&1 \
+    && pass "analytics-server --test-python as user analytics: $(tail -n1 "$work/test-python.txt" | cut -c1-80)" \
+    || { cat "$work/test-python.txt" >&2; fail "analytics-server --test-python"; }
 check "Type=notify unit is active, status text: $(unit_prop StatusText)" ok '[[ "$(unit_prop Type)" == notify ]]'
+
+if (( ${#host_jdk_bind[@]} )); then
+    ctsh 'rm -rf /tmp/nort && mkdir /tmp/nort && cp -a /opt/v7/analytics-engine/bin /opt/v7/analytics-engine/lib /tmp/nort/'
+    check "without runtime/: the launcher uses \$JAVA_HOME (a host Java 17)" \
+        ok 'ct env JAVA_HOME=/opt/host-jdk /tmp/nort/bin/analytics-server --version 2>&1 | grep -q "^java 17"'
+    check "without runtime/ and without any Java: a clear error" \
+        ok 'ct /tmp/nort/bin/analytics-server --version 2>&1 | grep -q "no Java runtime found"'
+    ct rm -rf /tmp/nort
+fi
 
 # ------------------------------------------------------------------ 3. requests
 log_step "3. health and gRPC"
@@ -476,8 +495,10 @@ if have ssh && have scp && have ssh-keygen; then
     fi
     check "the remote run installed the venv offline (wheels)" grep -q "offline, from the build's wheels" "$work/deploy-ssh.log"
     nb1=$(ct bash -c 'ls /opt/v7/backups | wc -l')
-    check "remote deploy made a backup and is healthy on 127.0.0.1:50051 again" \
-        ok '(( nb1 == nb0 + 1 )) && [[ "$(health_code)" == 200 ]] && ct ss -Hltn "sport = :50051" | grep -q "127.0.0.1:50051"'
+    check "remote deploy made a backup ($nb0 -> $nb1, keeping the last $AE_KEEP_BACKUPS)" ok '(( nb1 == nb0 + 1 || (nb0 == AE_KEEP_BACKUPS && nb1 == nb0) ))'
+    check "healthy after the remote deploy" ok '[[ "$(health_code)" == 200 ]]'
+    check "listening on 127.0.0.1:50051 again: $(ct ss -Hltn "sport = :50051" | awk '{print $4}' | paste -sd' ' -)" \
+        ok 'ct ss -Hltn "sport = :50051" | awk "{print \$4}" | grep -qx "127.0.0.1:50051"'
     check "the shipped build was removed from the remote /tmp" ok '! ct bash -c "ls -d /tmp/analytics-engine-deploy.* 2>/dev/null | grep -q ."'
 else
     fail "ssh/scp/ssh-keygen missing on this host (apt-get install openssh-client): cross-server deploy not tested"
@@ -503,6 +524,15 @@ ctsh "rm -f /etc/systemd/system/ae-unhardened.service && systemctl daemon-reload
 [[ -n "$after" ]] && pass "systemd-analyze security: $after (without the hardening block: $before)" || fail "systemd-analyze security gave no score"
 note "systemd-analyze security: before hardening $before, after $after"
 [[ "$(ct systemctl is-active analytics-engine)" == active && "$(health_code)" == 200 ]] && pass "still active and healthy under full hardening" || fail "not healthy at the end"
+wd=$(unit_prop WatchdogUSec); mp=$(main_pid); nr=$(unit_prop NRestarts)
+start_s=$(date -d "$(unit_prop ExecMainStartTimestamp)" +%s)
+wd_s=$(( $(ct systemd-analyze timespan "$wd" | awk 'NR == 2 {print $NF}') / 1000000 ))
+log_info "waiting until the service has run for WatchdogSec ($wd) + 5 s without a ping timeout"
+up_s() { echo $(( $(date +%s) - start_s )); }
+deadline=$((SECONDS + wd_s + 30))
+while (( $(up_s) < wd_s + 5 && SECONDS < deadline )); do sleep 1; done
+check "watchdog: up $(up_s) s > WatchdogSec $wd_s s, same process, no restart (the engine pings)" \
+    ok '(( wd_s > 0 && $(up_s) >= wd_s + 5 )) && [[ "$(main_pid)" == "$mp" && "$(unit_prop NRestarts)" == "$nr" ]]'
 check "no watchdog timeouts in the journal" ok '[[ "$(ct journalctl -u analytics-engine --no-pager -o cat | grep -c "Watchdog timeout")" == 0 ]]'
 
 # ------------------------------------------------------------------ 14. stop drains and exits cleanly

@@ -65,11 +65,6 @@ def test_scalar_stats_match_numpy_scipy(ds):
         got = run(name, x)
         assert isinstance(got, float), name
         tol = 1e-9 if name in ("skewness", "kurtosis", "correlation") else 1e-12
-        if ds == "big_offset" and name in ("skewness", "kurtosis"):
-            # spread ~1e-9 of the mean: scipy's float64 moments carry the rounding error of the mean
-            # (~1e-6 relative); the worker shifts to the exact mean like the native kernel (the exact
-            # references in test_stats_fixtures.py hold it to 1e-10)
-            tol = 1e-5
         assert close(got, float(want), rel=tol, abs_=tol), (name, got, want)
     assert run("count", x) == len(x) and isinstance(run("count", x), int)
     # and on well-conditioned data the exact reference is scipy's definition

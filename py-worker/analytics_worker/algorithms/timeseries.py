@@ -151,7 +151,7 @@ def mann_kendall_s(y):
     if n1 == n0:  # constant series
         return 0, counts
     from scipy.stats import kendalltau
-    tau_b = kendalltau(np.arange(n), y).statistic
+    tau_b = float(kendalltau(np.arange(n), y)[0])  # [0]: .correlation (scipy < 1.10) / .statistic
     return int(round(tau_b * math.sqrt(float(n0) * float(n0 - n1)))), counts
 
 
@@ -159,8 +159,8 @@ def theil_sen(y, x, alpha, random_state=42):
     n = len(y)
     if n <= THEIL_SEN_EXACT_MAX_N:
         from scipy.stats import theilslopes
-        r = theilslopes(y, x, alpha=1.0 - alpha)
-        return float(r.slope), float(r.intercept), [float(r.low_slope), float(r.high_slope)], True
+        slope, intercept, low, high = theilslopes(y, x, alpha=1.0 - alpha)[:4]
+        return float(slope), float(intercept), [float(low), float(high)], True
     rng = np.random.default_rng(random_state)
     i = rng.integers(0, n, THEIL_SEN_SAMPLE_PAIRS)
     j = rng.integers(0, n, THEIL_SEN_SAMPLE_PAIRS)
