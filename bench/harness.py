@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import resource
 import signal
 import socket
 import statistics
@@ -153,6 +154,7 @@ class Engine:
         self.pid = self.proc.pid
         self.t_healthy = None
         self.t_ready = None
+        self.t_listening = None
 
     def health(self):
         """(status code, parsed JSON or None)."""
@@ -189,6 +191,8 @@ class Engine:
                                                                              self.proc.tail(6)))
             code, h = self.health()
             now = time.monotonic()
+            if code is not None and self.t_listening is None:
+                self.t_listening = now - self.proc.t0
             if code == 200 and self.t_healthy is None:
                 self.t_healthy = now - self.proc.t0
             if code == 200 and (self.workers == 0 or len(self.ready_workers(h)) >= self.workers):
@@ -329,11 +333,14 @@ def ghz(addr, call, data, concurrency, duration, tag):
            "-c", str(concurrency), "--connections", "1", "-z", "%ds" % duration, "--duration-stop", "wait",
            "--max-recv-message-size", "64MB", "--max-send-message-size", "64MB",
            "-O", "json", "-o", out_file, addr]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0 or not os.path.exists(out_file):
         raise NotRun("ghz failed (rc=%d): %s" % (r.returncode, (r.stderr or r.stdout)[-400:]))
     with open(out_file) as f:
         rep = json.load(f)
+    rep["client_cpu_s"] = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     errs = rep.get("errorDistribution") or {}
     if errs:
         raise NotRun("ghz saw errors: %s" % json.dumps(errs)[:300])
@@ -342,7 +349,8 @@ def ghz(addr, call, data, concurrency, duration, tag):
 
 def ghz_summary(rep):
     dist = {int(d["percentage"]): d["latency"] / 1000.0 for d in rep.get("latencyDistribution") or []}
-    return {"count": rep["count"], "rps": rep["rps"], "p50_us": dist.get(50), "p90_us": dist.get(90),
+    return {"count": rep["count"], "rps": rep["rps"],
+            "client_cpu_us_per_req": rep["client_cpu_s"] * 1e6 / rep["count"] if rep["count"] else None, "p50_us": dist.get(50), "p90_us": dist.get(90),
             "p99_us": dist.get(99), "avg_us": rep["average"] / 1000.0}
 
 
@@ -455,10 +463,20 @@ RF_Y = RF_X @ _rng.standard_normal(RF_COLS) + 0.1 * _rng.standard_normal(RF_ROWS
 RF_PARAMS = {"n_estimators": "20", "max_depth": "8", "random_state": "42"}
 
 
-def sc_rf(addr, duration):
+def tree_cpu(pids):
+    vals = [cpu_s(p) for p in pids]
+    return sum(v for v in vals if v is not None)
+
+
+def sc_rf(addr, duration, pids=()):
+    """pids: the server processes (engine + workers, or the baseline) whose CPU time is summed: cores used."""
     req = request("random_forest", RF_X, RF_PARAMS, shape=[RF_ROWS, RF_COLS], target=RF_Y)
     r = check(channel_call(addr, req), "random_forest")
+    c0 = tree_cpu(pids)
     out = closed_loop(addr, req.SerializeToString(), 4, duration, what="random_forest")
+    if pids:
+        out["server_cores_used"] = (tree_cpu(pids) - c0) / out["elapsed_s"]
+        out["machine_loadavg_1m"] = os.getloadavg()[0]
     res = json.loads(r.result_json)
     out["r2_score"] = res.get("r2_score")
     out["implementation"] = r.metadata.implementation
@@ -520,12 +538,30 @@ def sc_batch(addr, duration):
             if len({r.request_id for r in got}) != 1000:
                 raise NotRun("BatchAnalyze: request ids not all distinct")
             failed.append(len(bad))
+            comp = {"native_compute_ms": 0.0, "python_worker_compute_ms": 0.0, "python_roundtrip_ms": 0.0,
+                    "python_items": 0}
+            for x in got:
+                st = x.metadata.stats
+                if x.metadata.implementation == "python":
+                    comp["python_items"] += 1
+                    comp["python_worker_compute_ms"] += float(st.get("worker_compute_us", 0)) / 1000
+                    comp["python_roundtrip_ms"] += float(st.get("worker_roundtrip_us", 0)) / 1000
+                else:
+                    comp["native_compute_ms"] += float(st.get("compute_us", st.get("execution_time_us", 0))) / 1000
             if bad and first_failure is None:
                 first_failure = "%s %s" % (pb.ErrorCode.Name(bad[0].error_code), bad[0].error_message)
     finally:
         ch.close()
     return {"batches": len(times), "p50_ms": 1000 * statistics.median(times), "min_ms": 1000 * min(times),
-            "failed_items_max": max(failed), "failed_items_total": sum(failed), "first_failure": first_failure}
+            "failed_items_max": max(failed), "failed_items_total": sum(failed), "first_failure": first_failure,
+            "last_batch_breakdown": comp}
+
+
+def server_pids(srv):
+    if isinstance(srv, Engine):
+        code, h = srv.health()
+        return [srv.pid] + [int(w["pid"]) for w in srv.ready_workers(h)]
+    return [srv.pid]
 
 
 def measure_rss(eng, h):
@@ -670,7 +706,8 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
             raise NotRun("engine jar not built")
         eng = Engine(ENGINE_WORKERS, tag="engine-run%d" % run_idx)
         h = eng.wait_ready()
-        res["startup"] = {"healthy_s": eng.t_healthy, "workers_ready_s": eng.t_ready}
+        res["startup"] = {"healthy_s": eng.t_healthy, "workers_ready_s": eng.t_ready,
+                          "listening_s": eng.t_listening}
         if "rss" in scenarios:
             time.sleep(2.0)  # let start-up settle; this is a measurement point, not synchronisation
             code, h = eng.health()
@@ -713,7 +750,8 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
                 res["rf_c4"]["ours_2w"] = {"error": res.get("engine_error")}
                 continue
             log("rf_c4: %s" % side)
-            res["rf_c4"]["ours_2w" if side == "ours" else "baseline"] = safe(sc_rf, addrs[side], duration)
+            res["rf_c4"]["ours_2w" if side == "ours" else "baseline"] = safe(
+                sc_rf, addrs[side], duration, server_pids(eng if side == "ours" else base))
     if eng:
         if "python_overhead" in scenarios:
             log("python_overhead")
@@ -740,9 +778,10 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
         e1 = Engine(1, tag="engine1-run%d" % run_idx)
         try:
             e1.wait_ready()
-            res["startup_1w"] = {"healthy_s": e1.t_healthy, "workers_ready_s": e1.t_ready}
+            res["startup_1w"] = {"healthy_s": e1.t_healthy, "workers_ready_s": e1.t_ready,
+                                 "listening_s": e1.t_listening}
             warm_up(e1.addr, duration)
-            res["rf_c4"]["ours_1w"] = safe(sc_rf, e1.addr, duration)
+            res["rf_c4"]["ours_1w"] = safe(sc_rf, e1.addr, duration, server_pids(e1))
         except NotRun as e:
             res["rf_c4"]["ours_1w"] = {"error": str(e)}
         finally:
@@ -840,6 +879,9 @@ def build_rows(runs):
     o, b, rt = pair("mean_c32", None, "server_cpu_us_per_req", True)
     row("(info) server CPU time per Analyze(mean) request at c=32", o, b, rt, "less CPU", "—",
         lambda ov, r: None, "µs", 0, first_error(runs, "mean_c32", "ours"), first_error(runs, "mean_c32", "baseline"))
+    o, b, rt = pair("mean_c32", None, "client_cpu_us_per_req", True)
+    row("(info) load generator (ghz) CPU time per request at c=32, same cores", o, b, [], "", "—",
+        lambda ov, r: None, "µs", 0, first_error(runs, "mean_c32", "ours"), first_error(runs, "mean_c32", "baseline"))
     o, b, rt = pair("summary_1e6", None, "p50_ms", True)
     row("Analyze(summary) 10^6 pts end to end (p50)", o, b, rt, "faster", "≥ 3× faster",
         lambda ov, r: r is not None and r >= 3, "ms", 1,
@@ -884,6 +926,13 @@ def build_rows(runs):
     row("random_forest 5k×10, c=4: ours (2 workers) vs baseline", o, b, rt, "", "≥ 1.8× baseline",
         lambda ov, r: r is not None and r >= 1.8, "req/s", 2, first_error(runs, "rf_c4", "ours_2w"),
         first_error(runs, "rf_c4", "baseline"))
+    o = [get(r, "rf_c4", "ours_2w", "server_cores_used") for r in runs]
+    one = [get(r, "rf_c4", "ours_1w", "server_cores_used") for r in runs]
+    b = [get(r, "rf_c4", "baseline", "server_cores_used") for r in runs]
+    row("(info) random_forest c=4: CPU cores the server got (2 workers / 1 worker; baseline)", o, b, [], "",
+        "—", lambda ov, r: None, "cores", 2, first_error(runs, "rf_c4", "ours_2w"),
+        first_error(runs, "rf_c4", "baseline"),
+        note=("1 worker: %.2f cores" % med(one)) if med(one) is not None else None)
     o, b, rt = pair("batch_1000", None, "p50_ms", True)
     bfail = max([get(r, "batch_1000", "ours", "failed_items_max") or 0 for r in runs] + [0])
     bmsg = next((get(r, "batch_1000", "ours", "first_failure") for r in runs
@@ -901,6 +950,9 @@ def build_rows(runs):
         o = [get(r, key, "worker_max_mb") for r in runs]
         row("RSS per worker (max), %s" % when, o, [], [], "", "≤ 90 MB", lambda ov, r: ov <= 90, "MB", 0,
             get(runs[0], "engine_error") or "not measured", base_text="—")
+    o = [get(r, "startup", "listening_s") for r in runs] + [get(r, "startup_1w", "listening_s") for r in runs]
+    row("(info) start-up to first HTTP answer (port open, any status)", o, [], [], "", "—",
+        lambda ov, r: None, "s", 2, get(runs[0], "engine_error"), base_text="—")
     o = [get(r, "startup", "healthy_s") for r in runs] + [get(r, "startup_1w", "healthy_s") for r in runs]
     b = [get(r, "baseline_start_s") for r in runs]
     row("start-up to healthy (HTTP /health 200)", o, b, [], "", "≤ 3 s", lambda ov, r: ov <= 3, "s", 2,
@@ -935,7 +987,7 @@ def parity(runs):
 def write_report(runs, args, meta):
     rows = build_rows(runs)
     os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "latest.json"), "w") as f:
+    with open(os.path.join(RESULTS, args.output + ".json"), "w") as f:
         json.dump({"meta": meta, "runs": runs, "table": rows}, f, indent=1, default=str)
     lines = ["# Benchmark results", "",
              "Generated by `scripts/bench.sh` at %s on `%s` (%d CPUs), git `%s`." % (
@@ -943,7 +995,7 @@ def write_report(runs, args, meta):
              "Runs: %d (alternating which side goes first), %d s per measurement; scenarios: %s." % (
                  args.runs, args.duration, ", ".join(args.scenario)),
              "Values are medians over runs (± half the min–max spread, relative to the median); ratios are "
-             "computed within each run, then the median is taken. Raw numbers: `latest.json`. "
+             "computed within each run, then the median is taken. Raw numbers: `%s.json`. " % args.output +
              "How each scenario is measured: `bench/README.md`.", "",
              "| scenario | ours | baseline | ratio | target | met? |", "|---|---|---|---|---|---|"]
     for r in rows:
@@ -959,7 +1011,7 @@ def write_report(runs, args, meta):
               "%s / %s." % (" ".join(meta["engine_jvm_opts"]) or "(none)", ENGINE_WORKERS, BASELINE_THREADS,
                             "%.1f" % meta["loadavg_start"][0], "%.1f" % meta["loadavg_end"][0]),
               "Environment: " + ", ".join("%s %s" % kv for kv in meta["versions"].items()), ""]
-    with open(os.path.join(RESULTS, "latest.md"), "w") as f:
+    with open(os.path.join(RESULTS, args.output + ".md"), "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines[7:]))
 
@@ -969,6 +1021,7 @@ def main(argv=None):
     ap.add_argument("--scenario", action="append", choices=SCENARIOS, help="repeatable; default: all")
     ap.add_argument("--duration", type=int, default=10, help="seconds per measurement (default 10)")
     ap.add_argument("--runs", type=int, default=3, help="alternating runs (default 3)")
+    ap.add_argument("--output", default="latest", help="results name: bench/results/NAME.md/.json (default latest)")
     args = ap.parse_args(argv)
     if args.duration < 1 or args.runs < 1:
         ap.error("--duration and --runs must be >= 1")

@@ -20,6 +20,7 @@ Options:
                       batch_1000 rss startup worker_replace
   --duration S      seconds per measurement (default 10)
   --runs N          alternating runs; medians and spread are over runs (default 3)
+  --output NAME     write bench/results/NAME.md and NAME.json (default latest)
   --no-build        do not rebuild the engine even if its sources are newer than the jar
   -h, --help        this help
 Environment: BENCH_JAVA_OPTS (extra JVM flags for the engine, e.g. -XX:StartFlightRecording=...),
@@ -33,7 +34,7 @@ BUILD=1
 while (( $# )); do
   case "$1" in
     -h|--help) usage; exit 0 ;;
-    --scenario|--duration|--runs)
+    --scenario|--duration|--runs|--output)
       [[ $# -ge 2 ]] || { echo "bench.sh: $1 needs a value (see --help)" >&2; exit 2; }
       ARGS+=("$1" "$2"); shift 2 ;;
     --no-build) BUILD=0; shift ;;
