@@ -143,7 +143,7 @@ cgroups=("/sys/fs/cgroup/systemd/$name" "/sys/fs/cgroup/unified/$name")
 cleanup() {
     local rc=$?
     if (( keep )) && [[ -n "$leader" ]]; then
-        log_warn "--keep: container left running. Enter: nsenter -t $leader -a -- bash ; stop: kill $nspawn_pid"
+        log_warn "--keep: container left running. Enter: nsenter -t $leader -a -- bash ; stop: kill $nspawn_pid, then rmdir ${cgroups[*]}"
         return $rc
     fi
     if [[ -n "$nspawn_pid" ]] && kill -0 "$nspawn_pid" 2>/dev/null; then
@@ -498,7 +498,7 @@ if have ssh && have scp && have ssh-keygen; then
     check "remote deploy made a backup ($nb0 -> $nb1, keeping the last $AE_KEEP_BACKUPS)" ok '(( nb1 == nb0 + 1 || (nb0 == AE_KEEP_BACKUPS && nb1 == nb0) ))'
     check "healthy after the remote deploy" ok '[[ "$(health_code)" == 200 ]]'
     check "listening on 127.0.0.1:50051 again: $(ct ss -Hltn "sport = :50051" | awk '{print $4}' | paste -sd' ' -)" \
-        ok 'ct ss -Hltn "sport = :50051" | awk "{print \$4}" | grep -qx "127.0.0.1:50051"'
+        ok 'ct ss -Hltn "sport = :50051" | awk "{print \$4}" | grep -qxE "(127\.0\.0\.1|\[::ffff:127\.0\.0\.1\]):50051"'
     check "the shipped build was removed from the remote /tmp" ok '! ct bash -c "ls -d /tmp/analytics-engine-deploy.* 2>/dev/null | grep -q ."'
 else
     fail "ssh/scp/ssh-keygen missing on this host (apt-get install openssh-client): cross-server deploy not tested"
