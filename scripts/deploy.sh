@@ -190,7 +190,9 @@ log_ok "preflight: listen $listen_addr, target $target, service ${AE_SERVICE} $(
 
 # ---------------------------------------------------------------- deploy steps
 log_step "2/9 user and directories"
-run "$here/setup-user.sh" --target-dir "$target" $([[ "$DRY_RUN" == 1 ]] && echo --dry-run) >/dev/null
+setup_args=(--target-dir "$target")
+[[ "$DRY_RUN" == 1 ]] && setup_args+=(--dry-run)
+run "$here/setup-user.sh" "${setup_args[@]}" >/dev/null
 
 log_step "3/9 stop service"
 if (( was_active )); then

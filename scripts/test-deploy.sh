@@ -162,10 +162,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# the host's JDK, read-only, to prove the launcher also runs on a host Java 17+ without runtime/
-host_jdk=$(dirname "$(dirname "$(readlink -f "$(command -v java 2>/dev/null || echo /nonexistent/bin/java)")")")
-host_jdk_bind=()
-[[ -x "$host_jdk/bin/java" ]] && host_jdk_bind=(--bind-ro="$host_jdk:/opt/host-jdk")
 log_info "booting systemd in container $name (private network)"
 for cg in "${cgroups[@]}"; do
     [[ -d "$(dirname "$cg")" ]] && mkdir -p "$cg"
@@ -178,8 +174,7 @@ done
         --volatile=overlay --private-network \
         --bind-ro="$dist:/srv/build/analytics-engine" \
         --bind-ro="$grpcurl:/usr/local/bin/grpcurl" \
-        --bind-ro="$repo/proto:/srv/proto" \
-        "${host_jdk_bind[@]}"
+        --bind-ro="$repo/proto:/srv/proto"
 ) > "$work/nspawn.log" 2>&1 < /dev/null &
 nspawn_pid=$!
 
@@ -310,14 +305,26 @@ ct runuser -u analytics -- /opt/v7/analytics-engine/bin/analytics-server --test-
     || { cat "$work/test-python.txt" >&2; fail "analytics-server --test-python"; }
 check "Type=notify unit is active, status text: $(unit_prop StatusText)" ok '[[ "$(unit_prop Type)" == notify ]]'
 
-if (( ${#host_jdk_bind[@]} )); then
-    ctsh 'rm -rf /tmp/nort && mkdir /tmp/nort && cp -a /opt/v7/analytics-engine/bin /opt/v7/analytics-engine/lib /tmp/nort/'
-    check "without runtime/: the launcher uses \$JAVA_HOME (a host Java 17)" \
-        ok 'ct env JAVA_HOME=/opt/host-jdk /tmp/nort/bin/analytics-server --version 2>&1 | grep -q "^java 17"'
-    check "without runtime/ and without any Java: a clear error" \
-        ok 'ct /tmp/nort/bin/analytics-server --version 2>&1 | grep -q "no Java runtime found"'
-    ct rm -rf /tmp/nort
-fi
+# A host with its own Java 17+ and no runtime/: a copy of bin/ and lib/ only. The "host Java" is a
+# JDK-independent Java 17 at another path (the build's runtime, bind-mounted read-only).
+ctsh 'rm -rf /tmp/nort && mkdir /tmp/nort && cp -a /opt/v7/analytics-engine/bin /opt/v7/analytics-engine/lib /tmp/nort/'
+out=$(ct env JAVA_HOME=/srv/build/analytics-engine/runtime /tmp/nort/bin/analytics-server --version 2>&1 || true)
+check "without runtime/: the launcher uses \$JAVA_HOME (Java 17 elsewhere)" grep -q "^java 17" <<<"$out"
+ct ln -s /srv/build/analytics-engine/runtime/bin/java /usr/local/bin/java
+out=$(ct /tmp/nort/bin/analytics-server --version 2>&1 || true)
+ct rm -f /usr/local/bin/java
+check "without runtime/: the launcher uses java on PATH" grep -q "^java 17" <<<"$out"
+out=$(ct /tmp/nort/bin/analytics-server --version 2>&1 || true)
+check "without runtime/ and without any Java: a clear error" grep -q "no Java runtime found" <<<"$out"
+ct mkdir -p /tmp/fj/bin
+cat > "/proc/$leader/root/tmp/fj/bin/java" <<'FAKEJAVA'
+#!/bin/sh
+echo 'openjdk version "11.0.2" 2019-01-15' >&2
+FAKEJAVA
+chmod 755 "/proc/$leader/root/tmp/fj/bin/java"
+out=$(ct env JAVA_HOME=/tmp/fj /tmp/nort/bin/analytics-server --version 2>&1 || true)
+check "a Java 11 is refused: $(head -n1 <<<"$out" | cut -c1-70)" grep -q "Java 17 or newer is required" <<<"$out"
+ct rm -rf /tmp/nort /tmp/fj
 
 # ------------------------------------------------------------------ 3. requests
 log_step "3. health and gRPC"
