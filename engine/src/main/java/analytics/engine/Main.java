@@ -175,9 +175,18 @@ public final class Main implements Callable<Integer> {
         if (host.contains(":")) {
             host = "[" + host + "]";
         }
-        URI uri = URI.create("http://" + host + ":" + hp.port() + "/health");
+        boolean tls = !cfg.tlsCert().isEmpty();
+        URI uri = URI.create((tls ? "https://" : "http://") + host + ":" + hp.port() + "/health");
         try {
-            HttpClient client = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(3)).build();
+            HttpClient.Builder cb = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(3))
+                    .version(HttpClient.Version.HTTP_1_1);
+            if (tls) {
+                // Trust exactly the server's own configured certificate; the name in it need not be 127.0.0.1,
+                // so hostname verification is off for this one local request (the pinned cert replaces it).
+                System.setProperty("jdk.internal.httpclient.disableHostnameVerification", "true");
+                cb.sslContext(trustOnly(Path.of(cfg.tlsCert())));
+            }
+            HttpClient client = cb.build();
             HttpResponse<String> r = client.send(HttpRequest.newBuilder(uri).timeout(Duration.ofSeconds(5)).GET().build(),
                     HttpResponse.BodyHandlers.ofString());
             out.println(r.body().trim());
@@ -191,6 +200,24 @@ public final class Main implements Callable<Integer> {
                     + (e.getMessage() == null ? "" : ": " + e.getMessage()) + ")");
             return 1;
         }
+    }
+
+    private static javax.net.ssl.SSLContext trustOnly(Path certChain) throws Exception {
+        java.security.KeyStore ks = java.security.KeyStore.getInstance(java.security.KeyStore.getDefaultType());
+        ks.load(null, null);
+        try (java.io.InputStream in = Files.newInputStream(certChain)) {
+            int i = 0;
+            for (java.security.cert.Certificate c : java.security.cert.CertificateFactory.getInstance("X.509")
+                    .generateCertificates(in)) {
+                ks.setCertificateEntry("c" + i++, c);
+            }
+        }
+        javax.net.ssl.TrustManagerFactory tmf = javax.net.ssl.TrustManagerFactory.getInstance(
+                javax.net.ssl.TrustManagerFactory.getDefaultAlgorithm());
+        tmf.init(ks);
+        javax.net.ssl.SSLContext ctx = javax.net.ssl.SSLContext.getInstance("TLS");
+        ctx.init(null, tmf.getTrustManagers(), null);
+        return ctx;
     }
 
     /**

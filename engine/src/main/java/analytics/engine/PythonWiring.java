@@ -34,6 +34,7 @@ final class PythonWiring {
                 .withWorkers(workers)
                 .withRuntimeDir(runtime)
                 .withTestMode(cfg.testMode())
+                .withPreload(cfg.workerPreload())
                 .withRecycling(cfg.workerMaxRequests(), cfg.workerMaxRssBytes())
                 .withLimits(cfg.maxConcurrent(), cfg.rateLimit(), d.borrowWait())
                 .withTimeouts(Duration.ofSeconds(cfg.workerStartupTimeoutS()), d.pingInterval(), d.pingTimeout(),

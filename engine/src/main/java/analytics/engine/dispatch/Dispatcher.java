@@ -87,7 +87,7 @@ public final class Dispatcher {
         } catch (AnalysisException e) {
             outcome = CompletableFuture.failedFuture(e);
         } catch (RuntimeException e) {
-            LOG.error("request {}: internal error before execution", requestId, e);
+            LOG.error("request {}: internal error before execution", printable(requestId), e);
             outcome = CompletableFuture.failedFuture(
                     new AnalysisException(ErrorCode.INTERNAL, "internal error: " + e.getClass().getSimpleName()));
         }
@@ -120,8 +120,8 @@ public final class Dispatcher {
             inFlight.finished(metricAlgorithm, impl, resp.getSuccess() ? "success" : resp.getErrorCode().name(),
                     System.nanoTime() - start);
             if (LOG.isDebugEnabled()) {
-                MDC.put("request_id", requestId);
-                LOG.debug("{} via {}: {} in {} us", algorithm, impl, resp.getSuccess() ? "ok" : resp.getErrorCode(),
+                MDC.put("request_id", printable(requestId));
+                LOG.debug("{} via {}: {} in {} us", printable(algorithm), impl, resp.getSuccess() ? "ok" : resp.getErrorCode(),
                         micros);
                 MDC.remove("request_id");
             }
@@ -130,12 +130,12 @@ public final class Dispatcher {
     }
 
     private static void logFailure(String requestId, String algorithm, AnalysisException e) {
-        MDC.put("request_id", requestId);
+        MDC.put("request_id", printable(requestId));
         try {
             switch (e.code()) {
-                case INVALID_ARGUMENT, UNKNOWN_ALGORITHM -> LOG.info("{} rejected: {}", algorithm, e.getMessage());
-                case INTERNAL -> LOG.error("{} failed: {}", algorithm, e.getMessage());
-                default -> LOG.warn("{} failed ({}): {}", algorithm, e.code(), e.getMessage());
+                case INVALID_ARGUMENT, UNKNOWN_ALGORITHM -> LOG.info("{} rejected: {}", printable(algorithm), printable(e.getMessage(), 500));
+                case INTERNAL -> LOG.error("{} failed: {}", printable(algorithm), printable(e.getMessage(), 500));
+                default -> LOG.warn("{} failed ({}): {}", printable(algorithm), e.code(), printable(e.getMessage(), 500));
             }
         } finally {
             MDC.remove("request_id");
@@ -150,13 +150,42 @@ public final class Dispatcher {
         if (t instanceof AnalysisException ae) {
             return ae;
         }
-        LOG.error("request {}: internal error", requestId, t);
+        LOG.error("request {}: internal error", printable(requestId), t);
         return new AnalysisException(ErrorCode.INTERNAL, "internal error: " + t.getClass().getSimpleName()
                 + " (details in the engine log, request_id " + requestId + ")");
     }
 
-    private String unknownMessage(String algorithm) {
-        return "unknown algorithm '" + algorithm + "'; supported: " + String.join(", ", registry.names());
+    /**
+     * Client-supplied text as it may appear in a log line or an error message: at most 64 characters,
+     * control and bidi/format characters escaped as \\uXXXX (no log forging, no megabyte echoes).
+     */
+    public static String printable(String s) {
+        return printable(s, 64);
+    }
+
+    static String printable(String s, int max) {
+        if (s == null) {
+            return "";
+        }
+        StringBuilder b = new StringBuilder(Math.min(s.length(), 80));
+        for (int i = 0; i < s.length() && i < max; i++) {
+            char c = s.charAt(i);
+            int type = Character.getType(c);
+            if (Character.isISOControl(c) || type == Character.FORMAT || type == Character.LINE_SEPARATOR
+                    || type == Character.PARAGRAPH_SEPARATOR) {
+                b.append(String.format("\\u%04x", (int) c));
+            } else {
+                b.append(c);
+            }
+        }
+        if (s.length() > max) {
+            b.append("...(").append(s.length()).append(" chars)");
+        }
+        return b.toString();
+    }
+
+    public String unknownMessage(String algorithm) {
+        return "unknown algorithm '" + printable(algorithm) + "'; supported: " + String.join(", ", registry.names());
     }
 
     // ---------------------------------------------------------------- validation
@@ -191,7 +220,7 @@ public final class Dispatcher {
         }
         String nanPolicy = params.getOrDefault("nan_policy", "raise");
         if (!nanPolicy.equals("raise") && !nanPolicy.equals("omit")) {
-            throw AnalysisException.invalid("param 'nan_policy' must be 'raise' or 'omit', got '" + nanPolicy + "'");
+            throw AnalysisException.invalid("param 'nan_policy' must be 'raise' or 'omit', got '" + printable(nanPolicy, 40) + "'");
         }
         // Shape.
         int rows;
@@ -320,7 +349,7 @@ public final class Dispatcher {
             case STRING -> null;
         };
         if (problem != null) {
-            String shown = v.length() > 40 ? v.substring(0, 40) + "..." : v;
+            String shown = printable(v, 40);
             throw AnalysisException.invalid("param '" + p.name() + "' of " + spec.name() + " must be " + problem
                     + ", got '" + shown + "'");
         }

@@ -4,6 +4,7 @@ import analytics.engine.BuildInfo;
 import analytics.engine.config.EngineConfig;
 import analytics.engine.dispatch.Dispatcher;
 import analytics.engine.metrics.EngineMetrics;
+import analytics.engine.stats.NativeStatistics;
 import analytics.engine.workers.PythonBackend;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.grpc.Server;
@@ -47,6 +48,7 @@ public final class EngineServer implements AutoCloseable {
 
     private static final Logger LOG = LoggerFactory.getLogger(EngineServer.class);
     private static final ObjectMapper JSON = new ObjectMapper();
+    static final int HANDSHAKE_TIMEOUT_S = 20;
 
     private final EngineConfig config;
     private final Dispatcher dispatcher;
@@ -89,18 +91,41 @@ public final class EngineServer implements AutoCloseable {
     }
 
     public void start() throws IOException {
+        try {
+            startListeners();
+        } catch (IOException | RuntimeException e) {
+            // Nothing may stay behind when the engine cannot start (threads, a half-bound port).
+            for (Server s : new Server[] {tcp, uds}) {
+                if (s != null) {
+                    s.shutdownNow();
+                }
+            }
+            compute.shutdownNow();
+            boss.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+            workers.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+            throw e;
+        }
+    }
+
+    private void startListeners() throws IOException {
         BearerAuth auth = new BearerAuth(config.authToken());
         HttpEndpoints http = new HttpEndpoints(this::health, metrics::scrape, auth);
-        StreamIngest streamIngest = new StreamIngest(dispatcher, config.maxDataPoints());
+        if (config.testMode() && !analytics.engine.stats.streaming.StreamingQuantiles.seedSketchRandom(42)) {
+            LOG.warn("test_mode: could not seed the KLL sketch's random generator; quantile sketches vary per run");
+        }
+        StreamIngest streamIngest = new StreamIngest(dispatcher, NativeStatistics.KERNELS, metrics,
+                new StreamIngest.Limits(config.streamMaxPoints(), config.streamExactMaxPoints(),
+                        config.streamSketchK()));
         AnalyticsService service = new AnalyticsService(dispatcher, compute, config.maxBatchSize(),
                 config.batchConcurrency(), BuildInfo.VERSION, this::healthy, this::capabilities, streamIngest);
         EngineConfig.HostPort listen = config.listen();
+        io.netty.handler.ssl.SslContext tls = config.tlsCert().isEmpty() ? null : loadTls();
         NettyServerBuilder b = NettyServerBuilder.forAddress(new InetSocketAddress(listen.host(), listen.port()),
-                        InternalNettyServerCredentials.create(new PortUnificationNegotiator(http)))
+                        InternalNettyServerCredentials.create(new PortUnificationNegotiator(http, tls)))
                 .channelType(epoll ? EpollServerSocketChannel.class : NioServerSocketChannel.class);
         tcp = configure(b, service, auth).build().start();
-        LOG.info("listening on {} (gRPC + HTTP/1.1 /health, /metrics){}", describeTcp(),
-                auth.enabled() ? "; bearer token required" : "");
+        LOG.info("listening on {} ({}gRPC + HTTP/1.1 /health, /metrics){}", describeTcp(),
+                tls != null ? "TLS only: " : "", auth.enabled() ? "; bearer token required" : "");
         if (!config.socketPath().isEmpty()) {
             startUds(service, auth);
         }
@@ -108,10 +133,35 @@ public final class EngineServer implements AutoCloseable {
         grpcHealth.setStatus("analytics.AnalyticsEngine", ServingStatus.SERVING);
     }
 
+    /** The TLS context from tls_cert/tls_key; a clear startup error names the file at fault. */
+    private io.netty.handler.ssl.SslContext loadTls() throws IOException {
+        Path cert = Path.of(config.tlsCert());
+        Path key = Path.of(config.tlsKey());
+        for (Path f : new Path[] {cert, key}) {
+            if (!Files.isReadable(f)) {
+                throw new IOException("TLS file " + f + " does not exist or is not readable (settings tls_cert/tls_key)");
+            }
+        }
+        try {
+            return PortUnificationNegotiator.serverTls(cert.toFile(), key.toFile());
+        } catch (IOException | IllegalArgumentException e) {
+            throw new IOException("cannot load TLS certificate " + cert + " / key " + key
+                    + " (need a PEM certificate chain and a PEM PKCS#8 private key): " + e.getMessage(), e);
+        }
+    }
+
     private NettyServerBuilder configure(NettyServerBuilder b, AnalyticsService service, BearerAuth auth) {
         return b.bossEventLoopGroup(boss)
                 .workerEventLoopGroup(workers)
                 .maxInboundMessageSize(config.maxMessageBytes())
+                // A connection must finish its HTTP/2 (and TLS) handshake within this, else it is closed:
+                // bounds idle, half-open and slowloris connections; HTTP/1 connections (one request each,
+                // see PortUnificationNegotiator) have this long to send their request and read the answer.
+                .handshakeTimeout(HANDSHAKE_TIMEOUT_S, TimeUnit.SECONDS)
+                // An HTTP/2 peer that stops answering (half-open, or a preface and then silence) is pinged
+                // after 60 s of quiet and closed if it does not answer within 20 s.
+                .keepAliveTime(60, TimeUnit.SECONDS)
+                .keepAliveTimeout(20, TimeUnit.SECONDS)
                 .permitKeepAliveTime(10, TimeUnit.SECONDS)
                 .permitKeepAliveWithoutCalls(true)
                 .addService(ServerInterceptors.intercept(service, auth))

@@ -1,92 +1,277 @@
 package analytics.engine.server;
 
+import analytics.engine.dispatch.AlgorithmSpec;
+import analytics.engine.dispatch.AnalysisException;
 import analytics.engine.dispatch.Dispatcher;
+import analytics.engine.dispatch.ResultJson;
+import analytics.engine.metrics.EngineMetrics;
 import analytics.engine.proto.AnalysisRequest;
 import analytics.engine.proto.AnalysisResponse;
 import analytics.engine.proto.ErrorCode;
+import analytics.engine.proto.ExecutionMetadata;
 import analytics.engine.proto.StreamChunk;
+import analytics.engine.stats.NativeKernel;
+import analytics.engine.stats.streaming.StreamAccumulator;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
-import java.util.Arrays;
+import java.util.Map;
+import java.util.UUID;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import org.slf4j.MDC;
 
 /**
- * AnalyzeStream: a client-streaming way in for series larger than one gRPC message. The first chunk
- * names the algorithm, params and options; every chunk may carry data. The data is gathered (up to the
- * per-request limit) and analysed like one {@code Analyze} call.
+ * AnalyzeStream: the client-streaming way in for series larger than one gRPC message. The first chunk
+ * names the algorithm, params and options (later chunks may repeat the algorithm but not change it);
+ * every chunk may carry data.
+ *
+ * <ul>
+ *   <li>Streamable statistics ({@link StreamAccumulator#STREAMABLE}) are computed as the chunks arrive,
+ *       in constant memory for the moments and in at most {@code stream_exact_max_points} values (then a
+ *       KLL sketch) for the quantiles. They always run natively.
+ *   <li>Everything else (mode, the Python algorithms) needs the whole series: the chunks are gathered
+ *       up to {@code stream_max_points} values and the result is the one of an {@code Analyze} call.
+ * </ul>
+ * A stream that breaks a rule (unknown algorithm, a NaN under nan_policy=raise, too many points for a
+ * gathering algorithm) is answered at once with {@code success=false} and the call is closed; the
+ * client's remaining chunks are discarded.
  */
 public final class StreamIngest {
 
-    private final Dispatcher dispatcher;
-    private final long maxPoints;
+    private static final Logger LOG = LoggerFactory.getLogger(StreamIngest.class);
 
-    public StreamIngest(Dispatcher dispatcher, long maxPoints) {
+    /** Limits of the streaming path (settings stream_max_points, stream_exact_max_points, stream_sketch_k). */
+    public record Limits(long maxPoints, long exactMaxPoints, int sketchK) {
+    }
+
+    private final Dispatcher dispatcher;
+    private final Map<String, NativeKernel> kernels;
+    private final EngineMetrics metrics;
+    private final Limits limits;
+
+    public StreamIngest(Dispatcher dispatcher, Map<String, NativeKernel> kernels, EngineMetrics metrics,
+                        Limits limits) {
         this.dispatcher = dispatcher;
-        this.maxPoints = maxPoints;
+        this.kernels = kernels;
+        this.metrics = metrics;
+        this.limits = limits;
     }
 
     StreamObserver<StreamChunk> open(StreamObserver<AnalysisResponse> out) {
-        return new StreamObserver<>() {
-            private StreamChunk header;
-            private double[] data = new double[1024];
-            private int size;
-            private String error;
+        return new Call(out);
+    }
 
-            @Override
-            public void onNext(StreamChunk chunk) {
+    /** One AnalyzeStream call; gRPC delivers its callbacks one at a time. */
+    private final class Call implements StreamObserver<StreamChunk> {
+        private final StreamObserver<AnalysisResponse> out;
+        private final long start = System.nanoTime();
+        private StreamChunk header;
+        private String requestId;
+        private String algorithm = "";
+        private AlgorithmSpec spec;
+        private EngineMetrics.InFlight inFlight;
+        private StreamAccumulator acc;          // streamable statistics
+        private AnalysisRequest.Builder gather; // everything else
+        private long gathered;
+        private long chunks;
+        private boolean closed;
+
+        Call(StreamObserver<AnalysisResponse> out) {
+            this.out = out;
+        }
+
+        @Override
+        public void onNext(StreamChunk chunk) {
+            if (closed) {
+                return;
+            }
+            chunks++;
+            try {
                 if (header == null) {
-                    header = chunk;
+                    begin(chunk);
+                } else if (!chunk.getAlgorithm().isEmpty() && !chunk.getAlgorithm().trim().equals(algorithm)) {
+                    throw AnalysisException.invalid("chunk " + chunks + " names algorithm '"
+                            + Dispatcher.printable(chunk.getAlgorithm()) + "' but the stream started as '"
+                            + Dispatcher.printable(algorithm) + "'; only the first chunk sets it");
                 }
-                if (error != null) {
-                    return;
+                int m = chunk.getDataCount();
+                if (acc != null) {
+                    for (int i = 0; i < m; i++) {
+                        acc.add(chunk.getData(i));
+                    }
+                } else {
+                    if (gathered + m > limits.maxPoints()) {
+                        throw AnalysisException.invalid(algorithm + " needs the whole series in memory and the "
+                                + "stream sent more than " + limits.maxPoints() + " data points (" + (gathered + m)
+                                + " so far; setting stream_max_points = " + limits.maxPoints() + "). Statistics "
+                                + "that stream in constant memory: " + String.join(", ",
+                                new java.util.TreeSet<>(StreamAccumulator.STREAMABLE)));
+                    }
+                    for (int i = 0; i < m; i++) {
+                        gather.addData(chunk.getData(i));
+                    }
+                    gathered += m;
                 }
-                int add = chunk.getDataCount();
-                if ((long) size + add > maxPoints) {
-                    error = "stream exceeds " + maxPoints + " data points (setting max_data_points)";
-                    return;
-                }
-                if (size + add > data.length) {
-                    data = Arrays.copyOf(data, Math.max(size + add, data.length * 2));
-                }
-                for (int i = 0; i < add; i++) {
-                    data[size + i] = chunk.getData(i);
-                }
-                size += add;
+            } catch (AnalysisException e) {
+                fail(e);
+            } catch (RuntimeException e) {
+                LOG.error("request {}: internal error in AnalyzeStream", requestId, e);
+                fail(new AnalysisException(ErrorCode.INTERNAL, "internal error: " + e.getClass().getSimpleName()
+                        + " (details in the engine log, request_id " + requestId + ")"));
             }
+        }
 
-            @Override
-            public void onError(Throwable t) {
-                data = null; // client cancelled: nothing to answer
+        private void begin(StreamChunk chunk) throws AnalysisException {
+            header = chunk;
+            requestId = chunk.getRequestId().isEmpty() ? UUID.randomUUID().toString() : chunk.getRequestId();
+            algorithm = chunk.getAlgorithm().trim();
+            spec = dispatcher.registry().get(algorithm);
+            if (spec == null) {
+                throw new AnalysisException(ErrorCode.UNKNOWN_ALGORITHM, dispatcher.unknownMessage(algorithm));
             }
+            if (spec.nativeImpl() && StreamAccumulator.STREAMABLE.contains(spec.name())) {
+                acc = new StreamAccumulator(spec.name(), chunk.getParamsMap(), kernels, spec.minPoints(),
+                        limits.exactMaxPoints(), limits.sketchK());
+                inFlight = metrics.started(); // gathered streams are counted by the dispatcher instead
+                return;
+            }
+            if (!spec.nativeImpl()) {
+                boolean allowPython = !chunk.hasOptions() || chunk.getOptions().getAllowPython();
+                if (!allowPython) {
+                    throw new AnalysisException(ErrorCode.UNAVAILABLE, "algorithm '" + spec.name()
+                            + "' is implemented only in Python, and options.allow_python is false");
+                }
+                if (dispatcher.python() == null) {
+                    throw new AnalysisException(ErrorCode.UNAVAILABLE, "algorithm '" + spec.name()
+                            + "' needs the Python workers, and this engine runs with workers = 0");
+                }
+            }
+            gather = AnalysisRequest.newBuilder().setRequestId(requestId).setAlgorithm(algorithm)
+                    .putAllParams(chunk.getParamsMap());
+            if (chunk.hasOptions()) {
+                gather.setOptions(chunk.getOptions());
+            }
+        }
 
-            @Override
-            public void onCompleted() {
-                if (header == null) {
-                    out.onError(Status.INVALID_ARGUMENT.withDescription("empty stream: the first message must name "
-                            + "the algorithm").asRuntimeException());
-                    return;
-                }
-                if (error != null) {
-                    out.onNext(AnalysisResponse.newBuilder().setRequestId(header.getRequestId()).setSuccess(false)
-                            .setErrorCode(ErrorCode.INVALID_ARGUMENT).setErrorMessage(error).build());
-                    out.onCompleted();
-                    return;
-                }
-                AnalysisRequest.Builder req = AnalysisRequest.newBuilder()
-                        .setRequestId(header.getRequestId())
-                        .setAlgorithm(header.getAlgorithm())
-                        .putAllParams(header.getParamsMap());
-                if (header.hasOptions()) {
-                    req.setOptions(header.getOptions());
-                }
-                for (int i = 0; i < size; i++) {
-                    req.addData(data[i]);
-                }
-                data = null;
-                dispatcher.analyze(req.build(), -1).whenComplete((resp, err) -> {
-                    out.onNext(resp);
-                    out.onCompleted();
-                });
+        @Override
+        public void onError(Throwable t) {
+            // the client cancelled or the connection broke: nothing to answer, drop the state
+            acc = null;
+            gather = null;
+            if (inFlight != null) {
+                inFlight.finished(metricName(), "native", "CANCELLED", System.nanoTime() - start);
             }
-        };
+            closed = true;
+        }
+
+        @Override
+        public void onCompleted() {
+            if (closed) {
+                return;
+            }
+            if (header == null) {
+                closed = true;
+                out.onError(Status.INVALID_ARGUMENT.withDescription("empty stream: the first message must name "
+                        + "the algorithm").asRuntimeException());
+                return;
+            }
+            if (acc != null) {
+                try {
+                    long t0 = System.nanoTime();
+                    StreamAccumulator.Result r = acc.finish();
+                    String json = ResultJson.write(r.value());
+                    AnalysisResponse.Builder b = AnalysisResponse.newBuilder().setRequestId(requestId)
+                            .setSuccess(true).setResultJson(json);
+                    if (withMetadata()) {
+                        ExecutionMetadata.Builder m = metadata("native");
+                        m.putStats("finish_us", Long.toString((System.nanoTime() - t0) / 1000));
+                        m.putAllStats(r.stats());
+                        b.setMetadata(m);
+                    }
+                    acc = null;
+                    reply(b.build(), "native");
+                } catch (AnalysisException e) {
+                    fail(e);
+                } catch (RuntimeException e) {
+                    LOG.error("request {}: internal error finishing AnalyzeStream", requestId, e);
+                    fail(new AnalysisException(ErrorCode.INTERNAL, "internal error: "
+                            + e.getClass().getSimpleName() + " (details in the engine log, request_id "
+                            + requestId + ")"));
+                }
+                return;
+            }
+            // a whole-series algorithm: analyse the gathered data like one Analyze call
+            AnalysisRequest req = gather.build();
+            gather = null;
+            closed = true;
+            dispatcher.analyze(req, -1).whenComplete((resp, err) -> {
+                if (err != null || resp == null) {
+                    out.onError(Status.INTERNAL.withDescription("dispatch failed").asRuntimeException());
+                    return;
+                }
+                AnalysisResponse.Builder b = resp.toBuilder();
+                if (b.hasMetadata()) {
+                    b.getMetadataBuilder().putStats("stream_chunks", Long.toString(chunks));
+                }
+                out.onNext(b.build());
+                out.onCompleted();
+            });
+        }
+
+        private boolean withMetadata() {
+            return header == null || !header.hasOptions() || header.getOptions().getIncludeMetadata();
+        }
+
+        private ExecutionMetadata.Builder metadata(String impl) {
+            long micros = (System.nanoTime() - start) / 1000;
+            long points = acc != null ? acc.seen() : gathered;
+            return ExecutionMetadata.newBuilder()
+                    .setImplementation(impl)
+                    .setExecutionTimeMs(micros / 1000)
+                    .setAlgorithm(algorithm)
+                    .setDataSize((int) Math.min(Integer.MAX_VALUE, points))
+                    .putStats("execution_time_us", Long.toString(micros))
+                    .putStats("stream_chunks", Long.toString(chunks))
+                    .putStats("points_received", Long.toString(points));
+        }
+
+        private String metricName() {
+            return spec == null ? "unknown" : spec.name();
+        }
+
+        private void fail(AnalysisException e) {
+            MDC.put("request_id", requestId == null ? "" : requestId);
+            try {
+                if (e.code() == ErrorCode.INTERNAL) {
+                    LOG.error("AnalyzeStream {} failed: {}", algorithm, e.getMessage());
+                } else {
+                    LOG.info("AnalyzeStream {} rejected: {}", algorithm, e.getMessage());
+                }
+            } finally {
+                MDC.remove("request_id");
+            }
+            AnalysisResponse.Builder b = AnalysisResponse.newBuilder()
+                    .setRequestId(requestId == null ? "" : requestId)
+                    .setSuccess(false).setErrorCode(e.code()).setErrorMessage(e.getMessage());
+            if (withMetadata()) {
+                b.setMetadata(metadata("native"));
+            }
+            acc = null;
+            gather = null;
+            if (inFlight == null) {
+                inFlight = metrics.started();
+            }
+            reply(b.build(), e.code().name());
+        }
+
+        private void reply(AnalysisResponse resp, String outcome) {
+            closed = true;
+            if (inFlight != null) {
+                inFlight.finished(metricName(), "native", resp.getSuccess() ? "success" : outcome,
+                        System.nanoTime() - start);
+            }
+            out.onNext(resp);
+            out.onCompleted();
+        }
     }
 }

@@ -12,12 +12,16 @@ import java.util.regex.Pattern;
 /**
  * The seventeen native statistics of the v7 contract, with numpy/scipy semantics.
  *
- * <p>Reference semantics (the fixtures in {@code tests/fixtures/stats_fixtures.json} are produced
- * by these exact calls, see {@code tests/fixtures/generate_stats_fixtures.py}):
+ * <p>Reference semantics (checked against {@code tests/fixtures/stats_fixtures.json}, produced by
+ * {@code tests/fixtures/generate_stats_fixtures.py}; moment statistics there are computed exactly
+ * with integer arithmetic, order statistics with numpy):
  * <ul>
- *   <li>{@code mean} = {@code np.mean} (bit-identical: same pairwise summation order);
- *       {@code variance}/{@code std} = {@code np.var/np.std(ddof=1)} (two-pass, bit-identical
- *       summation order; needs 2 points).
+ *   <li>{@code mean} = {@code np.mean}, bit-identical (numpy's pairwise summation order).
+ *       {@code variance}/{@code std} = {@code np.var/np.std(ddof=1)}: two-pass in numpy's order,
+ *       plus the "corrected two-pass" term that removes the rounding error of the mean. For
+ *       ordinary data the term is below half an ulp and the result is numpy's bit for bit; for
+ *       data whose spread is only thousands of ulps of their mean (1 + k·1e-12) numpy is off by
+ *       ~1e-10 relative and this is exact to ~1e-16. Needs 2 points.
  *   <li>{@code min}, {@code max}, {@code range} = max - min, {@code count} (a Long).
  *   <li>{@code median} = {@code np.median}; {@code percentile} = {@code np.percentile(x, p)}
  *       (method 'linear'), param {@code percentile} in [0, 100], default 50;
@@ -28,15 +32,17 @@ import java.util.regex.Pattern;
  *       /1e6; -0.0 counts as 0.0; a value too large to scale is already integral and kept);
  *       result {@code {modes, count, frequency, is_multimodal, data_size}}, modes ascending.
  *   <li>{@code skewness} = {@code scipy.stats.skew(x, bias=False)} (needs 3 points),
- *       {@code kurtosis} = {@code scipy.stats.kurtosis(x, bias=False)} (excess, needs 4). Where
- *       scipy returns NaN because the data are (numerically) constant — m2 &lt;= (1e-15·mean)^2 —
- *       the kernel raises an error instead.
+ *       {@code kurtosis} = {@code scipy.stats.kurtosis(x, bias=False)} (excess, needs 4), from
+ *       central moments corrected for the rounding of the mean the same way (see
+ *       {@link #centralMoments}). Where scipy returns NaN because the data are (numerically)
+ *       constant — m2 &lt;= (1e-15·mean)^2, scipy's own test — the kernel raises an error.
  *   <li>{@code correlation}: lag-1 autocorrelation, Pearson r of x[:-1] and x[1:]
  *       ({@code np.corrcoef(x[:-1], x[1:])[0, 1]}), two-pass over each slice, needs 3 points; an
  *       error when either slice is constant.
  *   <li>{@code summary}: count, mean, median, std, variance, min, max, range, q25, q75, autocorr,
  *       skewness, kurtosis (the last three null when undefined or too few points); needs 2
- *       points. Pass 1 = sum, min, max; pass 2 = all central moments and the lag products fused;
+ *       points. The mean pass, a fused min/max pass, then one fused pass for all central moments
+ *       and the lag products;
  *       one copy for median/q25/q75 placed by a single multi-rank selection.
  * </ul>
  * Scalars are returned as {@link Double}, counts as {@link Long}. A result that overflows the
@@ -58,7 +64,10 @@ public final class NativeStatistics {
         reg(k, mp, "variance", 2, NativeStatistics::variance);
         reg(k, mp, "min", 1, (d, p) -> Summation.min(d));
         reg(k, mp, "max", 1, (d, p) -> Summation.max(d));
-        reg(k, mp, "range", 1, (d, p) -> Summation.max(d) - Summation.min(d));
+        reg(k, mp, "range", 1, (d, p) -> {
+            double[] mm = Summation.minMax(d);
+            return mm[1] - mm[0];
+        });
         reg(k, mp, "percentile", 1, (d, p) -> quantile(d, percentileParam(p) / 100.0));
         reg(k, mp, "q1", 1, (d, p) -> quantile(d, 0.25));
         reg(k, mp, "q3", 1, (d, p) -> quantile(d, 0.75));
@@ -263,20 +272,12 @@ public final class NativeStatistics {
         if (n < 3) {
             return Double.NaN;
         }
-        // pass 1: inner sum and the extremes of the inner points x[1..n-2]
-        double inner = Summation.sum(x, 1, n - 2);
-        double lo = x[1];
-        double hi = x[1];
-        for (int i = 2; i < n - 1; i++) {
-            double v = x[i];
-            lo = v < lo ? v : lo;
-            hi = v > hi ? v : hi;
-        }
-        boolean aConst = x[0] == lo && x[0] == hi && lo == hi;
-        boolean bConst = x[n - 1] == lo && x[n - 1] == hi && lo == hi;
-        if (aConst || bConst) {
+        // exact constancy of either slice (the scan stops at the first differing value)
+        if (allEqual(x, 0, n - 1) || allEqual(x, 1, n)) {
             return Double.NaN;
         }
+        // pass 1: sum of the inner points x[1..n-2], shared by both slice means
+        double inner = Summation.sum(x, 1, n - 2);
         double ma = (x[0] + inner) / (n - 1);
         double mb = (inner + x[n - 1]) / (n - 1);
         // pass 2: co-moment, the two sums of squares and the two deviation sums (for the
@@ -313,6 +314,16 @@ public final class NativeStatistics {
                 (syy0 + syy1) - sb * sb / last);
     }
 
+    private static boolean allEqual(double[] x, int from, int to) {
+        double v = x[from];
+        for (int i = from + 1; i < to; i++) {
+            if (x[i] != v) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     /** r from the centred sums; NaN if a slice has no spread, +Infinity if the sums overflowed. */
     private static double pearson(double sxy, double sxx, double syy) {
         if (!Double.isFinite(sxy) || !Double.isFinite(sxx) || !Double.isFinite(syy)) {
@@ -337,7 +348,7 @@ public final class NativeStatistics {
 
     static double medianOf(double[] d) {
         int n = d.length;
-        double[] c = d.clone();
+        double[] c = Scratch.copyOf(d);
         if ((n & 1) == 1) {
             Selection.select(c, 0, n - 1, n / 2);
             return c[n / 2];
@@ -351,18 +362,19 @@ public final class NativeStatistics {
     }
 
     static double quantile(double[] d, double q) {
-        double[] c = d.clone();
-        int[] ranks = Selection.quantileRanks(c.length, q);
-        Selection.selectAll(c, 0, c.length - 1, ranks, 0, ranks.length);
-        return Selection.quantileFromPlaced(c, q);
+        int n = d.length;
+        double[] c = Scratch.copyOf(d);
+        int[] ranks = Selection.quantileRanks(n, q);
+        Selection.selectAll(c, 0, n - 1, ranks, 0, ranks.length);
+        return Selection.quantileFromPlaced(c, n, q);
     }
 
     private static Object iqr(double[] d, Map<String, String> p) {
-        double[] c = d.clone();
-        int n = c.length;
+        int n = d.length;
+        double[] c = Scratch.copyOf(d);
         int[] ranks = mergeRanks(Selection.quantileRanks(n, 0.25), Selection.quantileRanks(n, 0.75));
         Selection.selectAll(c, 0, n - 1, ranks, 0, ranks.length);
-        return Selection.quantileFromPlaced(c, 0.75) - Selection.quantileFromPlaced(c, 0.25);
+        return Selection.quantileFromPlaced(c, n, 0.75) - Selection.quantileFromPlaced(c, n, 0.25);
     }
 
     private static int[] mergeRanks(int[]... sets) {
@@ -402,59 +414,161 @@ public final class NativeStatistics {
 
     private static Object mode(double[] d, Map<String, String> p) {
         int n = d.length;
-        if (n > (1 << 28)) {
-            return modeBySorting(d);
-        }
-        // open-addressing hash of the rounded values' bit patterns -> counts (no boxing);
-        // capacity a power of two between 2n and 4n, so probes stay short and always terminate
-        int cap = Integer.highestOneBit(Math.max(4, n)) << 2;
-        int mask = cap - 1;
-        long[] keys = new long[cap];
-        int[] counts = new int[cap];
-        int best = 0;
+        // Few distinct values (the usual case for a mode): a small hash table that stays in
+        // cache. Once it would outgrow the cache, counting by sorting is faster: LSD radix sort of
+        // the rounded values (streaming passes, no random access into a 10^6-slot table).
+        CountTable t = new CountTable();
         for (int i = 0; i < n; i++) {
-            long bits = Double.doubleToRawLongBits(round6(d[i]));
-            long h = bits * 0x9E3779B97F4A7C15L;
-            int slot = (int) (h ^ (h >>> 32)) & mask;
-            while (counts[slot] != 0 && keys[slot] != bits) {
-                slot = (slot + 1) & mask;
-            }
-            keys[slot] = bits;
-            int c = ++counts[slot];
-            if (c > best) {
-                best = c;
+            if (!t.add(Double.doubleToRawLongBits(round6(d[i])))) {
+                return modeBySorting(d);
             }
         }
-        int nModes = 0;
-        for (int s = 0; s < cap; s++) {
-            if (counts[s] == best) {
-                nModes++;
-            }
-        }
-        double[] modes = new double[nModes];
-        int j = 0;
-        for (int s = 0; s < cap; s++) {
-            if (counts[s] == best) {
-                modes[j++] = Double.longBitsToDouble(keys[s]);
-            }
-        }
-        Arrays.sort(modes);
-        return modeResult(modes, best, n);
+        return modeResult(t.modes(), t.best, n);
     }
 
-    /** The same result via one sorted copy, for inputs too large for the hash table. */
+    /**
+     * Open-addressing hash of the rounded values' bit patterns to their counts, no boxing: key
+     * and count interleaved in one {@code long[]} so a probe touches one cache line. It starts
+     * at 4096 slots and doubles at half load up to {@link #MAX_CAP} slots (2 MiB); {@link #add}
+     * returns false when more distinct values arrive than that holds.
+     */
+    private static final class CountTable {
+        static final int MAX_CAP = 1 << 17;
+        long[] t;
+        int mask;
+        int size;
+        int best;
+
+        CountTable() {
+            int cap = 1 << 12;
+            t = new long[2 * cap];
+            mask = cap - 1;
+        }
+
+        /**
+         * Fibonacci hashing: the top log2(capacity) bits of key * 2^64/phi, which depend on every
+         * key bit (the low bits would not: rounded values often end in long runs of zero bits).
+         */
+        private static int slot(long bits, int mask) {
+            long h = (bits ^ (bits >>> 31)) * 0x9E3779B97F4A7C15L;
+            return (int) (h >>> (64 - Integer.bitCount(mask)));
+        }
+
+        boolean add(long bits) {
+            long[] t = this.t;
+            int mask = this.mask;
+            int s = slot(bits, mask);
+            while (true) {
+                long c = t[2 * s + 1];
+                if (c == 0) {
+                    t[2 * s] = bits;
+                    t[2 * s + 1] = 1;
+                    if (best == 0) {
+                        best = 1;
+                    }
+                    if (++size > (mask >>> 1)) {
+                        if (mask + 1 >= MAX_CAP) {
+                            return false;
+                        }
+                        grow();
+                    }
+                    return true;
+                }
+                if (t[2 * s] == bits) {
+                    t[2 * s + 1] = ++c;
+                    if (c > best) {
+                        best = (int) c;
+                    }
+                    return true;
+                }
+                s = (s + 1) & mask;
+            }
+        }
+
+        private void grow() {
+            long[] old = t;
+            int cap = (mask + 1) << 1;
+            long[] nt = new long[2 * cap];
+            int m = cap - 1;
+            for (int i = 0; i < old.length; i += 2) {
+                if (old[i + 1] != 0) {
+                    int s = slot(old[i], m);
+                    while (nt[2 * s + 1] != 0) {
+                        s = (s + 1) & m;
+                    }
+                    nt[2 * s] = old[i];
+                    nt[2 * s + 1] = old[i + 1];
+                }
+            }
+            t = nt;
+            mask = m;
+        }
+
+        /** The values with the highest count, ascending. */
+        double[] modes() {
+            int k = 0;
+            for (int i = 1; i < t.length; i += 2) {
+                if (t[i] == best) {
+                    k++;
+                }
+            }
+            double[] out = new double[k];
+            int j = 0;
+            for (int i = 0; i < t.length; i += 2) {
+                if (t[i + 1] == best) {
+                    out[j++] = Double.longBitsToDouble(t[i]);
+                }
+            }
+            Arrays.sort(out);
+            return out;
+        }
+    }
+
+    /**
+     * Mode by sorting: the rounded values mapped to order-preserving unsigned keys, LSD radix
+     * sorted 8 bits at a time (a pass whose digit is the same for every key is skipped, which for
+     * data in a limited range is most of the exponent bits), then one scan over the runs; the
+     * modes come out ascending.
+     */
     private static Object modeBySorting(double[] d) {
         int n = d.length;
-        double[] c = new double[n];
+        long[] a = new long[n];
+        long[] b = new long[n];
+        int[][] hist = new int[8][256];
         for (int i = 0; i < n; i++) {
-            c[i] = round6(d[i]);
+            long bits = Double.doubleToRawLongBits(round6(d[i]));
+            // signed order of doubles -> unsigned order of longs
+            long u = (bits ^ ((bits >> 63) & 0x7FFFFFFFFFFFFFFFL)) ^ Long.MIN_VALUE;
+            a[i] = u;
+            for (int p = 0; p < 8; p++) {
+                hist[p][(int) (u >>> (8 * p)) & 0xFF]++;
+            }
         }
-        Arrays.sort(c);
+        for (int p = 0; p < 8; p++) {
+            int[] h = hist[p];
+            if (h[(int) (a[0] >>> (8 * p)) & 0xFF] == n) {
+                continue; // every key has the same digit here
+            }
+            int sum = 0;
+            for (int k = 0; k < 256; k++) {
+                int c = h[k];
+                h[k] = sum;
+                sum += c;
+            }
+            int shift = 8 * p;
+            for (int i = 0; i < n; i++) {
+                long u = a[i];
+                b[h[(int) (u >>> shift) & 0xFF]++] = u;
+            }
+            long[] t = a;
+            a = b;
+            b = t;
+        }
         int best = 0;
         int nModes = 0;
         for (int i = 0; i < n; ) {
-            int j = i;
-            while (j < n && c[j] == c[i]) {
+            int j = i + 1;
+            while (j < n && a[j] == a[i]) {
                 j++;
             }
             int run = j - i;
@@ -463,11 +577,16 @@ public final class NativeStatistics {
                 nModes = 0;
             }
             if (run == best) {
-                c[nModes++] = c[i]; // write position never passes the read position
+                b[nModes++] = a[i];
             }
             i = j;
         }
-        return modeResult(Arrays.copyOf(c, nModes), best, n);
+        double[] modes = new double[nModes];
+        for (int i = 0; i < nModes; i++) {
+            long s = b[i] ^ Long.MIN_VALUE;
+            modes[i] = Double.longBitsToDouble(s ^ ((s >> 63) & 0x7FFFFFFFFFFFFFFFL));
+        }
+        return modeResult(modes, best, n);
     }
 
     private static Object modeResult(double[] modes, int best, int n) {
@@ -489,10 +608,11 @@ public final class NativeStatistics {
 
     private static Object summary(double[] x, Map<String, String> p) {
         int n = x.length;
-        // pass 1: sum (numpy order, so mean == the mean kernel), min, max
+        // pass 1: sum (numpy order, so mean == the mean kernel); min and max in one more pass
         double mean = meanOf(x);
-        double min = Summation.min(x);
-        double max = Summation.max(x);
+        double[] mm = Summation.minMax(x);
+        double min = mm[0];
+        double max = mm[1];
         // pass 2: central moments and lag-1 products, fused
         double[] s = new double[7];
         Summation.moments(x, mean, n >= 3, s);
@@ -507,7 +627,7 @@ public final class NativeStatistics {
         double ku = kurtFrom(n, cm[0], cm[2], mean);
 
         // order statistics: one copy, ranks of median, q25 and q75 placed together
-        double[] c = x.clone();
+        double[] c = Scratch.copyOf(x);
         int[] medRanks = (n & 1) == 1 ? new int[] {n / 2} : new int[] {n / 2 - 1, n / 2};
         int[] ranks = mergeRanks(medRanks, Selection.quantileRanks(n, 0.25),
                 Selection.quantileRanks(n, 0.75));
@@ -523,8 +643,8 @@ public final class NativeStatistics {
         r.put("min", min);
         r.put("max", max);
         r.put("range", max - min);
-        r.put("q25", Selection.quantileFromPlaced(c, 0.25));
-        r.put("q75", Selection.quantileFromPlaced(c, 0.75));
+        r.put("q25", Selection.quantileFromPlaced(c, n, 0.25));
+        r.put("q75", Selection.quantileFromPlaced(c, n, 0.75));
         r.put("autocorr", autocorr);
         // undefined (too few points, constant data) or beyond double range: null, not an error
         r.put("skewness", finiteOrNull(sk));

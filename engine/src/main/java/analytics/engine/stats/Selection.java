@@ -5,9 +5,9 @@ import java.util.Arrays;
 /**
  * Order statistics by in-place introselect (callers pass a private copy).
  *
- * <p>{@link #select} is Hoare-partition quickselect with a median-of-3 pivot (Tukey's ninther on
- * ranges above 1024 values), which is expected linear time and splits runs of equal values evenly
- * (duplicate-heavy data stays linear). A depth budget of 2·log2(n) partitions guards against
+ * <p>{@link #select} is Floyd-Rivest selection (sample-based pivot, then a Hoare partition that
+ * splits runs of equal values evenly, so duplicate-heavy data stays linear); expected linear time
+ * with about n + min(k, n-k) comparisons. A budget of 2·log2(n) partitions guards against
  * adversarial inputs: when it runs out the remaining range is sorted, so the worst case is
  * O(n log n), never quadratic. Selecting the first or last rank of a range is a linear min/max scan.
  *
@@ -20,7 +20,7 @@ final class Selection {
     }
 
     private static final int INSERTION = 16;
-    private static final int NINTHER = 1024;
+    private static final int SAMPLE_THRESHOLD = 600;
 
     /**
      * Rearranges {@code a[lo..hi]} (inclusive) so that {@code a[k]} holds the value of rank k, all of
@@ -36,62 +36,77 @@ final class Selection {
             maxToBack(a, lo, hi);
             return;
         }
-        int budget = 2 * (32 - Integer.numberOfLeadingZeros(hi - lo + 1));
-        while (hi - lo >= INSERTION) {
-            if (budget-- == 0) {
+        floydRivest(a, lo, hi, k, 2 * (32 - Integer.numberOfLeadingZeros(hi - lo + 1)));
+    }
+
+    /**
+     * Floyd &amp; Rivest's SELECT (CACM 1975, Algorithm 489): on a large range, first select k's
+     * counterpart inside a small sample window around k (recursively), which leaves a pivot at
+     * a[k] that is very close to the wanted rank; one partition of the whole range then discards
+     * almost everything. Expected comparisons n + min(k, n-k) + o(n), about half of median-of-3
+     * quickselect. Partitioning stops on equal keys from both sides, so runs of duplicates split
+     * evenly. {@code budget} bounds the number of partitions; past it the range is sorted
+     * (O(n log n) worst case instead of quadratic).
+     */
+    private static void floydRivest(double[] a, int lo, int hi, int k, int budget) {
+        while (hi > lo) {
+            if (hi - lo < INSERTION) {
+                insertionSort(a, lo, hi);
+                return;
+            }
+            if (budget-- <= 0) {
                 Arrays.sort(a, lo, hi + 1);
                 return;
             }
-            int mid = (lo + hi) >>> 1;
-            if (hi - lo >= NINTHER) {
-                int s = (hi - lo) >>> 3;
-                // Tukey's ninther: move the median of three medians-of-3 to mid
-                int m1 = med3(a, lo + 1, lo + 1 + s, lo + 1 + 2 * s);
-                int m2 = med3(a, mid - s, mid, mid + s);
-                int m3 = med3(a, hi - 1 - 2 * s, hi - 1 - s, hi - 1);
-                swap(a, mid, med3(a, m1, m2, m3));
-            }
-            // median of 3 of (lo, mid, hi), pivot parked at lo+1, sentinels at lo and hi
-            swap(a, mid, lo + 1);
-            if (a[lo] > a[hi]) {
-                swap(a, lo, hi);
-            }
-            if (a[lo + 1] > a[hi]) {
-                swap(a, lo + 1, hi);
-            }
-            if (a[lo] > a[lo + 1]) {
-                swap(a, lo, lo + 1);
-            }
-            double p = a[lo + 1];
-            int i = lo + 1;
-            int j = hi;
-            for (;;) {
-                do {
-                    i++;
-                } while (a[i] < p);
-                do {
-                    j--;
-                } while (a[j] > p);
-                if (j < i) {
-                    break;
+            if (hi - lo > SAMPLE_THRESHOLD) {
+                double n = hi - lo + 1;
+                double i = k - lo + 1;
+                double z = Math.log(n);
+                double s = 0.5 * Math.exp(2 * z / 3);
+                double sd = 0.5 * Math.sqrt(z * s * (n - s) / n) * Math.signum(i - n / 2);
+                int newLo = (int) Math.max(lo, Math.floor(k - i * s / n + sd));
+                int newHi = (int) Math.min(hi, Math.floor(k + (n - i) * s / n + sd));
+                if (newLo <= k && k <= newHi && newLo < newHi && (newLo > lo || newHi < hi)) {
+                    floydRivest(a, newLo, newHi, k, budget);
                 }
-                double t = a[i];
-                a[i] = a[j];
-                a[j] = t;
-            }
-            a[lo + 1] = a[j];
-            a[j] = p;
-            // a[lo..j-1] <= p == a[j] <= a[j+1..hi]
-            if (j == k) {
-                return;
-            }
-            if (j > k) {
-                hi = j - 1;
             } else {
+                // median of (lo, mid, hi) to position k as the pivot
+                int mid = (lo + hi) >>> 1;
+                swap(a, k, med3(a, lo, mid, hi));
+            }
+            double t = a[k];
+            int i = lo;
+            int j = hi;
+            swap(a, lo, k);
+            if (a[hi] > t) {
+                swap(a, hi, lo);
+            }
+            // now a[lo] <= t <= a[hi] (one of them is t): sentinels for both scans
+            while (i < j) {
+                swap(a, i, j);
+                i++;
+                j--;
+                while (a[i] < t) {
+                    i++;
+                }
+                while (a[j] > t) {
+                    j--;
+                }
+            }
+            if (a[lo] == t) {
+                swap(a, lo, j);
+            } else {
+                j++;
+                swap(a, j, hi);
+            }
+            // a[lo..j-1] <= t == a[j] <= a[j+1..hi]
+            if (j <= k) {
                 lo = j + 1;
             }
+            if (k <= j) {
+                hi = j - 1;
+            }
         }
-        insertionSort(a, lo, hi);
     }
 
     /**
@@ -110,13 +125,12 @@ final class Selection {
     }
 
     /**
-     * numpy's default ('linear') quantile of the n values of a partitioned copy: virtual index
+     * numpy's default ('linear') quantile of the first n values of a partitioned copy: virtual index
      * (n-1)·q, neighbours floor and floor+1 (both the last element at or beyond the end), and
      * numpy's {@code _lerp}, which interpolates from the nearer neighbour. The two ranks must have
      * been placed with {@link #selectAll} (see {@link #quantileRanks}).
      */
-    static double quantileFromPlaced(double[] placed, double q) {
-        int n = placed.length;
+    static double quantileFromPlaced(double[] placed, int n, double q) {
         double vi = (n - 1) * q;
         double prevIdx = Math.floor(vi);
         int prev;

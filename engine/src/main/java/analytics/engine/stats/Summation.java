@@ -76,6 +76,34 @@ final class Summation {
         return m2 < m0 ? m2 : m0;
     }
 
+    /** {min, max} of a non-empty array in one pass (4 independent chains each). */
+    static double[] minMax(double[] a) {
+        int n = a.length;
+        double lo0 = a[0], lo1 = a[0], lo2 = a[0], lo3 = a[0];
+        double hi0 = a[0], hi1 = a[0], hi2 = a[0], hi3 = a[0];
+        int i = 0;
+        for (; i + 3 < n; i += 4) {
+            double x0 = a[i], x1 = a[i + 1], x2 = a[i + 2], x3 = a[i + 3];
+            lo0 = x0 < lo0 ? x0 : lo0;
+            lo1 = x1 < lo1 ? x1 : lo1;
+            lo2 = x2 < lo2 ? x2 : lo2;
+            lo3 = x3 < lo3 ? x3 : lo3;
+            hi0 = x0 > hi0 ? x0 : hi0;
+            hi1 = x1 > hi1 ? x1 : hi1;
+            hi2 = x2 > hi2 ? x2 : hi2;
+            hi3 = x3 > hi3 ? x3 : hi3;
+        }
+        for (; i < n; i++) {
+            lo0 = a[i] < lo0 ? a[i] : lo0;
+            hi0 = a[i] > hi0 ? a[i] : hi0;
+        }
+        lo0 = lo1 < lo0 ? lo1 : lo0;
+        lo2 = lo3 < lo2 ? lo3 : lo2;
+        hi0 = hi1 > hi0 ? hi1 : hi0;
+        hi2 = hi3 > hi2 ? hi3 : hi2;
+        return new double[] {lo2 < lo0 ? lo2 : lo0, hi2 > hi0 ? hi2 : hi0};
+    }
+
     /** Maximum of a non-empty array. */
     static double max(double[] a) {
         int n = a.length;
@@ -336,13 +364,29 @@ final class Summation {
             double p = 0.0, s = 0.0, q = 0.0;
             if (lo < end) {
                 double prev = a[lo - 1] - m;
-                for (int i = lo; i < hiInner; i++) {
+                double p1 = 0.0, s1 = 0.0, q1 = 0.0;
+                int i = lo;
+                for (; i + 1 < hiInner; i += 2) {
+                    double d0 = a[i] - m;
+                    double d1 = a[i + 1] - m;
+                    p += prev * d0;
+                    p1 += d0 * d1;
+                    s += d0;
+                    s1 += d1;
+                    q += d0 * d0;
+                    q1 += d1 * d1;
+                    prev = d1;
+                }
+                for (; i < hiInner; i++) {
                     double d = a[i] - m;
                     p += prev * d;
                     s += d;
                     q += d * d;
                     prev = d;
                 }
+                p += p1;
+                s += s1;
+                q += q1;
                 if (end == n && n >= 2) {
                     // the last pair (n-2, n-1); a[n-1] is not an inner point
                     p += (a[n - 2] - m) * (a[n - 1] - m);

@@ -219,7 +219,7 @@ public final class PythonWorkerPool implements PythonBackend {
             }
             Files.deleteIfExists(sock);
             supervisor = new WorkerSupervisor(config, sock, scheduler, new Events());
-            server = new WorkerSocketServer(sock, config.maxFrameBytes(), supervisor);
+            server = new WorkerSocketServer(sock, config.maxFrameBytes(), config.startupTimeout(), supervisor);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot set up the worker runtime directory: " + e.getMessage(), e);
         } catch (InterruptedException e) {
@@ -557,9 +557,22 @@ public final class PythonWorkerPool implements PythonBackend {
     /** Borrow with a bounded wait; see the class comment for how the factory gets workers. */
     private WorkerHandle borrow(Call call) throws AnalysisException {
         long start = System.nanoTime();
-        long deadline = Math.min(call.deadlineNanos, start + config.borrowWait().toNanos());
+        // A retry after a worker died may have to wait for a replacement to start (e.g. all workers died at once):
+        // it waits up to the start-up timeout rather than the overload bound, always within the request's deadline.
+        long bound = call.attempts.get() > 1
+                ? Math.max(config.borrowWait().toNanos(), config.startupTimeout().toNanos())
+                : config.borrowWait().toNanos();
+        long deadline = Math.min(call.deadlineNanos, start + bound);
+        boolean extended = false;
         while (true) {
             long left = deadline - System.nanoTime();
+            if (left <= 0 && !extended && !closed.get() && countByState().getOrDefault("starting", 0) > 0) {
+                // Capacity is coming back (workers restarting after a crash/kill/recycle): that is not overload,
+                // so wait for it up to the start-up timeout, still within the request's deadline.
+                extended = true;
+                deadline = Math.min(call.deadlineNanos, start + Math.max(bound, config.startupTimeout().toNanos()));
+                left = deadline - System.nanoTime();
+            }
             if (left <= 0 || closed.get()) {
                 break;
             }
@@ -591,8 +604,11 @@ public final class PythonWorkerPool implements PythonBackend {
             throw new AnalysisException(ErrorCode.UNAVAILABLE, "no Python worker is ready (" + c.getOrDefault("starting", 0)
                     + " starting, " + c.getOrDefault("down", 0) + " down)" + downSuffix() + "; waited " + waited + " ms");
         }
-        throw new AnalysisException(ErrorCode.OVERLOADED, "all " + config.workers() + " Python workers are busy; waited "
-                + waited + " ms");
+        int starting = c.getOrDefault("starting", 0);
+        int down = c.getOrDefault("down", 0);
+        String others = starting + down == 0 ? "" : " (" + starting + " more starting, " + down + " down)";
+        throw new AnalysisException(ErrorCode.OVERLOADED, "all " + (starting + down == 0 ? config.workers() : running)
+                + " Python workers are busy" + others + "; waited " + waited + " ms");
     }
 
     private void giveBack(WorkerHandle h) {
@@ -611,7 +627,11 @@ public final class PythonWorkerPool implements PythonBackend {
         try {
             pool.invalidateObject(h, DestroyMode.NORMAL);
         } catch (Exception e) {
-            supervisor.retire(h, reason);
+            // invalidateObject destroys first, then may try to top the idle set up (ensureIdle → create), which
+            // fails without a queued worker: only act if the destroy itself did not happen
+            if (!h.destroyed) {
+                supervisor.retire(h, reason);
+            }
         }
         supervisor.signalAvailability();
     }
@@ -703,10 +723,19 @@ public final class PythonWorkerPool implements PythonBackend {
                                 h.rssBytes, config.maxRssBytes());
                         return false;
                     }
-                } catch (Exception e) {
+                } catch (java.util.concurrent.TimeoutException e) {
                     log.warn("worker[{}] pid {} did not answer a ping within {} ms: replacing it", h.slot, h.pid,
                             config.pingTimeout().toMillis());
                     h.retireReason = RetireReason.BROKEN;
+                    return false;
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return false;
+                } catch (Exception e) {
+                    if (!supervisor.isClosing() && !h.ended.get()) {
+                        log.warn("worker[{}] pid {}: ping failed ({}): replacing it", h.slot, h.pid, unwrap(e).getMessage());
+                        h.retireReason = RetireReason.BROKEN;
+                    }
                     return false;
                 }
             }
@@ -716,8 +745,10 @@ public final class PythonWorkerPool implements PythonBackend {
         @Override
         public void destroyObject(PooledObject<WorkerHandle> p, DestroyMode mode) {
             WorkerHandle h = p.getObject();
+            h.destroyed = true;
             if (supervisor.isClosing() || h.ended.get()) {
                 supervisor.signalAvailability();
+                fillPoolSoon();
                 return;
             }
             RetireReason reason = h.retireReason;
@@ -727,6 +758,7 @@ public final class PythonWorkerPool implements PythonBackend {
                 // restarts it with crash accounting (backoff, crash-loop limit). Make sure that path runs.
                 supervisor.ensureEnding(h);
                 supervisor.signalAvailability();
+                fillPoolSoon();
                 return;
             }
             if (reason == null) {
@@ -742,6 +774,35 @@ public final class PythonWorkerPool implements PythonBackend {
             }
             supervisor.retire(h, reason);
             supervisor.signalAvailability();
+            fillPoolSoon();
+        }
+    }
+
+    /**
+     * Moves workers that completed their hello into the pool's idle set while it has room, so that borrowers
+     * blocked on the idle deque see them at once and the evictor pings them. Called when a worker becomes ready
+     * and whenever the pool destroys one (room appears).
+     */
+    private void fillPoolSoon() {
+        try {
+            scheduler.execute(this::fillPool);
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            // closing
+        }
+    }
+
+    private void fillPool() {
+        GenericObjectPool<WorkerHandle> p = pool;
+        while (p != null && !closed.get() && supervisor.hasQueuedReady()
+                && p.getNumActive() + p.getNumIdle() < config.workers()) {
+            borrowDeadline.set(System.nanoTime()); // never block a supervisor thread
+            try {
+                p.addObject();
+            } catch (Exception e) {
+                return; // a borrower took it first, or it died meanwhile
+            } finally {
+                borrowDeadline.remove();
+            }
         }
     }
 
@@ -757,21 +818,7 @@ public final class PythonWorkerPool implements PythonBackend {
                 pythonVersions = h.versions;
             }
             wakeReadyWaiters();
-            // Put it in the pool's idle set right away (not only on demand), so the evictor pings it.
-            scheduler.execute(() -> {
-                GenericObjectPool<WorkerHandle> p = pool;
-                if (p == null || closed.get() || p.getNumActive() + p.getNumIdle() >= config.workers()) {
-                    return;
-                }
-                borrowDeadline.set(System.nanoTime()); // never block a supervisor thread
-                try {
-                    p.addObject();
-                } catch (Exception e) {
-                    // a borrower took it first, or the pool is full (rolling reload): it stays queued
-                } finally {
-                    borrowDeadline.remove();
-                }
-            });
+            fillPoolSoon();
         }
 
         @Override

@@ -77,6 +77,8 @@ final class WorkerHandle {
     volatile String endDescription;
     /** The engine stopped this worker because of the request it ran (memory limit): do not retry that request. */
     volatile boolean requestCaused;
+    /** The pool has destroyed (dropped) this handle. */
+    volatile boolean destroyed;
     final CompletableFuture<Void> readyFuture = new CompletableFuture<>();
     final CompletableFuture<Void> endedFuture = new CompletableFuture<>();
     /** Completes when the worker is taken out of service (retire) or ends. */

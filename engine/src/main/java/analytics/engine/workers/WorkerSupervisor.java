@@ -265,8 +265,8 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         } else if ("pong".equals(type)) {
             WorkerHandle.InFlight p = h.pendingPing.get();
             if (p == null || !p.id().equals(msg.get("id"))) {
-                onProtocolError(conn, "unexpected pong");
-                conn.close();
+                // the answer to a ping we gave up on (timeout, shutdown): stale, not a protocol violation
+                log.debug("worker[{}] stale pong {}", h.slot, msg.get("id"));
                 return;
             }
             h.pendingPing.compareAndSet(p, null);
@@ -575,6 +575,15 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         lock.lock();
         try {
             return readyQueue.remove(h);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    boolean hasQueuedReady() {
+        lock.lock();
+        try {
+            return !readyQueue.isEmpty();
         } finally {
             lock.unlock();
         }

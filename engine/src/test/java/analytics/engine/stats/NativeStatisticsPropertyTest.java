@@ -374,6 +374,72 @@ class NativeStatisticsPropertyTest {
         });
     }
 
+    /** Mode by brute force: sort the rounded values, count runs. */
+    static Map<String, Object> bruteMode(double[] d) {
+        double[] r = new double[d.length];
+        for (int i = 0; i < d.length; i++) {
+            r[i] = NativeStatistics.round6(d[i]);
+        }
+        Arrays.sort(r);
+        int best = 0;
+        List<Double> modes = new java.util.ArrayList<>();
+        for (int i = 0; i < r.length; ) {
+            int j = i;
+            while (j < r.length && r[j] == r[i]) {
+                j++;
+            }
+            if (j - i > best) {
+                best = j - i;
+                modes.clear();
+            }
+            if (j - i == best) {
+                modes.add(r[i]);
+            }
+            i = j;
+        }
+        Map<String, Object> m = new java.util.LinkedHashMap<>();
+        m.put("modes", modes);
+        m.put("count", (long) modes.size());
+        m.put("frequency", (long) best);
+        m.put("is_multimodal", modes.size() > 1);
+        m.put("data_size", (long) d.length);
+        return m;
+    }
+
+    @Test
+    void modeWithManyDistinctValuesTakesTheSortingPathAndAgrees() throws Exception {
+        SplittableRandom r = new SplittableRandom(77);
+        // > 2^16 distinct values (beyond the hash table), negative and positive, a few ties
+        double[] d = new double[300_000];
+        for (int i = 0; i < d.length; i++) {
+            d[i] = (r.nextDouble() - 0.5) * 1e4;
+        }
+        for (double v : new double[] {-1234.5678901, 42.0000001, -0.0000004, 9999.25}) {
+            for (int k = 0; k < 4; k++) {
+                d[r.nextInt(d.length)] = v + k * 1e-8; // all round to the same 6-decimal value
+            }
+        }
+        shuffle(d, 5);
+        Map<String, Object> want = bruteMode(d);
+        assertEquals(want, run("mode", d));
+        assertTrue((Long) want.get("frequency") >= 4);
+        // all distinct: every value is a mode
+        double[] e = new double[100_000];
+        for (int i = 0; i < e.length; i++) {
+            e[i] = (i - 50_000) * 0.001;
+        }
+        shuffle(e, 6);
+        Map<?, ?> m = (Map<?, ?>) run("mode", e);
+        assertEquals(bruteMode(e), m);
+        assertEquals(100_000L, m.get("count"));
+        // duplicate-heavy (the hash path) agrees with brute force too
+        double[] f = new double[200_000];
+        for (int i = 0; i < f.length; i++) {
+            f[i] = r.nextInt(3000) * 0.25 - 300;
+        }
+        assertEquals(bruteMode(f), run("mode", f));
+    }
+
     @Test
     @SuppressWarnings("unchecked")
     void modeRoundsLikeNumpyAndFoldsNegativeZero() throws Exception {

@@ -82,6 +82,7 @@ class PythonWorkerPoolTest {
     }
 
     private static void kill9(long pid) throws Exception {
+        assertTrue(pid > 1, "refusing to kill pid " + pid);
         Process k = new ProcessBuilder("kill", "-9", Long.toString(pid)).inheritIO().start();
         assertEquals(0, k.waitFor(), "kill -9 " + pid);
     }
@@ -242,6 +243,11 @@ class PythonWorkerPoolTest {
         }
         CompletableFuture.allOf(futures.stream().map(f -> f.handle((r, e) -> null)).toArray(CompletableFuture[]::new))
                 .get(50, TimeUnit.SECONDS);
+        await("every completion callback to run", Duration.ofSeconds(5), () -> {
+            synchronized (completions) {
+                return java.util.Arrays.stream(completions).sum() >= n;
+            }
+        });
         for (int i = 0; i < n; i++) {
             synchronized (completions) {
                 assertEquals(1, completions[i], "request " + i + " completions");
@@ -464,5 +470,69 @@ class PythonWorkerPoolTest {
         assertTrue(ms < 10_000, "took " + ms + " ms");
         assertEquals(0.0, meters.get("analytics.python.retries").counter().count(), "must not be retried");
         await("the pool to be full again", Duration.ofSeconds(20), () -> count(pool, "ready") == 2);
+    }
+
+    @Test
+    void idleWorkerOverTheRssLimitIsRecycled() throws Exception {
+        // an idle worker is well above 8 MiB: every ping recycles it, gracefully, without failing requests
+        PythonWorkerPool pool = started(config().withRecycling(0, 8L * 1024 * 1024)
+                .withTimeouts(Duration.ofSeconds(30), Duration.ofMillis(300), Duration.ofSeconds(5), Duration.ofSeconds(1)));
+        long first = pidOf(pool, 0);
+        await("an RSS recycle", Duration.ofSeconds(15),
+                () -> meters.get("analytics.python.worker.recycles").counter().count() >= 1);
+        await("worker 0 replaced", Duration.ofSeconds(15), () -> !running(first));
+        assertEquals(0.0, meters.get("analytics.python.worker.crashes").counter().count());
+    }
+
+    @Test
+    void rateLimitAnswersOverloaded() throws Exception {
+        PythonWorkerPool pool = started(config().withLimits(100, 3, Duration.ofSeconds(2)));
+        List<CompletableFuture<PythonResult>> fs = new ArrayList<>();
+        for (int i = 0; i < 6; i++) {
+            fs.add(pool.submit(input("rate-" + i, "mean", Map.of(), i), 5000));
+        }
+        int limited = 0;
+        for (CompletableFuture<PythonResult> f : fs) {
+            try {
+                f.get(10, TimeUnit.SECONDS);
+            } catch (ExecutionException e) {
+                AnalysisException ae = (AnalysisException) e.getCause();
+                assertEquals(ErrorCode.OVERLOADED, ae.code());
+                assertTrue(ae.getMessage().contains("rate limit of 3 per second"), ae.getMessage());
+                limited++;
+            }
+        }
+        assertTrue(limited >= 2 && limited <= 3, "limited " + limited + " of 6");
+    }
+
+    @Test
+    void allWorkersDyingAtOnceLosesNoRequest() throws Exception {
+        PythonWorkerPool pool = started(config());
+        List<CompletableFuture<PythonResult>> fs = new ArrayList<>();
+        for (int i = 0; i < 6; i++) {
+            fs.add(pool.submit(input("all-" + i, "_test_sleep", Map.of("seconds", "0.3")), 30_000));
+        }
+        await("both busy", Duration.ofSeconds(5), () -> count(pool, "busy") == 2);
+        kill9(pidOf(pool, 0));
+        kill9(pidOf(pool, 1));
+        for (CompletableFuture<PythonResult> f : fs) {
+            assertTrue(f.get(30, TimeUnit.SECONDS).resultJson().contains("slept"));
+        }
+        await("the pool to be full again", Duration.ofSeconds(20), () -> count(pool, "ready") == 2);
+    }
+
+    @Test
+    void badPythonPathIsReportedClearly() throws Exception {
+        WorkerPoolConfig cfg = config().withPython(Path.of("/nonexistent/bin/python3"))
+                .withRestart(Duration.ofMillis(10), Duration.ofMillis(50), 2);
+        PythonWorkerPool pool = new PythonWorkerPool(cfg, meters);
+        pools.add(pool);
+        pool.start();
+        assertFalse(pool.awaitReady(Duration.ofSeconds(10), false));
+        await("both slots down", Duration.ofSeconds(10), () -> count(pool, "down") == 2);
+        AnalysisException e = failure(pool.submit(input("bp-1", "mean", Map.of(), 1), 5000));
+        assertEquals(ErrorCode.UNAVAILABLE, e.code());
+        assertTrue(e.getMessage().contains("cannot start /nonexistent/bin/python3"), e.getMessage());
+        assertFalse(pool.isAvailable());
     }
 }

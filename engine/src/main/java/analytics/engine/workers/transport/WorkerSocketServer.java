@@ -72,7 +72,15 @@ public final class WorkerSocketServer implements AutoCloseable {
     private final Channel serverChannel;
     private final Path socketPath;
 
-    public WorkerSocketServer(Path socketPath, int maxFrameBytes, Listener listener) throws InterruptedException {
+    /** Largest first frame (the hello) accepted from a connection that has not identified itself yet. */
+    static final int MAX_HELLO_BYTES = 4 * 1024 * 1024;
+
+    /**
+     * @param helloTimeout a connection that has not been identified (listener set {@code attachment}) within this
+     *                     time is closed: no half-open connection lingers on the socket
+     */
+    public WorkerSocketServer(Path socketPath, int maxFrameBytes, java.time.Duration helloTimeout, Listener listener)
+            throws InterruptedException {
         this.socketPath = socketPath;
         this.boss = new MultiThreadIoEventLoopGroup(1, new DefaultThreadFactory("worker-sock-accept", true),
                 EpollIoHandler.newFactory());
@@ -86,7 +94,36 @@ public final class WorkerSocketServer implements AutoCloseable {
                     @Override
                     protected void initChannel(EpollDomainSocketChannel ch) {
                         Connection conn = new Connection(ch);
+                        ch.eventLoop().schedule(() -> {
+                            if (conn.attachment == null && ch.isActive()) {
+                                log.warn("closing a worker connection that sent no valid hello within {} ms",
+                                        helloTimeout.toMillis());
+                                conn.close();
+                            }
+                        }, helloTimeout.toMillis(), TimeUnit.MILLISECONDS);
                         ch.pipeline()
+                                .addLast("hello-guard", new io.netty.channel.ChannelInboundHandlerAdapter() {
+                                    // an unidentified peer may not make us buffer a 256 MiB frame
+                                    private long len;
+                                    private int seen;
+
+                                    @Override
+                                    public void channelRead(ChannelHandlerContext ctx, Object msg) throws Exception {
+                                        ByteBuf b = (ByteBuf) msg;
+                                        for (int i = b.readerIndex(); i < b.writerIndex() && seen < 4; i++, seen++) {
+                                            len = (len << 8) | b.getUnsignedByte(i);
+                                        }
+                                        if (seen == 4) {
+                                            ctx.pipeline().remove(this);
+                                            if (len > MAX_HELLO_BYTES) {
+                                                b.release();
+                                                throw new WireCodec.ProtocolException("first frame of " + len
+                                                        + " bytes is too large for a hello");
+                                            }
+                                        }
+                                        ctx.fireChannelRead(msg);
+                                    }
+                                })
                                 // lengthFieldEndOffset (4) counts towards maxFrameLength
                                 .addLast("frame", new LengthFieldBasedFrameDecoder(ByteOrder.BIG_ENDIAN,
                                         maxFrameBytes + 4, 0, 4, 0, 4, true))
