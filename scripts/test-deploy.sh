@@ -521,6 +521,34 @@ check "--dry-run prints the commands" grep -q "\[dry-run\]" "$work/dry.log"
 ct setpriv --reuid=65534 --regid=65534 --clear-groups /srv/build/analytics-engine/scripts/deploy.sh > "$work/nonroot.log" 2>&1 || true
 grep -q "needs root" "$work/nonroot.log" && pass "non-root deploy gets a clear message" || { cat "$work/nonroot.log" >&2; fail "non-root deploy: no clear message"; }
 
+# ------------------------------------------------------------------ 12b. manage-service: service and backup commands
+log_step "12b. manage-service.sh restart/reload/disable/enable/mask/unmask/backups/rollback"
+M="$T/scripts/manage-service.sh"
+mp=$(main_pid)
+ct "$M" restart > "$work/m-restart.txt" 2>&1 && [[ "$(main_pid)" != "$mp" && "$(health_code)" == 200 ]] \
+    && pass "manage-service.sh restart: $(grep -o 'healthy after [0-9]* s' "$work/m-restart.txt")" || { cat "$work/m-restart.txt" >&2; fail "manage-service.sh restart"; }
+mp=$(main_pid)
+ct "$M" reload > "$work/m-reload.txt" 2>&1 && [[ "$(main_pid)" == "$mp" && "$(health_code)" == 200 ]] \
+    && pass "manage-service.sh reload (same JVM, healthy)" || { cat "$work/m-reload.txt" >&2; fail "manage-service.sh reload"; }
+ct "$M" disable >/dev/null 2>&1; s1=$(ct systemctl is-enabled analytics-engine || true)
+ct "$M" enable >/dev/null 2>&1; s2=$(ct systemctl is-enabled analytics-engine || true)
+check "manage-service.sh disable/enable ($s1 -> $s2)" ok '[[ "$s1" == disabled && "$s2" == enabled ]]'
+ct "$M" stop >/dev/null 2>&1; ct "$M" mask >/dev/null 2>&1; s1=$(ct systemctl is-enabled analytics-engine || true)
+ct systemctl start analytics-engine >/dev/null 2>&1 && started_masked=1 || started_masked=0
+ct "$M" unmask >/dev/null 2>&1; s2=$(ct systemctl is-enabled analytics-engine || true)
+check "manage-service.sh mask forbids starting, unmask allows it ($s1 -> $s2)" ok '[[ "$s1" == masked && $started_masked == 0 && "$s2" != masked ]]'
+ct "$M" start > "$work/m-start.txt" 2>&1 && [[ "$(health_code)" == 200 ]] && pass "manage-service.sh start" || { cat "$work/m-start.txt" >&2; fail "manage-service.sh start"; }
+ct "$M" backups > "$work/m-backups.txt" 2>&1
+check "manage-service.sh backups lists $(grep -c . "$work/m-backups.txt") backups" grep -q "^analytics-engine-" "$work/m-backups.txt"
+newest=$(tail -n1 "$work/m-backups.txt" | awk '{print $1}')
+nb0=$(ct bash -c 'ls /opt/v7/backups | wc -l')
+if ct "$M" -y rollback > "$work/m-rollback.txt" 2>&1 && [[ "$(health_code)" == 200 ]] && grep -q "restored $newest" "$work/m-rollback.txt"; then
+    pass "manage-service.sh -y rollback restored $newest, healthy"
+else cat "$work/m-rollback.txt" >&2; fail "manage-service.sh rollback"; fi
+check "rollback first saved the current deployment" grep -q "current deployment saved as" "$work/m-rollback.txt"
+out=$(ct "$M" restore no-such-backup 2>&1 || true)
+check "manage-service.sh restore NAME with a wrong name: clear error" grep -q "not a backup" <<<"$out"
+
 # ------------------------------------------------------------------ 13. hardening
 log_step "13. systemd-analyze security"
 ct systemd-analyze security analytics-engine.service --no-pager > "$work/security.txt" 2>&1 || true
