@@ -168,6 +168,7 @@ def _decode_floats(raw, field):
 # its private runtime directory and sends only the file's name. The name is checked before it is joined with
 # the directory the worker already knows (the --socket directory); nothing else from a frame becomes a path.
 FEATURES = ("data_file",)
+_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _DATA_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}\Z")
 
 
@@ -196,7 +197,8 @@ def _map_floats(ref, field, data_dir, maps):
             raise BadRequest("field '%s': file %.80r has %d bytes, nbytes says %d" % (field, name, st.st_size, nbytes))
         if nbytes == 0:
             return np.empty(0, dtype="<f8")
-        mm = mmap.mmap(fd, nbytes, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        # MAP_POPULATE (Linux, Python >= 3.10): map all pages at once instead of one fault per 4 KiB page
+        mm = mmap.mmap(fd, nbytes, flags=mmap.MAP_SHARED | _MAP_POPULATE, prot=mmap.PROT_READ)
     finally:
         os.close(fd)
     maps.append(mm)

@@ -552,7 +552,10 @@ public final class PythonWorkerPool implements PythonBackend {
         call.everSent = true;
         // Continue off the socket's event loop: pool bookkeeping and the caller's continuations must not run there.
         CompletableFuture<Map<String, Object>> sentFuture = h.send(call.id, frame);
-        sentFuture.whenComplete((msg, err) -> dropFiles.run());
+        if (files[0] != null || files[1] != null) {
+            // unlinking a large tmpfs file frees its pages: not on the socket's event loop
+            sentFuture.whenCompleteAsync((msg, err) -> dropFiles.run(), completions);
+        }
         sentFuture.whenCompleteAsync((msg, err) -> {
             long rtt = (System.nanoTime() - sent) / 1000;
             boolean mine = call.onWorker.compareAndSet(h, null);
