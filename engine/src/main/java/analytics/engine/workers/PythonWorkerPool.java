@@ -93,6 +93,8 @@ public final class PythonWorkerPool implements PythonBackend {
     private final WorkerPoolConfig config;
     private final MeterRegistry meters;
     private final ScheduledExecutorService scheduler;
+    /** Only fires request deadlines (kept free of process spawning so TIMEOUT is answered on time). */
+    private final ScheduledExecutorService deadlines;
     private final ExecutorService borrowers;
     private final ExecutorService completions;
     private final Bulkhead bulkhead;
@@ -152,6 +154,9 @@ public final class PythonWorkerPool implements PythonBackend {
         s.setRemoveOnCancelPolicy(true);
         s.prestartAllCoreThreads();
         this.scheduler = s;
+        ScheduledThreadPoolExecutor dl = new ScheduledThreadPoolExecutor(1, daemon("python-deadline"));
+        dl.setRemoveOnCancelPolicy(true);
+        this.deadlines = dl;
         ThreadPoolExecutor b = new ThreadPoolExecutor(config.maxConcurrent(), config.maxConcurrent(), 30,
                 TimeUnit.SECONDS, new LinkedBlockingQueue<>(), daemon("python-borrow"));
         b.allowCoreThreadTimeOut(true);
@@ -344,6 +349,7 @@ public final class PythonWorkerPool implements PythonBackend {
         }
         wakeReadyWaiters();
         scheduler.shutdownNow();
+        deadlines.shutdownNow();
         borrowers.shutdownNow();
         completions.shutdown();
         if (runtimeDir != null) {
@@ -409,7 +415,7 @@ public final class PythonWorkerPool implements PythonBackend {
         }
         Call call = new Call(input, timeoutMs);
         call.result.whenComplete((r, e) -> finish(call, r, e));
-        call.deadlineTask = scheduler.schedule(call::onDeadline, timeoutMs, TimeUnit.MILLISECONDS);
+        call.deadlineTask = deadlines.schedule(call::onDeadline, timeoutMs, TimeUnit.MILLISECONDS);
         retry.executeCompletionStage(scheduler, () -> attempt(call)).whenComplete((r, e) -> {
             if (e == null) {
                 call.result.complete(r);
@@ -493,11 +499,28 @@ public final class PythonWorkerPool implements PythonBackend {
             log.info("request {} ({}): retrying on another worker", call.id, call.input.algorithm());
         }
         try {
-            borrowers.execute(() -> runAttempt(call, out));
+            WorkerHandle idle = pool.getNumIdle() > 0 ? borrowNow() : null;
+            if (idle != null) {
+                runAttempt(call, out, idle); // fast path: a worker is free, no thread hop (nothing here blocks)
+            } else {
+                borrowers.execute(() -> runAttempt(call, out));
+            }
         } catch (RuntimeException e) {
             out.completeExceptionally(new AnalysisException(ErrorCode.UNAVAILABLE, "the Python worker pool is shut down"));
         }
         return out;
+    }
+
+    /** Borrows an idle worker without waiting, or returns null. */
+    private WorkerHandle borrowNow() {
+        borrowDeadline.set(System.nanoTime()); // create() must not wait either
+        try {
+            return pool.borrowObject(Duration.ZERO);
+        } catch (Exception e) {
+            return null;
+        } finally {
+            borrowDeadline.remove();
+        }
     }
 
     private void runAttempt(Call call, CompletableFuture<PythonResult> out) {
@@ -508,6 +531,10 @@ public final class PythonWorkerPool implements PythonBackend {
             out.completeExceptionally(e);
             return;
         }
+        runAttempt(call, out, h);
+    }
+
+    private void runAttempt(Call call, CompletableFuture<PythonResult> out, WorkerHandle h) {
         if (call.result.isDone()) {
             giveBack(h);
             out.completeExceptionally(new CancelledAttempt());
@@ -560,11 +587,16 @@ public final class PythonWorkerPool implements PythonBackend {
             long rtt = (System.nanoTime() - sent) / 1000;
             boolean mine = call.onWorker.compareAndSet(h, null);
             if (err != null) {
+                Throwable cause = unwrap(err);
+                if (cause instanceof WorkerSupervisor.ShutdownException) {
+                    out.completeExceptionally(cause); // engine shutting down: UNAVAILABLE, no retry
+                    return;
+                }
                 if (mine) {
                     invalidate(h, RetireReason.BROKEN);
                 }
-                out.completeExceptionally(err instanceof WorkerDiedException ? err
-                        : new WorkerDiedException(h.name() + " failed: " + err.getMessage()));
+                out.completeExceptionally(cause instanceof WorkerDiedException ? cause
+                        : new WorkerDiedException(h.name() + " failed: " + cause.getMessage()));
                 return;
             }
             supervisor.markHealthy(h);
@@ -639,28 +671,28 @@ public final class PythonWorkerPool implements PythonBackend {
     /** Borrow with a bounded wait; see the class comment for how the factory gets workers. */
     private WorkerHandle borrow(Call call) throws AnalysisException {
         long start = System.nanoTime();
-        // A retry after a worker died may have to wait for a replacement to start (e.g. all workers died at once):
-        // it waits up to the start-up timeout rather than the overload bound, always within the request's deadline.
-        long bound = call.attempts.get() > 1
+        // The overload budget (borrowWait) only runs down while no worker is restarting: time spent waiting for
+        // capacity that is coming back (a crash/kill/recycle replacement starting) is not overload. The total wait is
+        // still bounded by the start-up timeout and, always, by the request's deadline. A retry after its worker died
+        // gets the start-up timeout as budget (e.g. all workers died at once).
+        long budget = call.attempts.get() > 1
                 ? Math.max(config.borrowWait().toNanos(), config.startupTimeout().toNanos())
                 : config.borrowWait().toNanos();
-        long deadline = Math.min(call.deadlineNanos, start + bound);
-        boolean extended = false;
-        while (true) {
-            long left = deadline - System.nanoTime();
-            if (left <= 0 && !extended && !closed.get() && countByState().getOrDefault("starting", 0) > 0) {
-                // Capacity is coming back (workers restarting after a crash/kill/recycle): that is not overload,
-                // so wait for it up to the start-up timeout, still within the request's deadline.
-                extended = true;
-                deadline = Math.min(call.deadlineNanos, start + Math.max(bound, config.startupTimeout().toNanos()));
-                left = deadline - System.nanoTime();
-            }
-            if (left <= 0 || closed.get()) {
+        long hardEnd = Math.min(call.deadlineNanos,
+                start + Math.max(budget, config.startupTimeout().toNanos()));
+        long slice = TimeUnit.MILLISECONDS.toNanos(200);
+        long overloadWaited = 0;
+        while (!closed.get()) {
+            long now = System.nanoTime();
+            long left = Math.min(hardEnd - now, budget - overloadWaited);
+            if (left <= 0) {
                 break;
             }
-            borrowDeadline.set(deadline);
+            boolean restarting = countByState().getOrDefault("starting", 0) > 0;
+            long wait = Math.min(left, slice);
+            borrowDeadline.set(now + wait);
             try {
-                return pool.borrowObject(Duration.ofNanos(left));
+                return pool.borrowObject(Duration.ofNanos(wait));
             } catch (WorkerSupervisor.IdleAvailable e) {
                 // a pooled worker became idle while we waited for a new one: borrow again
             } catch (NoSuchElementException e) {
@@ -674,6 +706,9 @@ public final class PythonWorkerPool implements PythonBackend {
                 throw new AnalysisException(ErrorCode.INTERNAL, "cannot borrow a Python worker: " + e);
             } finally {
                 borrowDeadline.remove();
+            }
+            if (!restarting && countByState().getOrDefault("starting", 0) == 0) {
+                overloadWaited += System.nanoTime() - now;
             }
         }
         long waited = (System.nanoTime() - start) / 1_000_000;
