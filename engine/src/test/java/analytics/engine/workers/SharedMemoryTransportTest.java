@@ -213,4 +213,12 @@ class SharedMemoryTransportTest {
         Files.delete(rt.resolve("keep.txt"));
         assertTrue(pool.awaitReady(Duration.ofSeconds(30), true));
     }
+
+    @Test
+    void helloFeaturesDecideTheTransport() {
+        // a revision-1 worker sends no features: it only ever gets msgpack bytes (toFiles checks "data_file")
+        assertEquals(java.util.Set.of(), WorkerHandle.features(null));
+        assertEquals(java.util.Set.of(), WorkerHandle.features("data_file"));
+        assertEquals(java.util.Set.of("data_file", "x"), WorkerHandle.features(List.of("data_file", 3L, "x")));
+    }
 }
