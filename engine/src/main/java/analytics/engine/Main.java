@@ -280,7 +280,6 @@ public final class Main implements Callable<Integer> {
         }
         Dispatcher dispatcher = new Dispatcher(new AlgorithmRegistry(cfg.testMode()), NativeStatistics.KERNELS, py, metrics,
                 new Dispatcher.Limits(cfg.maxDataPoints(), cfg.defaultTimeoutMs()));
-        warmUp(log);
         EngineServer server = new EngineServer(cfg, dispatcher, metrics);
         try {
             server.start();
@@ -312,6 +311,11 @@ public final class Main implements Callable<Integer> {
                 Signals.notifyReady("reloaded");
             }
         });
+        // The port is open before the warm-up and before the workers are ready (/health says 503 until
+        // they are): start-up costs run side by side, not in series.
+        Thread warm = new Thread(() -> warmUp(log), "warm-up");
+        warm.setDaemon(true);
+        warm.start();
         PythonWiring.whenReady(py, () -> {
             log.info("ready: {}", py == null ? "native only (workers = 0)" : "Python workers up");
             Signals.notifyReady("serving on " + cfg.listen());

@@ -36,7 +36,7 @@ final class PythonWiring {
                 .withTestMode(cfg.testMode())
                 .withPreload(cfg.workerPreload())
                 .withRecycling(cfg.workerMaxRequests(), cfg.workerMaxRssBytes())
-                .withLimits(cfg.maxConcurrent(), cfg.rateLimit(), d.borrowWait())
+                .withLimits(cfg.maxConcurrent(), cfg.rateLimit(), Duration.ofMillis(cfg.queueWaitMs()))
                 .withTimeouts(Duration.ofSeconds(cfg.workerStartupTimeoutS()), d.pingInterval(), d.pingTimeout(),
                         d.killGrace());
     }
