@@ -221,4 +221,31 @@ class SharedMemoryTransportTest {
         assertEquals(java.util.Set.of(), WorkerHandle.features("data_file"));
         assertEquals(java.util.Set.of("data_file", "x"), WorkerHandle.features(List.of("data_file", 3L, "x")));
     }
+
+    @Test
+    void summaryThroughTheServerWithPreferRustFalseIsIdenticalOnBothPaths() throws Exception {
+        double[] big = random(11, 2_000_000);
+        String[] json = new String[2];
+        long[] thresholds = {PythonWorkerPool.DEFAULT_SHM_THRESHOLD_BYTES, 0};
+        for (int k = 0; k < 2; k++) {
+            PythonWorkerPool pool = started(1, thresholds[k]);
+            try (analytics.engine.server.TestEngine engine = new analytics.engine.server.TestEngine(Map.of("workers", "1"), pool)) {
+                analytics.engine.proto.AnalysisRequest.Builder b = analytics.engine.proto.AnalysisRequest.newBuilder()
+                        .setRequestId("sum-" + k).setAlgorithm("summary")
+                        .setOptions(analytics.engine.proto.AnalysisOptions.newBuilder().setPreferRust(false)
+                                .setAllowPython(true).setTimeoutMs(30_000).setIncludeMetadata(true));
+                for (double d : big) {
+                    b.addData(d);
+                }
+                analytics.engine.proto.AnalysisResponse r = engine.stub.analyze(b.build());
+                assertTrue(r.getSuccess(), r.getErrorMessage());
+                assertEquals("python", r.getMetadata().getImplementation());
+                json[k] = r.getResultJson();
+            }
+            assertEquals(k == 0 ? 1.0 : 0.0, shmCount(pool), "threshold " + thresholds[k]);
+            awaitClean(pool);
+        }
+        assertEquals(json[1], json[0]);
+        assertTrue(json[0].contains("2000000"), json[0]);
+    }
 }
