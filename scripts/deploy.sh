@@ -175,6 +175,9 @@ python3 -c 'import venv, ensurepip' 2>/dev/null \
 have curl || die "curl is needed for the health check: apt-get install curl"
 
 was_active=0; systemctl is-active --quiet "$AE_SERVICE" && was_active=1
+if [[ "$(systemctl is-enabled "$AE_SERVICE" 2>/dev/null || true)" == masked* ]]; then
+    die "$AE_SERVICE is masked (systemctl mask): unmask it first: sudo $here/manage-service.sh unmask"
+fi
 # Port in use by something that is not our service?
 if have ss; then
     holder=$(ss -Hltnp "sport = :$port" 2>/dev/null | head -n1 || true)
@@ -190,7 +193,9 @@ log_ok "preflight: listen $listen_addr, target $target, service ${AE_SERVICE} $(
 
 # ---------------------------------------------------------------- deploy steps
 log_step "2/9 user and directories"
-run "$here/setup-user.sh" --target-dir "$target" $([[ "$DRY_RUN" == 1 ]] && echo --dry-run) >/dev/null
+setup_args=(--target-dir "$target")
+[[ "$DRY_RUN" == 1 ]] && setup_args+=(--dry-run)
+run "$here/setup-user.sh" "${setup_args[@]}" >/dev/null
 
 log_step "3/9 stop service"
 if (( was_active )); then
@@ -265,6 +270,16 @@ setup_venv() {
 
 install_unit() {
     local tmp
+    if [[ -f "$AE_ETC_UNIT" && ! -L "$AE_ETC_UNIT" ]]; then
+        # an older installation's unit (it is in the backup): it would shadow the new one
+        if [[ -z "$backup" ]]; then
+            mkdir -p "$AE_BACKUP_DIR"
+            cp -a "$AE_ETC_UNIT" "$AE_BACKUP_DIR/$AE_SERVICE.service.old-$(date +%Y%m%d-%H%M%S)"
+        fi
+        log_info "removing the old unit $AE_ETC_UNIT (saved in $AE_BACKUP_DIR)"
+        rm -f "$AE_ETC_UNIT"
+    fi
+    mkdir -p "$AE_UNIT_DIR"
     tmp=$(mktemp)
     sed -e "s|@INSTALL_DIR@|$target|g" -e "s|@USER@|$AE_USER|g" -e "s|@GROUP@|$AE_GROUP|g" \
         "$dist/systemd/analytics-engine.service" > "$tmp"

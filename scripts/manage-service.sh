@@ -62,6 +62,7 @@ py() { # a python for JSON formatting: the service's venv, else python3
     if [[ -x "$target/venv/bin/python" ]]; then "$target/venv/bin/python" "$@"; else python3 "$@"; fi
 }
 
+# shellcheck disable=SC2120  # optional timeout argument
 wait_up() {
     local t0=$SECONDS url
     url=$(base_url)

@@ -101,10 +101,11 @@ for f in "$target/config/env" "$target/config/analytics.toml"; do
         run chmod 640 "$f"
     fi
 done
-unit="$AE_UNIT_DIR/$AE_SERVICE.service"
-if [[ -f "$unit" ]]; then
-    run chown root:root "$unit"
-    run chmod 644 "$unit"
-fi
+for unit in "$AE_UNIT_DIR/$AE_SERVICE.service" "$AE_ETC_UNIT"; do
+    if [[ -f "$unit" && ! -L "$unit" ]]; then
+        run chown root:root "$unit"
+        run chmod 644 "$unit"
+    fi
+done
 
 log_ok "user $AE_USER and $target are ready"

@@ -143,7 +143,7 @@ cgroups=("/sys/fs/cgroup/systemd/$name" "/sys/fs/cgroup/unified/$name")
 cleanup() {
     local rc=$?
     if (( keep )) && [[ -n "$leader" ]]; then
-        log_warn "--keep: container left running. Enter: nsenter -t $leader -a -- bash ; stop: kill $nspawn_pid"
+        log_warn "--keep: container left running. Enter: nsenter -t $leader -a -- bash ; stop: kill $nspawn_pid, then rmdir ${cgroups[*]}"
         return $rc
     fi
     if [[ -n "$nspawn_pid" ]] && kill -0 "$nspawn_pid" 2>/dev/null; then
@@ -162,10 +162,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# the host's JDK, read-only, to prove the launcher also runs on a host Java 17+ without runtime/
-host_jdk=$(dirname "$(dirname "$(readlink -f "$(command -v java 2>/dev/null || echo /nonexistent/bin/java)")")")
-host_jdk_bind=()
-[[ -x "$host_jdk/bin/java" ]] && host_jdk_bind=(--bind-ro="$host_jdk:/opt/host-jdk")
 log_info "booting systemd in container $name (private network)"
 for cg in "${cgroups[@]}"; do
     [[ -d "$(dirname "$cg")" ]] && mkdir -p "$cg"
@@ -178,8 +174,7 @@ done
         --volatile=overlay --private-network \
         --bind-ro="$dist:/srv/build/analytics-engine" \
         --bind-ro="$grpcurl:/usr/local/bin/grpcurl" \
-        --bind-ro="$repo/proto:/srv/proto" \
-        "${host_jdk_bind[@]}"
+        --bind-ro="$repo/proto:/srv/proto"
 ) > "$work/nspawn.log" 2>&1 < /dev/null &
 nspawn_pid=$!
 
@@ -265,7 +260,7 @@ d = json.load(sys.stdin)
 for k in sys.argv[1].split("."):
     d = d[int(k)] if isinstance(d, list) else d.get(k)
 print(json.dumps(d) if not isinstance(d, str) else d)' "$1"; }
-tree_snapshot() { ctsh 'find /opt/v7 /etc/systemd/system -xdev -printf "%p %s %T@ %m %u:%g\n" 2>/dev/null | sort | md5sum'; }
+tree_snapshot() { ctsh 'find /opt/v7 /etc/systemd/system /usr/local/lib/systemd -xdev -printf "%p %s %T@ %m %u:%g\n" 2>/dev/null | sort | md5sum'; }
 
 # ------------------------------------------------------------------ 1. setup-user
 log_step "1. setup-user.sh"
@@ -283,6 +278,14 @@ ct "$B/scripts/setup-user.sh" > "$work/setup2.log" 2>&1 && [[ "$(layout)" == "$l
 # ------------------------------------------------------------------ 2. deploy
 log_step "2. deploy.sh"
 ct "$B/scripts/deploy.sh" --help | grep -q -- "--enable-remote" && pass "deploy.sh --help" || fail "deploy.sh --help"
+# the previous engine's unit, as an older installation left it in /etc/systemd/system
+cat > "/proc/$leader/root/etc/systemd/system/analytics-engine.service" <<'OLDUNIT'
+[Unit]
+Description=the previous analytics engine (stand-in for an older installation's unit)
+[Service]
+ExecStart=/bin/sleep infinity
+OLDUNIT
+ct systemctl daemon-reload
 t0=$(now_ms)
 if ct "$B/scripts/deploy.sh" > "$work/deploy1.log" 2>&1; then
     pass "deploy.sh (first deploy) in $(( ($(now_ms) - t0) / 1000 )) s"
@@ -291,12 +294,14 @@ else
 fi
 note "first deploy (venv from offline wheels included): $(( ($(now_ms) - t0) / 1000 )) s"
 check "deploy prints how backends connect" grep -q "Backends connect" "$work/deploy1.log"
+check "the old /etc/systemd/system unit was saved to /opt/v7/backups and removed" \
+    ok 'ctsh "! test -e /etc/systemd/system/analytics-engine.service && ls /opt/v7/backups/analytics-engine.service.old-* >/dev/null"'
 [[ "$(ct systemctl is-active analytics-engine)" == active ]] && pass "systemctl is-active analytics-engine = active" || fatal "service not active after deploy"
 [[ "$(ct systemctl is-enabled analytics-engine)" == enabled ]] && pass "service enabled (starts on boot)" || fail "service not enabled"
 ct systemctl status analytics-engine --no-pager > "$work/status.txt" 2>&1 || true
 check "systemctl status shows active (running)" grep -q "active (running)" "$work/status.txt"
 check "unit file root:root 644, launcher analytics 755" \
-    ctsh '[ "$(stat -c "%U:%G %a" /etc/systemd/system/analytics-engine.service)" = "root:root 644" ] && [ "$(stat -c "%U %a" /opt/v7/analytics-engine/bin/analytics-server)" = "analytics 755" ]'
+    ctsh '[ "$(stat -c "%U:%G %a" /usr/local/lib/systemd/system/analytics-engine.service)" = "root:root 644" ] && [ "$(stat -c "%U %a" /opt/v7/analytics-engine/bin/analytics-server)" = "analytics 755" ]'
 check "no Java installed in the container (the jlink runtime is used)" ctsh '! command -v java && [ -x /opt/v7/analytics-engine/runtime/bin/java ]'
 mp=$(main_pid)
 check "pgrep -f analytics-server finds the main process ($mp)" ok 'ct pgrep -f analytics-server | grep -qx "$mp"'
@@ -310,14 +315,26 @@ ct runuser -u analytics -- /opt/v7/analytics-engine/bin/analytics-server --test-
     || { cat "$work/test-python.txt" >&2; fail "analytics-server --test-python"; }
 check "Type=notify unit is active, status text: $(unit_prop StatusText)" ok '[[ "$(unit_prop Type)" == notify ]]'
 
-if (( ${#host_jdk_bind[@]} )); then
-    ctsh 'rm -rf /tmp/nort && mkdir /tmp/nort && cp -a /opt/v7/analytics-engine/bin /opt/v7/analytics-engine/lib /tmp/nort/'
-    check "without runtime/: the launcher uses \$JAVA_HOME (a host Java 17)" \
-        ok 'ct env JAVA_HOME=/opt/host-jdk /tmp/nort/bin/analytics-server --version 2>&1 | grep -q "^java 17"'
-    check "without runtime/ and without any Java: a clear error" \
-        ok 'ct /tmp/nort/bin/analytics-server --version 2>&1 | grep -q "no Java runtime found"'
-    ct rm -rf /tmp/nort
-fi
+# A host with its own Java 17+ and no runtime/: a copy of bin/ and lib/ only. The "host Java" is a
+# JDK-independent Java 17 at another path (the build's runtime, bind-mounted read-only).
+ctsh 'rm -rf /tmp/nort && mkdir /tmp/nort && cp -a /opt/v7/analytics-engine/bin /opt/v7/analytics-engine/lib /tmp/nort/'
+out=$(ct env JAVA_HOME=/srv/build/analytics-engine/runtime /tmp/nort/bin/analytics-server --version 2>&1 || true)
+check "without runtime/: the launcher uses \$JAVA_HOME (Java 17 elsewhere)" grep -q "^java 17" <<<"$out"
+ct ln -s /srv/build/analytics-engine/runtime/bin/java /usr/local/bin/java
+out=$(ct /tmp/nort/bin/analytics-server --version 2>&1 || true)
+ct rm -f /usr/local/bin/java
+check "without runtime/: the launcher uses java on PATH" grep -q "^java 17" <<<"$out"
+out=$(ct /tmp/nort/bin/analytics-server --version 2>&1 || true)
+check "without runtime/ and without any Java: a clear error" grep -q "no Java runtime found" <<<"$out"
+ct mkdir -p /tmp/fj/bin
+cat > "/proc/$leader/root/tmp/fj/bin/java" <<'FAKEJAVA'
+#!/bin/sh
+echo 'openjdk version "11.0.2" 2019-01-15' >&2
+FAKEJAVA
+chmod 755 "/proc/$leader/root/tmp/fj/bin/java"
+out=$(ct env JAVA_HOME=/tmp/fj /tmp/nort/bin/analytics-server --version 2>&1 || true)
+check "a Java 11 is refused: $(head -n1 <<<"$out" | cut -c1-70)" grep -q "Java 17 or newer is required" <<<"$out"
+ct rm -rf /tmp/nort /tmp/fj
 
 # ------------------------------------------------------------------ 3. requests
 log_step "3. health and gRPC"
@@ -439,9 +456,9 @@ ct "$M" top > "$work/m-top.txt" 2>&1 && grep -q "analytics-server" "$work/m-top.
 
 # ------------------------------------------------------------------ 9. second deploy (update)
 log_step "9. second deploy (update)"
-nb0=$(ct bash -c 'ls /opt/v7/backups | wc -l')
+nb0=$(ct bash -c 'ls -d /opt/v7/backups/analytics-engine-*/ 2>/dev/null | wc -l')
 if ct "$B/scripts/deploy.sh" > "$work/deploy2.log" 2>&1; then pass "second deploy"; else cat "$work/deploy2.log" >&2; fail "second deploy"; fi
-nb1=$(ct bash -c 'ls /opt/v7/backups | wc -l')
+nb1=$(ct bash -c 'ls -d /opt/v7/backups/analytics-engine-*/ 2>/dev/null | wc -l')
 check "a backup was made ($nb0 -> $nb1)" ok '(( nb1 == nb0 + 1 ))'
 check "the backup has the code, the config, the venv and the unit" ctsh 'b=$(ls -d /opt/v7/backups/analytics-engine-* | tail -n1); [ -f $b/BACKUP_INFO ] && [ -d $b/lib ] && [ -f $b/config/env ] && [ -x $b/venv/bin/python ] && [ -f $b/unit.service ]'
 [[ "$(health_code)" == 200 ]] && pass "healthy after the update" || fail "not healthy after the update"
@@ -484,7 +501,7 @@ if have ssh && have scp && have ssh-keygen; then
     install -d -m 700 "/proc/$leader/root/root/.ssh"
     install -m 600 "$work/id_ed25519.pub" "/proc/$leader/root/root/.ssh/authorized_keys"
     ct systemctl start ssh.service
-    nb0=$(ct bash -c 'ls /opt/v7/backups | wc -l')
+    nb0=$(ct bash -c 'ls -d /opt/v7/backups/analytics-engine-*/ 2>/dev/null | wc -l')
     # the host's ssh/scp and this checkout's build, inside the container's network namespace only
     if nsenter -t "$leader" -n -- "$dist/scripts/deploy.sh" --remote-host 127.0.0.1 --ssh-user root \
             --ssh-key "$work/id_ed25519" --ssh-option StrictHostKeyChecking=no --ssh-option UserKnownHostsFile=/dev/null \
@@ -494,11 +511,11 @@ if have ssh && have scp && have ssh-keygen; then
         tail -n 30 "$work/deploy-ssh.log" >&2; fail "deploy --remote-host"
     fi
     check "the remote run installed the venv offline (wheels)" grep -q "offline, from the build's wheels" "$work/deploy-ssh.log"
-    nb1=$(ct bash -c 'ls /opt/v7/backups | wc -l')
+    nb1=$(ct bash -c 'ls -d /opt/v7/backups/analytics-engine-*/ 2>/dev/null | wc -l')
     check "remote deploy made a backup ($nb0 -> $nb1, keeping the last $AE_KEEP_BACKUPS)" ok '(( nb1 == nb0 + 1 || (nb0 == AE_KEEP_BACKUPS && nb1 == nb0) ))'
     check "healthy after the remote deploy" ok '[[ "$(health_code)" == 200 ]]'
     check "listening on 127.0.0.1:50051 again: $(ct ss -Hltn "sport = :50051" | awk '{print $4}' | paste -sd' ' -)" \
-        ok 'ct ss -Hltn "sport = :50051" | awk "{print \$4}" | grep -qx "127.0.0.1:50051"'
+        ok 'ct ss -Hltn "sport = :50051" | awk "{print \$4}" | grep -qxE "(127\.0\.0\.1|\[::ffff:127\.0\.0\.1\]):50051"'
     check "the shipped build was removed from the remote /tmp" ok '! ct bash -c "ls -d /tmp/analytics-engine-deploy.* 2>/dev/null | grep -q ."'
 else
     fail "ssh/scp/ssh-keygen missing on this host (apt-get install openssh-client): cross-server deploy not tested"
@@ -514,11 +531,39 @@ check "--dry-run prints the commands" grep -q "\[dry-run\]" "$work/dry.log"
 ct setpriv --reuid=65534 --regid=65534 --clear-groups /srv/build/analytics-engine/scripts/deploy.sh > "$work/nonroot.log" 2>&1 || true
 grep -q "needs root" "$work/nonroot.log" && pass "non-root deploy gets a clear message" || { cat "$work/nonroot.log" >&2; fail "non-root deploy: no clear message"; }
 
+# ------------------------------------------------------------------ 12b. manage-service: service and backup commands
+log_step "12b. manage-service.sh restart/reload/disable/enable/mask/unmask/backups/rollback"
+M="$T/scripts/manage-service.sh"
+mp=$(main_pid)
+ct "$M" restart > "$work/m-restart.txt" 2>&1 && [[ "$(main_pid)" != "$mp" && "$(health_code)" == 200 ]] \
+    && pass "manage-service.sh restart: $(grep -o 'healthy after [0-9]* s' "$work/m-restart.txt")" || { cat "$work/m-restart.txt" >&2; fail "manage-service.sh restart"; }
+mp=$(main_pid)
+ct "$M" reload > "$work/m-reload.txt" 2>&1 && [[ "$(main_pid)" == "$mp" && "$(health_code)" == 200 ]] \
+    && pass "manage-service.sh reload (same JVM, healthy)" || { cat "$work/m-reload.txt" >&2; fail "manage-service.sh reload"; }
+ct "$M" disable >/dev/null 2>&1 || true; s1=$(ct systemctl is-enabled analytics-engine || true)
+ct "$M" enable >/dev/null 2>&1 || true; s2=$(ct systemctl is-enabled analytics-engine || true)
+check "manage-service.sh disable/enable ($s1 -> $s2)" ok '[[ "$s1" == disabled && "$s2" == enabled ]]'
+ct "$M" stop >/dev/null 2>&1 || true; ct "$M" mask >/dev/null 2>&1 || true; s1=$(ct systemctl is-enabled analytics-engine || true)
+ct systemctl start analytics-engine >/dev/null 2>&1 && started_masked=1 || started_masked=0
+ct "$M" unmask >/dev/null 2>&1 || true; s2=$(ct systemctl is-enabled analytics-engine || true)
+check "manage-service.sh mask forbids starting, unmask allows it ($s1 -> $s2)" ok '[[ "$s1" == masked && $started_masked == 0 && "$s2" != masked ]]'
+ct "$M" start > "$work/m-start.txt" 2>&1 && [[ "$(health_code)" == 200 ]] && pass "manage-service.sh start" || { cat "$work/m-start.txt" >&2; fail "manage-service.sh start"; }
+ct "$M" backups > "$work/m-backups.txt" 2>&1 || true
+check "manage-service.sh backups lists $(grep -c . "$work/m-backups.txt") backups" grep -q "^analytics-engine-" "$work/m-backups.txt"
+newest=$(tail -n1 "$work/m-backups.txt" | awk '{print $1}')
+nb0=$(ct bash -c 'ls -d /opt/v7/backups/analytics-engine-*/ 2>/dev/null | wc -l')
+if ct "$M" -y rollback > "$work/m-rollback.txt" 2>&1 && [[ "$(health_code)" == 200 ]] && grep -q "restored $newest" "$work/m-rollback.txt"; then
+    pass "manage-service.sh -y rollback restored $newest, healthy"
+else cat "$work/m-rollback.txt" >&2; fail "manage-service.sh rollback"; fi
+check "rollback first saved the current deployment" grep -q "current deployment saved as" "$work/m-rollback.txt"
+out=$(ct "$M" restore no-such-backup 2>&1 || true)
+check "manage-service.sh restore NAME with a wrong name: clear error" grep -q "not a backup" <<<"$out"
+
 # ------------------------------------------------------------------ 13. hardening
 log_step "13. systemd-analyze security"
 ct systemd-analyze security analytics-engine.service --no-pager > "$work/security.txt" 2>&1 || true
 after=$(grep -o 'Overall exposure level for analytics-engine.service: .*' "$work/security.txt" | sed 's/.*: //')
-ctsh "sed '/^# --- hardening/,/^# --- end hardening/d' /etc/systemd/system/analytics-engine.service > /etc/systemd/system/ae-unhardened.service && systemctl daemon-reload"
+ctsh "sed '/^# --- hardening/,/^# --- end hardening/d' /usr/local/lib/systemd/system/analytics-engine.service > /etc/systemd/system/ae-unhardened.service && systemctl daemon-reload"
 before=$(ct systemd-analyze security ae-unhardened.service --no-pager 2>&1 | grep -o 'Overall exposure level.*' | sed 's/.*: //')
 ctsh "rm -f /etc/systemd/system/ae-unhardened.service && systemctl daemon-reload"
 [[ -n "$after" ]] && pass "systemd-analyze security: $after (without the hardening block: $before)" || fail "systemd-analyze security gave no score"

@@ -36,6 +36,10 @@ backup_create() {
     if [[ -f "$AE_UNIT_DIR/$AE_SERVICE.service" ]]; then
         cp -a "$AE_UNIT_DIR/$AE_SERVICE.service" "$dest.partial/unit.service"
     fi
+    # a unit file in /etc/systemd/system (an older installation) shadows ours: keep it too
+    if [[ -f "$AE_ETC_UNIT" && ! -L "$AE_ETC_UNIT" ]]; then
+        cp -a "$AE_ETC_UNIT" "$dest.partial/unit-etc.service"
+    fi
     {
         echo "created=$(date -Is)"
         echo "reason=$reason"
@@ -80,6 +84,12 @@ backup_restore() {
         cp -al "$src/venv" "$target/venv" 2>/dev/null || cp -a "$src/venv" "$target/venv"
     fi
     if [[ -f "$src/unit.service" ]]; then
+        mkdir -p "$AE_UNIT_DIR"
         install -o root -g root -m 644 "$src/unit.service" "$AE_UNIT_DIR/$AE_SERVICE.service"
+    fi
+    if [[ -f "$src/unit-etc.service" ]]; then
+        install -o root -g root -m 644 "$src/unit-etc.service" "$AE_ETC_UNIT"
+    elif [[ -f "$AE_ETC_UNIT" && ! -L "$AE_ETC_UNIT" ]]; then
+        rm -f "$AE_ETC_UNIT"
     fi
 }

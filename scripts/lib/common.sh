@@ -11,7 +11,10 @@ AE_BASE="${AE_BASE:-/opt/v7}"
 AE_TARGET_DEFAULT="${AE_TARGET_DEFAULT:-$AE_BASE/analytics-engine}"
 AE_BACKUP_DIR="${AE_BACKUP_DIR:-$AE_BASE/backups}"
 AE_LISTEN_DEFAULT="127.0.0.1:50051"
-AE_UNIT_DIR="${AE_UNIT_DIR:-/etc/systemd/system}"
+# The unit goes to the administrator's unit directory, not /etc/systemd/system: /etc stays free for
+# `systemctl mask` (a /dev/null symlink there) and `systemctl edit` drop-ins, which override it.
+AE_UNIT_DIR="${AE_UNIT_DIR:-/usr/local/lib/systemd/system}"
+AE_ETC_UNIT="${AE_ETC_UNIT:-/etc/systemd/system/$AE_SERVICE.service}"
 AE_KEEP_BACKUPS="${AE_KEEP_BACKUPS:-5}"
 
 # ---- colours (only on a terminal, and never when NO_COLOR is set) ----

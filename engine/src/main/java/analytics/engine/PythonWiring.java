@@ -47,7 +47,8 @@ final class PythonWiring {
             return null;
         }
         checkPython(python);
-        PythonWorkerPool pool = new PythonWorkerPool(poolConfig(cfg, python, cfg.workers()), metrics.registry());
+        PythonWorkerPool pool = new PythonWorkerPool(poolConfig(cfg, python, cfg.workers()), metrics.registry(),
+                cfg.shmThresholdBytes());
         pool.start();
         return pool;
     }

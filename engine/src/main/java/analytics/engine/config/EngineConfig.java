@@ -73,6 +73,9 @@ public final class EngineConfig {
             new Setting("worker_preload", "ANALYTICS_WORKER_PRELOAD", "false",
                     "workers import scikit-learn/statsmodels before they report ready: first ML request fast, "
                     + "~185 MiB instead of ~30 MiB per idle worker"),
+            new Setting("shm_threshold_bytes", "ANALYTICS_SHM_THRESHOLD_BYTES", "1048576",
+                    "arrays of at least this many bytes go to the Python workers through a file of the private runtime "
+                    + "directory that they map without copying, instead of msgpack bytes (0 = always msgpack)"),
             new Setting("shutdown_grace_s", "ANALYTICS_SHUTDOWN_GRACE_S", "20",
                     "seconds in-flight requests get to finish on SIGTERM"),
             new Setting("log_level", "ANALYTICS_LOG", "info",
@@ -195,6 +198,7 @@ public final class EngineConfig {
         check(errors, "stream_exact_total_mb", v -> isInt(v, 0, 1 << 20) ? null : "must be an integer 0..1048576");
         check(errors, "stream_sketch_k", v -> isInt(v, 8, 65535) ? null : "must be an integer 8..65535");
         check(errors, "rate_limit", v -> isInt(v, 0, Integer.MAX_VALUE) ? null : "must be an integer >= 0");
+        check(errors, "shm_threshold_bytes", v -> isInt(v, 0, Long.MAX_VALUE) ? null : "must be an integer >= 0");
         check(errors, "shutdown_grace_s", v -> isInt(v, 0, 3600) ? null : "must be an integer 0..3600");
         check(errors, "log_level", v -> List.of("error", "warn", "info", "debug", "trace")
                 .contains(v.toLowerCase(Locale.ROOT)) ? null : "must be one of error, warn, info, debug, trace");
@@ -356,6 +360,10 @@ public final class EngineConfig {
 
     public String tlsKey() {
         return values.get("tls_key");
+    }
+
+    public long shmThresholdBytes() {
+        return Long.parseLong(values.get("shm_threshold_bytes").trim());
     }
 
     public boolean workerPreload() {

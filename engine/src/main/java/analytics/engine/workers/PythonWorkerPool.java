@@ -6,6 +6,7 @@ import analytics.engine.proto.ErrorCode;
 import analytics.engine.workers.WorkerHandle.RetireReason;
 import analytics.engine.workers.WorkerHandle.State;
 import analytics.engine.workers.WorkerSupervisor.Slot;
+import analytics.engine.workers.transport.DataFile;
 import analytics.engine.workers.transport.WireCodec;
 import analytics.engine.workers.transport.WorkerSocketServer;
 import io.github.resilience4j.bulkhead.Bulkhead;
@@ -106,6 +107,9 @@ public final class PythonWorkerPool implements PythonBackend {
     private final Counter crashes;
     private final Counter retries;
     private final Timer roundTrip;
+    private final Counter sharedMemoryRequests;
+    /** Arrays of at least this many bytes go to workers that support it through a file (data_file); 0 = never. */
+    private final long shmThresholdBytes;
     private final AtomicBoolean started = new AtomicBoolean();
     private final AtomicBoolean closed = new AtomicBoolean();
     private final Object readyMonitor = new Object();
@@ -122,7 +126,23 @@ public final class PythonWorkerPool implements PythonBackend {
     private Thread shutdownHook;
     private final ThreadLocal<Long> borrowDeadline = new ThreadLocal<>();
 
+    /** Default of {@code shm_threshold_bytes}: arrays of 1 MiB and more go through the runtime directory. */
+    public static final long DEFAULT_SHM_THRESHOLD_BYTES = 1L << 20;
+
     public PythonWorkerPool(WorkerPoolConfig config, MeterRegistry meters) {
+        this(config, meters, DEFAULT_SHM_THRESHOLD_BYTES);
+    }
+
+    /**
+     * @param shmThresholdBytes a data (or target) array of at least this many bytes is written into a file of the
+     *                          private runtime directory that the worker maps (PROTOCOL.md, data_file) instead of
+     *                          being copied into the msgpack frame; 0 = always msgpack bytes
+     */
+    public PythonWorkerPool(WorkerPoolConfig config, MeterRegistry meters, long shmThresholdBytes) {
+        if (shmThresholdBytes < 0) {
+            throw new IllegalArgumentException("shmThresholdBytes must be >= 0, got " + shmThresholdBytes);
+        }
+        this.shmThresholdBytes = shmThresholdBytes;
         if (config.python() == null) {
             throw new IllegalArgumentException("no Python interpreter configured for the workers "
                     + "(set ANALYTICS_PYTHON, e.g. <repo>/py-worker/.venv/bin/python)");
@@ -176,6 +196,8 @@ public final class PythonWorkerPool implements PythonBackend {
         this.recycles = Counter.builder("analytics.python.worker.recycles").description("workers recycled (max requests / RSS)").register(meters);
         this.crashes = Counter.builder("analytics.python.worker.crashes").description("unexpected worker exits").register(meters);
         this.retries = Counter.builder("analytics.python.retries").description("requests retried after their worker died").register(meters);
+        this.sharedMemoryRequests = Counter.builder("analytics.python.shm.requests")
+                .description("requests whose arrays went to the worker through a runtime-dir file (data_file)").register(meters);
         this.roundTrip = Timer.builder("analytics.python.roundtrip").description("Python request round trip").publishPercentileHistogram().register(meters);
         for (String st : List.of("ready", "busy", "starting", "down")) {
             Gauge.builder("analytics.python.workers", this, p -> p.countByState().getOrDefault(st, 0))
@@ -223,6 +245,10 @@ public final class PythonWorkerPool implements PythonBackend {
                 throw new IllegalStateException("runtime directory path too long for a Unix socket: " + sock);
             }
             Files.deleteIfExists(sock);
+            int stale = DataFile.sweep(runtimeDir);
+            if (stale > 0) {
+                log.info("removed {} stale data file(s) from {}", stale, runtimeDir);
+            }
             supervisor = new WorkerSupervisor(config, sock, scheduler, new Events());
             server = new WorkerSocketServer(sock, config.maxFrameBytes(), config.startupTimeout(), supervisor);
         } catch (IOException e) {
@@ -329,6 +355,7 @@ public final class PythonWorkerPool implements PythonBackend {
         if (runtimeDir != null) {
             try {
                 Files.deleteIfExists(runtimeDir.resolve("workers.sock"));
+                DataFile.sweep(runtimeDir);
                 if (ownsRuntimeDir) {
                     Files.deleteIfExists(runtimeDir);
                 }
@@ -521,11 +548,27 @@ public final class PythonWorkerPool implements PythonBackend {
         }
         AnalysisInput in = call.input;
         ByteBuf frame;
+        DataFile[] files = toFiles(h, in);
+        // The files live as long as this attempt: deleted when the worker answers or fails (crash, protocol error),
+        // and at the latest when the call is answered (deadline). A worker that mapped a file keeps its pages until
+        // it unmaps, so deleting early never breaks a running computation.
+        Runnable dropFiles = () -> {
+            for (DataFile f : files) {
+                if (f != null) {
+                    f.delete();
+                }
+            }
+        };
+        if (files[0] != null || files[1] != null) {
+            sharedMemoryRequests.increment();
+            call.result.whenComplete((r, e) -> dropFiles.run());
+        }
         try {
             long left = Math.max(1, TimeUnit.NANOSECONDS.toMillis(call.deadlineNanos - System.nanoTime()));
             frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, call.id, in.algorithm(), in.params(),
-                    in.data(), in.rows(), in.cols(), in.matrix(), in.target(), in.texts(), left);
+                    in.data(), in.rows(), in.cols(), in.matrix(), in.target(), in.texts(), left, files[0], files[1]);
         } catch (IOException | RuntimeException e) {
+            dropFiles.run();
             if (call.onWorker.compareAndSet(h, null)) {
                 giveBack(h);
             }
@@ -535,7 +578,12 @@ public final class PythonWorkerPool implements PythonBackend {
         long sent = System.nanoTime();
         call.everSent = true;
         // Continue off the socket's event loop: pool bookkeeping and the caller's continuations must not run there.
-        h.send(call.id, frame).whenCompleteAsync((msg, err) -> {
+        CompletableFuture<Map<String, Object>> sentFuture = h.send(call.id, frame);
+        if (files[0] != null || files[1] != null) {
+            // unlinking a large tmpfs file frees its pages: not on the socket's event loop
+            sentFuture.whenCompleteAsync((msg, err) -> dropFiles.run(), completions);
+        }
+        sentFuture.whenCompleteAsync((msg, err) -> {
             long rtt = (System.nanoTime() - sent) / 1000;
             boolean mine = call.onWorker.compareAndSet(h, null);
             if (err != null) {
@@ -561,6 +609,40 @@ public final class PythonWorkerPool implements PythonBackend {
                 out.completeExceptionally(e);
             }
         }, completions);
+    }
+
+    /**
+     * The data and target arrays that go to this worker through runtime-dir files: those of at least
+     * {@link #shmThresholdBytes}, when the worker advertised {@code data_file}. A file that cannot be written
+     * (e.g. the runtime dir's file system is full) falls back to msgpack bytes with a warning.
+     */
+    private DataFile[] toFiles(WorkerHandle h, AnalysisInput in) {
+        DataFile[] out = new DataFile[2];
+        if (shmThresholdBytes <= 0 || !h.features.contains("data_file")) {
+            return out;
+        }
+        try {
+            if (in.data() != null && 8L * in.data().length >= shmThresholdBytes) {
+                out[0] = DataFile.write(runtimeDir, in.data());
+            }
+            if (in.target() != null && 8L * in.target().length >= shmThresholdBytes) {
+                out[1] = DataFile.write(runtimeDir, in.target());
+            }
+        } catch (IOException | RuntimeException e) {
+            log.warn("cannot write a data file in {} ({}); sending the arrays as msgpack bytes", runtimeDir, e.toString());
+            for (DataFile f : out) {
+                if (f != null) {
+                    f.delete();
+                }
+            }
+            return new DataFile[2];
+        }
+        return out;
+    }
+
+    /** Threshold for the shared-memory (runtime-dir file) hand-off, in bytes; 0 = off. */
+    public long shmThresholdBytes() {
+        return shmThresholdBytes;
     }
 
     private static PythonResult toResult(WorkerHandle h, Map<String, Object> msg, long rttMicros) throws AnalysisException {

@@ -311,6 +311,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         conn.attachment = h;
         h.versions = stringMap(msg.get("versions"));
         h.algorithms = msg.get("algorithms") instanceof Map<?, ?> m ? castMap(m) : Map.of();
+        h.features = WorkerHandle.features(msg.get("features"));
         if (h.ended.get() || h.retiring.get() || closing) {
             conn.close();
             return;

@@ -40,8 +40,26 @@ public final class WireCodec {
     public static ByteBuf encodeRequest(ByteBufAllocator alloc, String id, String algorithm, Map<String, String> params,
                                         double[] data, int rows, int cols, boolean matrix, double[] target,
                                         List<String> texts, long timeoutMs) throws IOException {
+        return encodeRequest(alloc, id, algorithm, params, data, rows, cols, matrix, target, texts, timeoutMs, null, null);
+    }
+
+    /**
+     * A request frame where {@code dataFile} (if not null) replaces the {@code data} bin by a {@code data_file}
+     * reference and {@code targetFile} (if not null) replaces {@code target} by {@code target_file}
+     * (PROTOCOL.md, "Shared-memory hand-off"); the arrays in files are not copied into the frame.
+     */
+    public static ByteBuf encodeRequest(ByteBufAllocator alloc, String id, String algorithm, Map<String, String> params,
+                                        double[] data, int rows, int cols, boolean matrix, double[] target,
+                                        List<String> texts, long timeoutMs, DataFile dataFile, DataFile targetFile)
+            throws IOException {
         long dataBytes = 8L * rows * cols;
         long targetBytes = target == null ? 0 : 8L * target.length;
+        if (dataFile != null && dataFile.nbytes() != dataBytes) {
+            throw new IllegalArgumentException("data file holds " + dataFile.nbytes() + " bytes, shape needs " + dataBytes);
+        }
+        if (targetFile != null && (target == null || targetFile.nbytes() != targetBytes)) {
+            throw new IllegalArgumentException("target file does not match the target");
+        }
         if (dataBytes > Integer.MAX_VALUE - 64 || data.length != (long) rows * cols) {
             throw new IllegalArgumentException("data length " + data.length + " does not match shape " + rows + "x" + cols);
         }
@@ -64,18 +82,28 @@ public final class WireCodec {
             pk.packArrayHeader(1).packInt(rows);
         }
         pk.packString("timeout_ms").packLong(timeoutMs);
-        pk.packString("data").packBinaryHeader((int) dataBytes);
+        if (dataFile != null) {
+            packFileRef(pk, "data_file", dataFile);
+        } else {
+            pk.packString("data").packBinaryHeader((int) dataBytes);
+        }
         byte[] head = pk.toByteArray();
         pk.clear();
 
-        long estimate = 4L + head.length + dataBytes + targetBytes + 64;
+        long estimate = 4L + head.length + (dataFile != null ? 0 : dataBytes) + (targetFile != null ? 64 : targetBytes) + 64;
         ByteBuf buf = alloc.directBuffer((int) Math.min(Integer.MAX_VALUE, estimate));
         boolean ok = false;
         try {
             buf.writeInt(0); // length placeholder
             buf.writeBytes(head);
-            writeDoubles(buf, data);
-            if (target != null) {
+            if (dataFile == null) {
+                writeDoubles(buf, data);
+            }
+            if (targetFile != null) {
+                packFileRef(pk, "target_file", targetFile);
+                buf.writeBytes(pk.toByteArray());
+                pk.clear();
+            } else if (target != null) {
                 pk.packString("target").packBinaryHeader((int) targetBytes);
                 buf.writeBytes(pk.toByteArray());
                 pk.clear();
@@ -98,6 +126,12 @@ public final class WireCodec {
                 buf.release();
             }
         }
+    }
+
+    private static void packFileRef(MessageBufferPacker pk, String key, DataFile f) throws IOException {
+        pk.packString(key).packMapHeader(2);
+        pk.packString("name").packString(f.name());
+        pk.packString("nbytes").packLong(f.nbytes());
     }
 
     /** Bulk-copies doubles as little-endian float64 into buf at its writer index. */
