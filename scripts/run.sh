@@ -24,5 +24,7 @@ fi
 export ANALYTICS_PYTHON="${ANALYTICS_PYTHON:-$ROOT/py-worker/.venv/bin/python}"
 # exec: the JVM receives Ctrl-C/SIGTERM itself and shuts down gracefully.
 # shellcheck disable=SC2086
-exec java ${JAVA_OPTS:--XX:+UseSerialGC -Xss512k -XX:TieredStopAtLevel=4} -Danalytics.process=analytics-server \
+# Same default JVM flags as the deployed launcher (scripts/analytics-server); JAVA_OPTS replaces them.
+exec java ${JAVA_OPTS:--XX:+UseSerialGC -Xss512k -Xms16m -Xmx1g -XX:MinHeapFreeRatio=10 -XX:MaxHeapFreeRatio=20 -XX:ReservedCodeCacheSize=64m -XX:MaxMetaspaceSize=128m -XX:CICompilerCount=2 -Dio.netty.allocator.numDirectArenas=1 -Dio.netty.allocator.numHeapArenas=1} \
+  -Danalytics.process=analytics-server \
   -jar "$JAR" "$@"

@@ -13,7 +13,10 @@ Runs, in order (each suite prints its own summary; the script exits non-zero if 
   3. mvn test                    (JUnit: native statistics vs numpy fixtures, gRPC/HTTP end to end,
                                   real Python worker pool: kill/hang/crash-loop/reload)
   4. tests/e2e.sh                (grpcurl and curl against a running engine, README examples)
-  5. further suites in tests/ when present (deployment in a real systemd, fault injection, ...)
+  5. tests/fuzz.sh               (bounded coverage-guided fuzzing with Jazzer, committed corpus)
+  6. tests/faults.sh             (fault injection under load: kill -9, hang, memory, garbage, overload)
+  7. tests/scaleout.sh           (three engines behind nginx, one killed mid-run)
+  8. scripts/test-deploy.sh      (deployment inside a real systemd, systemd-nspawn)
 A suite that cannot run on this machine (e.g. the systemd container test without root) exits 77:
 it is reported as SKIPPED in the summary, loudly, and never counted as passed.
 Environment: SKIP_DEPLOY_TEST=1 skips the systemd deployment test (it says so loudly).
@@ -35,7 +38,7 @@ run() {
 ./scripts/build.sh
 run "python worker (pytest)" py-worker/.venv/bin/python -m pytest -q py-worker/tests
 run "engine (JUnit)" mvn -q -B test -Dgit.commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-for suite in tests/e2e.sh tests/faults.sh tests/scaleout.sh scripts/test-deploy.sh; do
+for suite in tests/e2e.sh tests/fuzz.sh tests/faults.sh tests/scaleout.sh scripts/test-deploy.sh; do
   if [[ -x "$suite" ]]; then run "$suite" "$suite"; fi
 done
 echo

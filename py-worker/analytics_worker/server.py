@@ -1,7 +1,10 @@
 """The worker process: connect to the engine, say hello, serve one request at a time."""
 
 import argparse
+import mmap
 import os
+import re
+import stat
 import platform
 import socket
 import sys
@@ -161,8 +164,64 @@ def _decode_floats(raw, field):
     return np.frombuffer(raw, dtype="<f8")
 
 
-def decode_request(msg, algorithms):
-    """Validate a request map; returns (Algorithm, Input). Raises BadRequest / AlgorithmError."""
+# Shared-memory hand-off (PROTOCOL.md, "data_file"): the engine writes a large float64 array into a file of
+# its private runtime directory and sends only the file's name. The name is checked before it is joined with
+# the directory the worker already knows (the --socket directory); nothing else from a frame becomes a path.
+FEATURES = ("data_file",)
+_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+_DATA_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}\Z")
+
+
+def _map_floats(ref, field, data_dir, maps):
+    """Maps the file named by a data_file/target_file map read-only; returns a read-only float64 view."""
+    if data_dir is None:
+        raise BadRequest("field '%s' is not supported by this worker (no runtime directory)" % field)
+    if not isinstance(ref, dict) or set(ref) != {"name", "nbytes"}:
+        raise BadRequest("field '%s' must be a map with exactly 'name' and 'nbytes'" % field)
+    name, nbytes = ref["name"], ref["nbytes"]
+    if not isinstance(name, str) or not _DATA_FILE_NAME.match(name) or ".." in name:
+        raise BadRequest("field '%s' has an invalid file name (a plain name of [A-Za-z0-9_.-] is required)" % field)
+    if type(nbytes) is not int or nbytes < 0 or nbytes % 8:
+        raise BadRequest("field '%s': nbytes must be a non-negative multiple of 8" % field)
+    try:
+        fd = os.open(os.path.join(data_dir, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise BadRequest("field '%s': file %.80r not found in the runtime directory" % (field, name))
+    except OSError as e:
+        raise BadRequest("field '%s': cannot open %.80r (%s)" % (field, name, e.strerror or type(e).__name__))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise BadRequest("field '%s': %.80r is not a regular file" % (field, name))
+        if st.st_size != nbytes:
+            raise BadRequest("field '%s': file %.80r has %d bytes, nbytes says %d" % (field, name, st.st_size, nbytes))
+        if nbytes == 0:
+            return np.empty(0, dtype="<f8")
+        # MAP_POPULATE (Linux, Python >= 3.10): map all pages at once instead of one fault per 4 KiB page
+        mm = mmap.mmap(fd, nbytes, flags=mmap.MAP_SHARED | _MAP_POPULATE, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+    maps.append(mm)
+    return np.frombuffer(mm, dtype="<f8")  # read-only, no copy
+
+
+def _release_maps(maps):
+    """Unmaps the request's files; a mapping still referenced (e.g. kept by a result) is left to the GC."""
+    while maps:
+        mm = maps.pop()
+        try:
+            mm.close()
+        except BufferError:
+            pass
+
+
+def decode_request(msg, algorithms, data_dir=None, maps=None):
+    """Validate a request map; returns (Algorithm, Input). Raises BadRequest / AlgorithmError.
+
+    ``data_dir`` is the runtime directory for ``data_file``/``target_file`` (None: not supported); the
+    mappings made are appended to ``maps`` for the caller to release with _release_maps once done."""
+    if maps is None:
+        maps = []
     name = msg.get("algorithm")
     if not isinstance(name, str):
         raise BadRequest("field 'algorithm' must be a string")
@@ -176,8 +235,14 @@ def decode_request(msg, algorithms):
     if not isinstance(params, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in params.items()):
         raise BadRequest("field 'params' must be a map of string to string")
 
-    raw = msg.get("data", b"")
-    data = _decode_floats(b"" if raw is None else raw, "data")
+    data_ref = msg.get("data_file")
+    if data_ref is not None:
+        if msg.get("data") is not None:
+            raise BadRequest("fields 'data' and 'data_file' are mutually exclusive")
+        data = _map_floats(data_ref, "data_file", data_dir, maps)
+    else:
+        raw = msg.get("data", b"")
+        data = _decode_floats(b"" if raw is None else raw, "data")
 
     shape = msg.get("shape")
     if shape is None or shape == []:
@@ -192,8 +257,14 @@ def decode_request(msg, algorithms):
         raise BadRequest("shape %s needs %d values but data has %d" % (shape, total, data.size))
 
     target = msg.get("target")
-    if target is not None:
+    target_ref = msg.get("target_file")
+    if target_ref is not None:
+        if target is not None:
+            raise BadRequest("fields 'target' and 'target_file' are mutually exclusive")
+        target = _map_floats(target_ref, "target_file", data_dir, maps)
+    elif target is not None:
         target = _decode_floats(target, "target")
+    if target is not None:
         if target.size != shape[0]:
             raise BadRequest("target has %d values but data has %d rows" % (target.size, shape[0]))
 
@@ -210,8 +281,9 @@ def decode_request(msg, algorithms):
 
 
 class Worker:
-    def __init__(self, sock, worker_id, max_frame, enable_test, log):
+    def __init__(self, sock, worker_id, max_frame, enable_test, log, data_dir=None):
         self.sock = sock
+        self.data_dir = data_dir  # runtime directory for data_file requests (None: msgpack bytes only)
         self.worker_id = worker_id
         self.max_frame = max_frame
         self.log = log
@@ -228,6 +300,7 @@ class Worker:
             "pid": os.getpid(),
             "versions": library_versions(),
             "algorithms": {n: a.spec() for n, a in self.algorithms.items()},
+            "features": list(FEATURES) if self.data_dir is not None else [],
         }
 
     def send(self, msg):
@@ -243,9 +316,11 @@ class Worker:
         resp = {"type": "response", "id": req_id, "ok": False, "timings": timings}
         algo_name = msg.get("algorithm") if isinstance(msg.get("algorithm"), str) else "?"
         self.title.busy(algo_name, req_id)
+        maps = []
+        inp = result = None
         try:
             try:
-                algo, inp = decode_request(msg, self.algorithms)
+                algo, inp = decode_request(msg, self.algorithms, self.data_dir, maps)
             except BadRequest as e:
                 raise AlgorithmError(INVALID_ARGUMENT, str(e))
             t1 = time.perf_counter()
@@ -270,6 +345,9 @@ class Worker:
             self.log("request %.40r (%s) failed:\n%s", req_id, algo_name, traceback.format_exc().rstrip())
             resp["error_code"] = INTERNAL
             resp["error_message"] = _one_line("internal error in %s: %s" % (algo_name, type(e).__name__))
+        finally:
+            inp = result = None  # drop the views of the mapped files before unmapping them
+            _release_maps(maps)
         self.requests += 1
         try:
             self.send(resp)
@@ -353,7 +431,8 @@ def main(argv=None):
         return EXIT_CONNECT
     from .algorithms import testing
     testing.CONNECTION["sock"] = sock
-    worker = Worker(sock, args.worker_id, args.max_frame, args.enable_test_algorithms, log)
+    worker = Worker(sock, args.worker_id, args.max_frame, args.enable_test_algorithms, log,
+                    data_dir=os.path.dirname(os.path.abspath(args.socket)))
     try:
         try:
             worker.send(worker.hello(token))

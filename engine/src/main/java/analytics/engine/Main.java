@@ -30,13 +30,14 @@ import picocli.CommandLine.Option;
 /** {@code analytics-server}: the engine's command line. */
 @Command(name = "analytics-server", sortOptions = false, usageHelpAutoWidth = true,
         description = {
-            "Analytics Engine: gRPC analytics service (analytics.AnalyticsEngine) with native Java statistics",
-            "and supervised Python workers. Serves gRPC, GET /health and GET /metrics on one port.",
+            "Analytics Engine: gRPC analytics service (analytics.AnalyticsEngine) with native Java statistics "
+                + "and supervised Python workers. Serves gRPC, GET /health and GET /metrics on one port.",
             "",
-            "Configuration precedence: defaults < TOML file < ANALYTICS_* environment < flags.",
-            "See --print-config for every setting and where its value came from."},
+            "Configuration precedence: defaults < TOML file < ANALYTICS_* environment < flags. "
+                + "See --print-config for every setting and where its value came from."},
         footer = {"", "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP replaces the Python workers one by one.",
-            "Exit codes: 0 ok, 1 unhealthy / test failed, 2 bad configuration or usage, 3 failed to start."})
+            "Exit codes: 0 ok, 1 unhealthy / test failed, 2 bad configuration or usage, 3 failed to start.",
+            "Docs: README.md (API, configuration table), docs/DEPLOY.md."})
 public final class Main implements Callable<Integer> {
 
     @Option(names = "--config", paramLabel = "FILE", description = "TOML config file (default: config/analytics.toml when present)")
@@ -279,7 +280,6 @@ public final class Main implements Callable<Integer> {
         }
         Dispatcher dispatcher = new Dispatcher(new AlgorithmRegistry(cfg.testMode()), NativeStatistics.KERNELS, py, metrics,
                 new Dispatcher.Limits(cfg.maxDataPoints(), cfg.defaultTimeoutMs()));
-        warmUp(log);
         EngineServer server = new EngineServer(cfg, dispatcher, metrics);
         try {
             server.start();
@@ -311,6 +311,11 @@ public final class Main implements Callable<Integer> {
                 Signals.notifyReady("reloaded");
             }
         });
+        // The port is open before the warm-up and before the workers are ready (/health says 503 until
+        // they are): start-up costs run side by side, not in series.
+        Thread warm = new Thread(() -> warmUp(log), "warm-up");
+        warm.setDaemon(true);
+        warm.start();
         PythonWiring.whenReady(py, () -> {
             log.info("ready: {}", py == null ? "native only (workers = 0)" : "Python workers up");
             Signals.notifyReady("serving on " + cfg.listen());

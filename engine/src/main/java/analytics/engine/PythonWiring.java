@@ -36,7 +36,7 @@ final class PythonWiring {
                 .withTestMode(cfg.testMode())
                 .withPreload(cfg.workerPreload())
                 .withRecycling(cfg.workerMaxRequests(), cfg.workerMaxRssBytes())
-                .withLimits(cfg.maxConcurrent(), cfg.rateLimit(), d.borrowWait())
+                .withLimits(cfg.maxConcurrent(), cfg.rateLimit(), Duration.ofMillis(cfg.queueWaitMs()))
                 .withTimeouts(Duration.ofSeconds(cfg.workerStartupTimeoutS()), d.pingInterval(), d.pingTimeout(),
                         d.killGrace());
     }
@@ -47,7 +47,8 @@ final class PythonWiring {
             return null;
         }
         checkPython(python);
-        PythonWorkerPool pool = new PythonWorkerPool(poolConfig(cfg, python, cfg.workers()), metrics.registry());
+        PythonWorkerPool pool = new PythonWorkerPool(poolConfig(cfg, python, cfg.workers()), metrics.registry(),
+                cfg.shmThresholdBytes());
         pool.start();
         return pool;
     }

@@ -47,6 +47,9 @@ public final class EngineConfig {
             new Setting("stream_exact_max_points", "ANALYTICS_STREAM_EXACT_MAX_POINTS", "4000000",
                     "AnalyzeStream: quantiles are exact up to this many values (8 bytes each, per stream), "
                             + "estimated by a KLL sketch beyond"),
+            new Setting("stream_exact_total_mb", "ANALYTICS_STREAM_EXACT_TOTAL_MB", "256",
+                    "AnalyzeStream: MiB all streams together may hold for exact quantiles; a stream that "
+                            + "would exceed it switches to the KLL sketch early"),
             new Setting("stream_sketch_k", "ANALYTICS_STREAM_SKETCH_K", "4096",
                     "AnalyzeStream: KLL sketch parameter k (8..65535); larger = smaller rank error"),
             new Setting("max_batch_size", "ANALYTICS_MAX_BATCH_SIZE", "10000",
@@ -57,6 +60,8 @@ public final class EngineConfig {
                     "timeout of a request that sets no options.timeout_ms and no gRPC deadline"),
             new Setting("max_concurrent", "ANALYTICS_MAX_CONCURRENT", "100",
                     "Python requests admitted at the same time (bulkhead); more get OVERLOADED"),
+            new Setting("queue_wait_ms", "ANALYTICS_QUEUE_WAIT_MS", "10000",
+                    "how long a Python request waits for a free worker before OVERLOADED (at most its own timeout)"),
             new Setting("rate_limit", "ANALYTICS_RATE_LIMIT", "0",
                     "Python requests per second (0 = unlimited)"),
             new Setting("worker_max_requests", "ANALYTICS_WORKER_MAX_REQUESTS", "10000",
@@ -68,6 +73,9 @@ public final class EngineConfig {
             new Setting("worker_preload", "ANALYTICS_WORKER_PRELOAD", "false",
                     "workers import scikit-learn/statsmodels before they report ready: first ML request fast, "
                     + "~185 MiB instead of ~30 MiB per idle worker"),
+            new Setting("shm_threshold_bytes", "ANALYTICS_SHM_THRESHOLD_BYTES", "1048576",
+                    "arrays of at least this many bytes go to the Python workers through a file of the private runtime "
+                    + "directory that they map without copying, instead of msgpack bytes (0 = always msgpack)"),
             new Setting("shutdown_grace_s", "ANALYTICS_SHUTDOWN_GRACE_S", "20",
                     "seconds in-flight requests get to finish on SIGTERM"),
             new Setting("log_level", "ANALYTICS_LOG", "info",
@@ -178,7 +186,7 @@ public final class EngineConfig {
         check(errors, "listen", v -> HostPort.parse(v) != null ? null : "must be host:port, e.g. 127.0.0.1:50051");
         check(errors, "workers", v -> v.isEmpty() || isInt(v, 0, 256) ? null : "must be an integer 0..256 or empty");
         for (String k : List.of("max_message_mb", "max_data_points", "max_batch_size", "batch_concurrency",
-                "default_timeout_ms", "max_concurrent", "worker_max_requests", "worker_max_rss_mb",
+                "default_timeout_ms", "max_concurrent", "queue_wait_ms", "worker_max_requests", "worker_max_rss_mb",
                 "worker_startup_timeout_s")) {
             check(errors, k, v -> isInt(v, 1, Integer.MAX_VALUE) ? null : "must be a positive integer");
         }
@@ -187,8 +195,10 @@ public final class EngineConfig {
                 : "must be empty or a positive integer no larger than max_data_points");
         check(errors, "stream_exact_max_points", v -> isInt(v, 0, Integer.MAX_VALUE - 16) ? null
                 : "must be an integer 0..2147483631");
+        check(errors, "stream_exact_total_mb", v -> isInt(v, 0, 1 << 20) ? null : "must be an integer 0..1048576");
         check(errors, "stream_sketch_k", v -> isInt(v, 8, 65535) ? null : "must be an integer 8..65535");
         check(errors, "rate_limit", v -> isInt(v, 0, Integer.MAX_VALUE) ? null : "must be an integer >= 0");
+        check(errors, "shm_threshold_bytes", v -> isInt(v, 0, Long.MAX_VALUE) ? null : "must be an integer >= 0");
         check(errors, "shutdown_grace_s", v -> isInt(v, 0, 3600) ? null : "must be an integer 0..3600");
         check(errors, "log_level", v -> List.of("error", "warn", "info", "debug", "trace")
                 .contains(v.toLowerCase(Locale.ROOT)) ? null : "must be one of error, warn, info, debug, trace");
@@ -284,6 +294,10 @@ public final class EngineConfig {
         return Long.parseLong(values.get("stream_exact_max_points").trim());
     }
 
+    public long streamExactTotalBytes() {
+        return Long.parseLong(values.get("stream_exact_total_mb").trim()) * 1024L * 1024L;
+    }
+
     public int streamSketchK() {
         return Integer.parseInt(values.get("stream_sketch_k").trim());
     }
@@ -302,6 +316,10 @@ public final class EngineConfig {
 
     public int maxConcurrent() {
         return Integer.parseInt(values.get("max_concurrent"));
+    }
+
+    public int queueWaitMs() {
+        return Integer.parseInt(values.get("queue_wait_ms"));
     }
 
     public int rateLimit() {
@@ -342,6 +360,10 @@ public final class EngineConfig {
 
     public String tlsKey() {
         return values.get("tls_key");
+    }
+
+    public long shmThresholdBytes() {
+        return Long.parseLong(values.get("shm_threshold_bytes").trim());
     }
 
     public boolean workerPreload() {

@@ -371,6 +371,30 @@ public final class Dispatcher {
 
     // ---------------------------------------------------------------- implementation choice
 
+    /** Native requests up to this many values are computed on the network thread (see {@link #isCheap}). */
+    public static final int INLINE_MAX_POINTS = 100_000;
+
+    /**
+     * True when answering this request costs about as much as handing it to another thread: refusals
+     * (unknown algorithm) and native statistics over at most {@link #INLINE_MAX_POINTS} values (tens of
+     * microseconds). The gRPC service runs those on the network thread; everything else (Python, big
+     * series) goes to a worker thread so a network thread never blocks.
+     */
+    public boolean isCheap(AnalysisRequest req) {
+        AlgorithmSpec spec = registry.get(req.getAlgorithm().trim());
+        if (spec == null) {
+            return true;
+        }
+        if (!spec.nativeImpl() || req.getDataCount() > INLINE_MAX_POINTS) {
+            return false;
+        }
+        try {
+            return chooseImplementation(spec, req).equals("native");
+        } catch (AnalysisException e) {
+            return true;
+        }
+    }
+
     /**
      * v7 semantics: no options = prefer native, allow Python. {@code prefer_rust} means "prefer native";
      * {@code allow_python=false} forbids the Python path.

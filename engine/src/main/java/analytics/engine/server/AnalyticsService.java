@@ -32,6 +32,7 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
 
     private final Dispatcher dispatcher;
     private final ExecutorService compute;
+    private final java.util.concurrent.Executor offload;
     private final int maxBatchSize;
     private final int batchConcurrency;
     private final String version;
@@ -39,11 +40,13 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
     private final Supplier<Boolean> healthy;
     private final StreamIngest streamIngest;
 
-    AnalyticsService(Dispatcher dispatcher, ExecutorService compute, int maxBatchSize, int batchConcurrency,
+    AnalyticsService(Dispatcher dispatcher, ExecutorService compute, java.util.concurrent.Executor offload,
+                     int maxBatchSize, int batchConcurrency,
                      String version, Supplier<Boolean> healthy, Supplier<Map<String, String>> capabilities,
                      StreamIngest streamIngest) {
         this.dispatcher = dispatcher;
         this.compute = compute;
+        this.offload = offload;
         this.maxBatchSize = maxBatchSize;
         this.batchConcurrency = batchConcurrency;
         this.version = version;
@@ -57,9 +60,28 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
         return d == null ? -1 : Math.max(0, d.timeRemaining(TimeUnit.MILLISECONDS));
     }
 
+    /**
+     * Analyze is called on the network thread (see EngineServer's call executor): cheap requests are
+     * answered right there, saving two thread hand-offs; anything that may take longer or block (Python,
+     * big series) moves to a worker thread first.
+     */
     @Override
     public void analyze(AnalysisRequest request, StreamObserver<AnalysisResponse> out) {
-        dispatcher.analyze(request, remainingMs()).whenComplete((resp, err) -> {
+        if (dispatcher.isCheap(request)) {
+            analyzeNow(request, out, remainingMs());
+        } else {
+            long remaining = remainingMs();
+            Context ctx = Context.current();
+            try {
+                offload.execute(ctx.wrap(() -> analyzeNow(request, out, remaining)));
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                out.onError(Status.UNAVAILABLE.withDescription("engine is shutting down").asRuntimeException());
+            }
+        }
+    }
+
+    private void analyzeNow(AnalysisRequest request, StreamObserver<AnalysisResponse> out, long remainingMs) {
+        dispatcher.analyze(request, remainingMs).whenComplete((resp, err) -> {
             if (err != null) { // the dispatcher never fails its future; this is a last line of defence
                 LOG.error("request {}: unexpected failure", request.getRequestId(), err);
                 out.onError(Status.INTERNAL.withDescription("internal error").asRuntimeException());

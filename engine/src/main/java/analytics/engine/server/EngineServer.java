@@ -48,6 +48,7 @@ public final class EngineServer implements AutoCloseable {
 
     private static final Logger LOG = LoggerFactory.getLogger(EngineServer.class);
     private static final ObjectMapper JSON = new ObjectMapper();
+    private static final String ANALYZE = analytics.engine.proto.AnalyticsEngineGrpc.getAnalyzeMethod().getFullMethodName();
     static final int HANDSHAKE_TIMEOUT_S = 20;
 
     private final EngineConfig config;
@@ -57,6 +58,7 @@ public final class EngineServer implements AutoCloseable {
     private final Instant started = Instant.now();
     private final HealthStatusManager grpcHealth = new HealthStatusManager();
     private final ExecutorService compute;
+    private final ExecutorService calls;
     private final EventLoopGroup boss;
     private final EventLoopGroup workers;
     private final boolean epoll = Epoll.isAvailable();
@@ -72,6 +74,7 @@ public final class EngineServer implements AutoCloseable {
         this.python = dispatcher.python();
         this.compute = Executors.newFixedThreadPool(Math.max(2, Runtime.getRuntime().availableProcessors()),
                 named("analytics-compute"));
+        this.calls = Executors.newCachedThreadPool(named("grpc-call"));
         if (epoll) {
             boss = new EpollEventLoopGroup(1, named("grpc-boss"));
             workers = new EpollEventLoopGroup(0, named("grpc-io"));
@@ -115,8 +118,8 @@ public final class EngineServer implements AutoCloseable {
         }
         StreamIngest streamIngest = new StreamIngest(dispatcher, NativeStatistics.KERNELS, metrics,
                 new StreamIngest.Limits(config.streamMaxPoints(), config.streamExactMaxPoints(),
-                        config.streamSketchK()));
-        AnalyticsService service = new AnalyticsService(dispatcher, compute, config.maxBatchSize(),
+                        config.streamSketchK(), config.streamExactTotalBytes()));
+        AnalyticsService service = new AnalyticsService(dispatcher, compute, calls, config.maxBatchSize(),
                 config.batchConcurrency(), BuildInfo.VERSION, this::healthy, this::capabilities, streamIngest);
         EngineConfig.HostPort listen = config.listen();
         io.netty.handler.ssl.SslContext tls = config.tlsCert().isEmpty() ? null : loadTls();
@@ -153,6 +156,17 @@ public final class EngineServer implements AutoCloseable {
     private NettyServerBuilder configure(NettyServerBuilder b, AnalyticsService service, BearerAuth auth) {
         return b.bossEventLoopGroup(boss)
                 .workerEventLoopGroup(workers)
+                .executor(calls)
+                // Analyze starts on the network thread; AnalyticsService.analyze moves anything but cheap
+                // native work to the call executor itself. Every other method uses the call executor.
+                .callExecutor(new io.grpc.ServerCallExecutorSupplier() {
+                    @Override
+                    public <Q, R> java.util.concurrent.Executor getExecutor(io.grpc.ServerCall<Q, R> call,
+                                                                          io.grpc.Metadata headers) {
+                        return ANALYZE.equals(call.getMethodDescriptor().getFullMethodName())
+                                ? com.google.common.util.concurrent.MoreExecutors.directExecutor() : null;
+                    }
+                })
                 .maxInboundMessageSize(config.maxMessageBytes())
                 // A connection must finish its HTTP/2 (and TLS) handshake within this, else it is closed:
                 // bounds idle, half-open and slowloris connections; HTTP/1 connections (one request each,
@@ -322,6 +336,7 @@ public final class EngineServer implements AutoCloseable {
             }
         }
         compute.shutdownNow();
+        calls.shutdownNow();
         boss.shutdownGracefully(0, 1, TimeUnit.SECONDS);
         workers.shutdownGracefully(0, 1, TimeUnit.SECONDS);
         if (socketFile != null) {

@@ -12,6 +12,7 @@ import analytics.engine.proto.ExecutionMetadata;
 import analytics.engine.proto.StreamChunk;
 import analytics.engine.stats.NativeKernel;
 import analytics.engine.stats.streaming.StreamAccumulator;
+import analytics.engine.stats.streaming.StreamingQuantiles;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
 import java.util.Map;
@@ -41,13 +42,14 @@ public final class StreamIngest {
     private static final Logger LOG = LoggerFactory.getLogger(StreamIngest.class);
 
     /** Limits of the streaming path (settings stream_max_points, stream_exact_max_points, stream_sketch_k). */
-    public record Limits(long maxPoints, long exactMaxPoints, int sketchK) {
+    public record Limits(long maxPoints, long exactMaxPoints, int sketchK, long exactTotalBytes) {
     }
 
     private final Dispatcher dispatcher;
     private final Map<String, NativeKernel> kernels;
     private final EngineMetrics metrics;
     private final Limits limits;
+    private final StreamingQuantiles.Budget exactBudget;
 
     public StreamIngest(Dispatcher dispatcher, Map<String, NativeKernel> kernels, EngineMetrics metrics,
                         Limits limits) {
@@ -55,6 +57,18 @@ public final class StreamIngest {
         this.kernels = kernels;
         this.metrics = metrics;
         this.limits = limits;
+        this.exactBudget = new StreamingQuantiles.Budget(limits.exactTotalBytes());
+        io.micrometer.core.instrument.Gauge.builder("analytics.stream.exact.reserved", exactBudget,
+                        b -> (double) (b.total() - b.free()))
+                .description("Bytes reserved now by AnalyzeStream calls for exact quantiles (limit: "
+                        + "stream_exact_total_mb)")
+                .baseUnit("bytes")
+                .register(metrics.registry());
+    }
+
+    /** Bytes of the engine-wide exact-quantile budget not in use now. */
+    public long exactBudgetFree() {
+        return exactBudget.free();
     }
 
     StreamObserver<StreamChunk> open(StreamObserver<AnalysisResponse> out) {
@@ -131,7 +145,7 @@ public final class StreamIngest {
             }
             if (spec.nativeImpl() && StreamAccumulator.STREAMABLE.contains(spec.name())) {
                 acc = new StreamAccumulator(spec.name(), chunk.getParamsMap(), kernels, spec.minPoints(),
-                        limits.exactMaxPoints(), limits.sketchK());
+                        limits.exactMaxPoints(), limits.sketchK(), exactBudget);
                 inFlight = metrics.started(); // gathered streams are counted by the dispatcher instead
                 return;
             }
@@ -156,6 +170,9 @@ public final class StreamIngest {
         @Override
         public void onError(Throwable t) {
             // the client cancelled or the connection broke: nothing to answer, drop the state
+            if (acc != null) {
+                acc.close();
+            }
             acc = null;
             gather = null;
             if (inFlight != null) {
@@ -255,6 +272,9 @@ public final class StreamIngest {
                     .setSuccess(false).setErrorCode(e.code()).setErrorMessage(e.getMessage());
             if (withMetadata()) {
                 b.setMetadata(metadata("native"));
+            }
+            if (acc != null) {
+                acc.close();
             }
             acc = null;
             gather = null;

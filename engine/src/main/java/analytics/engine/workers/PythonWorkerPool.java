@@ -6,6 +6,7 @@ import analytics.engine.proto.ErrorCode;
 import analytics.engine.workers.WorkerHandle.RetireReason;
 import analytics.engine.workers.WorkerHandle.State;
 import analytics.engine.workers.WorkerSupervisor.Slot;
+import analytics.engine.workers.transport.DataFile;
 import analytics.engine.workers.transport.WireCodec;
 import analytics.engine.workers.transport.WorkerSocketServer;
 import io.github.resilience4j.bulkhead.Bulkhead;
@@ -92,6 +93,8 @@ public final class PythonWorkerPool implements PythonBackend {
     private final WorkerPoolConfig config;
     private final MeterRegistry meters;
     private final ScheduledExecutorService scheduler;
+    /** Only fires request deadlines (kept free of process spawning so TIMEOUT is answered on time). */
+    private final ScheduledExecutorService deadlines;
     private final ExecutorService borrowers;
     private final ExecutorService completions;
     private final Bulkhead bulkhead;
@@ -104,6 +107,9 @@ public final class PythonWorkerPool implements PythonBackend {
     private final Counter crashes;
     private final Counter retries;
     private final Timer roundTrip;
+    private final Counter sharedMemoryRequests;
+    /** Arrays of at least this many bytes go to workers that support it through a file (data_file); 0 = never. */
+    private final long shmThresholdBytes;
     private final AtomicBoolean started = new AtomicBoolean();
     private final AtomicBoolean closed = new AtomicBoolean();
     private final Object readyMonitor = new Object();
@@ -120,7 +126,23 @@ public final class PythonWorkerPool implements PythonBackend {
     private Thread shutdownHook;
     private final ThreadLocal<Long> borrowDeadline = new ThreadLocal<>();
 
+    /** Default of {@code shm_threshold_bytes}: arrays of 1 MiB and more go through the runtime directory. */
+    public static final long DEFAULT_SHM_THRESHOLD_BYTES = 1L << 20;
+
     public PythonWorkerPool(WorkerPoolConfig config, MeterRegistry meters) {
+        this(config, meters, DEFAULT_SHM_THRESHOLD_BYTES);
+    }
+
+    /**
+     * @param shmThresholdBytes a data (or target) array of at least this many bytes is written into a file of the
+     *                          private runtime directory that the worker maps (PROTOCOL.md, data_file) instead of
+     *                          being copied into the msgpack frame; 0 = always msgpack bytes
+     */
+    public PythonWorkerPool(WorkerPoolConfig config, MeterRegistry meters, long shmThresholdBytes) {
+        if (shmThresholdBytes < 0) {
+            throw new IllegalArgumentException("shmThresholdBytes must be >= 0, got " + shmThresholdBytes);
+        }
+        this.shmThresholdBytes = shmThresholdBytes;
         if (config.python() == null) {
             throw new IllegalArgumentException("no Python interpreter configured for the workers "
                     + "(set ANALYTICS_PYTHON, e.g. <repo>/py-worker/.venv/bin/python)");
@@ -132,6 +154,9 @@ public final class PythonWorkerPool implements PythonBackend {
         s.setRemoveOnCancelPolicy(true);
         s.prestartAllCoreThreads();
         this.scheduler = s;
+        ScheduledThreadPoolExecutor dl = new ScheduledThreadPoolExecutor(1, daemon("python-deadline"));
+        dl.setRemoveOnCancelPolicy(true);
+        this.deadlines = dl;
         ThreadPoolExecutor b = new ThreadPoolExecutor(config.maxConcurrent(), config.maxConcurrent(), 30,
                 TimeUnit.SECONDS, new LinkedBlockingQueue<>(), daemon("python-borrow"));
         b.allowCoreThreadTimeOut(true);
@@ -171,6 +196,8 @@ public final class PythonWorkerPool implements PythonBackend {
         this.recycles = Counter.builder("analytics.python.worker.recycles").description("workers recycled (max requests / RSS)").register(meters);
         this.crashes = Counter.builder("analytics.python.worker.crashes").description("unexpected worker exits").register(meters);
         this.retries = Counter.builder("analytics.python.retries").description("requests retried after their worker died").register(meters);
+        this.sharedMemoryRequests = Counter.builder("analytics.python.shm.requests")
+                .description("requests whose arrays went to the worker through a runtime-dir file (data_file)").register(meters);
         this.roundTrip = Timer.builder("analytics.python.roundtrip").description("Python request round trip").publishPercentileHistogram().register(meters);
         for (String st : List.of("ready", "busy", "starting", "down")) {
             Gauge.builder("analytics.python.workers", this, p -> p.countByState().getOrDefault(st, 0))
@@ -218,6 +245,10 @@ public final class PythonWorkerPool implements PythonBackend {
                 throw new IllegalStateException("runtime directory path too long for a Unix socket: " + sock);
             }
             Files.deleteIfExists(sock);
+            int stale = DataFile.sweep(runtimeDir);
+            if (stale > 0) {
+                log.info("removed {} stale data file(s) from {}", stale, runtimeDir);
+            }
             supervisor = new WorkerSupervisor(config, sock, scheduler, new Events());
             server = new WorkerSocketServer(sock, config.maxFrameBytes(), config.startupTimeout(), supervisor);
         } catch (IOException e) {
@@ -318,11 +349,13 @@ public final class PythonWorkerPool implements PythonBackend {
         }
         wakeReadyWaiters();
         scheduler.shutdownNow();
+        deadlines.shutdownNow();
         borrowers.shutdownNow();
         completions.shutdown();
         if (runtimeDir != null) {
             try {
                 Files.deleteIfExists(runtimeDir.resolve("workers.sock"));
+                DataFile.sweep(runtimeDir);
                 if (ownsRuntimeDir) {
                     Files.deleteIfExists(runtimeDir);
                 }
@@ -382,7 +415,7 @@ public final class PythonWorkerPool implements PythonBackend {
         }
         Call call = new Call(input, timeoutMs);
         call.result.whenComplete((r, e) -> finish(call, r, e));
-        call.deadlineTask = scheduler.schedule(call::onDeadline, timeoutMs, TimeUnit.MILLISECONDS);
+        call.deadlineTask = deadlines.schedule(call::onDeadline, timeoutMs, TimeUnit.MILLISECONDS);
         retry.executeCompletionStage(scheduler, () -> attempt(call)).whenComplete((r, e) -> {
             if (e == null) {
                 call.result.complete(r);
@@ -466,11 +499,28 @@ public final class PythonWorkerPool implements PythonBackend {
             log.info("request {} ({}): retrying on another worker", call.id, call.input.algorithm());
         }
         try {
-            borrowers.execute(() -> runAttempt(call, out));
+            WorkerHandle idle = pool.getNumIdle() > 0 ? borrowNow() : null;
+            if (idle != null) {
+                runAttempt(call, out, idle); // fast path: a worker is free, no thread hop (nothing here blocks)
+            } else {
+                borrowers.execute(() -> runAttempt(call, out));
+            }
         } catch (RuntimeException e) {
             out.completeExceptionally(new AnalysisException(ErrorCode.UNAVAILABLE, "the Python worker pool is shut down"));
         }
         return out;
+    }
+
+    /** Borrows an idle worker without waiting, or returns null. */
+    private WorkerHandle borrowNow() {
+        borrowDeadline.set(System.nanoTime()); // create() must not wait either
+        try {
+            return pool.borrowObject(Duration.ZERO);
+        } catch (Exception e) {
+            return null;
+        } finally {
+            borrowDeadline.remove();
+        }
     }
 
     private void runAttempt(Call call, CompletableFuture<PythonResult> out) {
@@ -481,6 +531,10 @@ public final class PythonWorkerPool implements PythonBackend {
             out.completeExceptionally(e);
             return;
         }
+        runAttempt(call, out, h);
+    }
+
+    private void runAttempt(Call call, CompletableFuture<PythonResult> out, WorkerHandle h) {
         if (call.result.isDone()) {
             giveBack(h);
             out.completeExceptionally(new CancelledAttempt());
@@ -494,11 +548,27 @@ public final class PythonWorkerPool implements PythonBackend {
         }
         AnalysisInput in = call.input;
         ByteBuf frame;
+        DataFile[] files = toFiles(h, in);
+        // The files live as long as this attempt: deleted when the worker answers or fails (crash, protocol error),
+        // and at the latest when the call is answered (deadline). A worker that mapped a file keeps its pages until
+        // it unmaps, so deleting early never breaks a running computation.
+        Runnable dropFiles = () -> {
+            for (DataFile f : files) {
+                if (f != null) {
+                    f.delete();
+                }
+            }
+        };
+        if (files[0] != null || files[1] != null) {
+            sharedMemoryRequests.increment();
+            call.result.whenComplete((r, e) -> dropFiles.run());
+        }
         try {
             long left = Math.max(1, TimeUnit.NANOSECONDS.toMillis(call.deadlineNanos - System.nanoTime()));
             frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, call.id, in.algorithm(), in.params(),
-                    in.data(), in.rows(), in.cols(), in.matrix(), in.target(), in.texts(), left);
+                    in.data(), in.rows(), in.cols(), in.matrix(), in.target(), in.texts(), left, files[0], files[1]);
         } catch (IOException | RuntimeException e) {
+            dropFiles.run();
             if (call.onWorker.compareAndSet(h, null)) {
                 giveBack(h);
             }
@@ -508,15 +578,25 @@ public final class PythonWorkerPool implements PythonBackend {
         long sent = System.nanoTime();
         call.everSent = true;
         // Continue off the socket's event loop: pool bookkeeping and the caller's continuations must not run there.
-        h.send(call.id, frame).whenCompleteAsync((msg, err) -> {
+        CompletableFuture<Map<String, Object>> sentFuture = h.send(call.id, frame);
+        if (files[0] != null || files[1] != null) {
+            // unlinking a large tmpfs file frees its pages: not on the socket's event loop
+            sentFuture.whenCompleteAsync((msg, err) -> dropFiles.run(), completions);
+        }
+        sentFuture.whenCompleteAsync((msg, err) -> {
             long rtt = (System.nanoTime() - sent) / 1000;
             boolean mine = call.onWorker.compareAndSet(h, null);
             if (err != null) {
+                Throwable cause = unwrap(err);
+                if (cause instanceof WorkerSupervisor.ShutdownException) {
+                    out.completeExceptionally(cause); // engine shutting down: UNAVAILABLE, no retry
+                    return;
+                }
                 if (mine) {
                     invalidate(h, RetireReason.BROKEN);
                 }
-                out.completeExceptionally(err instanceof WorkerDiedException ? err
-                        : new WorkerDiedException(h.name() + " failed: " + err.getMessage()));
+                out.completeExceptionally(cause instanceof WorkerDiedException ? cause
+                        : new WorkerDiedException(h.name() + " failed: " + cause.getMessage()));
                 return;
             }
             supervisor.markHealthy(h);
@@ -529,6 +609,40 @@ public final class PythonWorkerPool implements PythonBackend {
                 out.completeExceptionally(e);
             }
         }, completions);
+    }
+
+    /**
+     * The data and target arrays that go to this worker through runtime-dir files: those of at least
+     * {@link #shmThresholdBytes}, when the worker advertised {@code data_file}. A file that cannot be written
+     * (e.g. the runtime dir's file system is full) falls back to msgpack bytes with a warning.
+     */
+    private DataFile[] toFiles(WorkerHandle h, AnalysisInput in) {
+        DataFile[] out = new DataFile[2];
+        if (shmThresholdBytes <= 0 || !h.features.contains("data_file")) {
+            return out;
+        }
+        try {
+            if (in.data() != null && 8L * in.data().length >= shmThresholdBytes) {
+                out[0] = DataFile.write(runtimeDir, in.data());
+            }
+            if (in.target() != null && 8L * in.target().length >= shmThresholdBytes) {
+                out[1] = DataFile.write(runtimeDir, in.target());
+            }
+        } catch (IOException | RuntimeException e) {
+            log.warn("cannot write a data file in {} ({}); sending the arrays as msgpack bytes", runtimeDir, e.toString());
+            for (DataFile f : out) {
+                if (f != null) {
+                    f.delete();
+                }
+            }
+            return new DataFile[2];
+        }
+        return out;
+    }
+
+    /** Threshold for the shared-memory (runtime-dir file) hand-off, in bytes; 0 = off. */
+    public long shmThresholdBytes() {
+        return shmThresholdBytes;
     }
 
     private static PythonResult toResult(WorkerHandle h, Map<String, Object> msg, long rttMicros) throws AnalysisException {
@@ -557,28 +671,28 @@ public final class PythonWorkerPool implements PythonBackend {
     /** Borrow with a bounded wait; see the class comment for how the factory gets workers. */
     private WorkerHandle borrow(Call call) throws AnalysisException {
         long start = System.nanoTime();
-        // A retry after a worker died may have to wait for a replacement to start (e.g. all workers died at once):
-        // it waits up to the start-up timeout rather than the overload bound, always within the request's deadline.
-        long bound = call.attempts.get() > 1
+        // The overload budget (borrowWait) only runs down while no worker is restarting: time spent waiting for
+        // capacity that is coming back (a crash/kill/recycle replacement starting) is not overload. The total wait is
+        // still bounded by the start-up timeout and, always, by the request's deadline. A retry after its worker died
+        // gets the start-up timeout as budget (e.g. all workers died at once).
+        long budget = call.attempts.get() > 1
                 ? Math.max(config.borrowWait().toNanos(), config.startupTimeout().toNanos())
                 : config.borrowWait().toNanos();
-        long deadline = Math.min(call.deadlineNanos, start + bound);
-        boolean extended = false;
-        while (true) {
-            long left = deadline - System.nanoTime();
-            if (left <= 0 && !extended && !closed.get() && countByState().getOrDefault("starting", 0) > 0) {
-                // Capacity is coming back (workers restarting after a crash/kill/recycle): that is not overload,
-                // so wait for it up to the start-up timeout, still within the request's deadline.
-                extended = true;
-                deadline = Math.min(call.deadlineNanos, start + Math.max(bound, config.startupTimeout().toNanos()));
-                left = deadline - System.nanoTime();
-            }
-            if (left <= 0 || closed.get()) {
+        long hardEnd = Math.min(call.deadlineNanos,
+                start + Math.max(budget, config.startupTimeout().toNanos()));
+        long slice = TimeUnit.MILLISECONDS.toNanos(200);
+        long overloadWaited = 0;
+        while (!closed.get()) {
+            long now = System.nanoTime();
+            long left = Math.min(hardEnd - now, budget - overloadWaited);
+            if (left <= 0) {
                 break;
             }
-            borrowDeadline.set(deadline);
+            boolean restarting = countByState().getOrDefault("starting", 0) > 0;
+            long wait = Math.min(left, slice);
+            borrowDeadline.set(now + wait);
             try {
-                return pool.borrowObject(Duration.ofNanos(left));
+                return pool.borrowObject(Duration.ofNanos(wait));
             } catch (WorkerSupervisor.IdleAvailable e) {
                 // a pooled worker became idle while we waited for a new one: borrow again
             } catch (NoSuchElementException e) {
@@ -592,6 +706,9 @@ public final class PythonWorkerPool implements PythonBackend {
                 throw new AnalysisException(ErrorCode.INTERNAL, "cannot borrow a Python worker: " + e);
             } finally {
                 borrowDeadline.remove();
+            }
+            if (!restarting && countByState().getOrDefault("starting", 0) == 0) {
+                overloadWaited += System.nanoTime() - now;
             }
         }
         long waited = (System.nanoTime() - start) / 1_000_000;

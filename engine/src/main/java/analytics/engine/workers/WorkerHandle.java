@@ -6,7 +6,9 @@ import io.netty.buffer.ByteBuf;
 import io.netty.buffer.PooledByteBufAllocator;
 import java.io.IOException;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
@@ -71,6 +73,8 @@ final class WorkerHandle {
     volatile long workerRequests = -1;
     volatile Map<String, String> versions = Map.of();
     volatile Map<String, Object> algorithms = Map.of();
+    /** Optional protocol features from the hello (e.g. {@code data_file}); empty for a worker that lists none. */
+    volatile Set<String> features = Set.of();
     volatile RetireReason retireReason;
     /** Set by reload: leave the pool at the next borrow/return/eviction, no replacement. */
     volatile boolean retireRequested;
@@ -89,6 +93,20 @@ final class WorkerHandle {
         this.generation = generation;
         this.token = token;
         this.recycleAfter = recycleAfter;
+    }
+
+    /** The string entries of a hello's {@code features} list (anything else is ignored). */
+    static Set<String> features(Object list) {
+        if (!(list instanceof List<?> l)) {
+            return Set.of();
+        }
+        java.util.HashSet<String> out = new java.util.HashSet<>();
+        for (Object o : l) {
+            if (o instanceof String s) {
+                out.add(s);
+            }
+        }
+        return Set.copyOf(out);
     }
 
     String name() {

@@ -39,6 +39,8 @@ import org.slf4j.LoggerFactory;
 final class WorkerSupervisor implements WorkerSocketServer.Listener {
 
     static final int PROTOCOL_VERSION = 1;
+    /** A worker that was ready this long (or answered a request/ping) does not count towards a crash loop. */
+    static final long HEALTHY_AFTER_NANOS = TimeUnit.SECONDS.toNanos(2);
     private static final Logger log = LoggerFactory.getLogger(WorkerSupervisor.class);
     private static final Logger workerLog = LoggerFactory.getLogger("analytics.worker");
     private static final SecureRandom RANDOM = new SecureRandom();
@@ -309,6 +311,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         conn.attachment = h;
         h.versions = stringMap(msg.get("versions"));
         h.algorithms = msg.get("algorithms") instanceof Map<?, ?> m ? castMap(m) : Map.of();
+        h.features = WorkerHandle.features(msg.get("features"));
         if (h.ended.get() || h.retiring.get() || closing) {
             conn.close();
             return;
@@ -419,6 +422,9 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         synchronized (slot) {
             if (slot.current != h || closing || !h.replaced.compareAndSet(false, true)) {
                 return; // already replaced
+            }
+            if (h.readyNanos != 0 && System.nanoTime() - h.readyNanos >= HEALTHY_AFTER_NANOS) {
+                slot.consecutiveFailures = 0; // it ran fine for a while: not a crash loop
             }
             slot.consecutiveFailures++;
             String last = slot.lastOutputLine();

@@ -87,4 +87,13 @@ class EngineConfigTest {
         assertTrue(!described.contains("hunter2"), described);
         assertTrue(described.contains("<set, 14 characters>"), described);
     }
+
+    @Test
+    void shmThresholdDefaultsToOneMibAndRefusesNegatives() throws Exception {
+        assertEquals(1L << 20, EngineConfig.load(null, null, Map.of(), Map.of()).shmThresholdBytes());
+        assertEquals(0, EngineConfig.load(null, null, Map.of("ANALYTICS_SHM_THRESHOLD_BYTES", "0"), Map.of()).shmThresholdBytes());
+        var e = assertThrows(EngineConfig.ConfigException.class, () -> EngineConfig.load(null, null,
+                Map.of("ANALYTICS_SHM_THRESHOLD_BYTES", "-1"), Map.of()));
+        assertTrue(e.getMessage().contains("shm_threshold_bytes = '-1'"), e.getMessage());
+    }
 }

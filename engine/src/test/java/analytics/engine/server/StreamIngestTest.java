@@ -229,6 +229,54 @@ class StreamIngestTest {
                 "stream outcomes are counted");
     }
 
+    @Test
+    void cancelledAndFailedStreamsReturnTheirExactQuantileMemory() throws Exception {
+        CompletableFuture<AnalysisResponse> done = new CompletableFuture<>();
+        StreamObserver<StreamChunk> in = AnalyticsEngineGrpc.newStub(engine.channel).analyzeStream(observer(done));
+        StreamChunk.Builder c = StreamChunk.newBuilder().setAlgorithm("median");
+        for (int i = 0; i < 50_000; i++) {
+            c.addData(i);
+        }
+        in.onNext(c.build());
+        TestEngineAwait.until("memory reserved", () -> reserved() > 0);
+        in.onError(new RuntimeException("client gives up")); // cancels the call
+        TestEngineAwait.until("memory returned after a cancel", () -> reserved() == 0);
+
+        double[] x = data(40_000, 9);
+        x[39_999] = Double.NaN;
+        assertFalse(stream("q3", Map.of(), x, 10_000).getSuccess());
+        assertEquals(0, reserved(), "memory returned after a rejected stream");
+        assertTrue(stream("q3", Map.of(), data(40_000, 9), 10_000).getSuccess());
+        assertEquals(0, reserved(), "memory returned after a finished stream");
+    }
+
+    private static double reserved() {
+        try {
+            for (String line : engine.get("/metrics").split("\n")) {
+                if (line.startsWith("analytics_stream_exact_reserved_bytes{")) {
+                    return Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
+                }
+            }
+        } catch (java.io.IOException e) {
+            throw new RuntimeException(e);
+        }
+        throw new AssertionError("no analytics_stream_exact_reserved_bytes in /metrics");
+    }
+
+    /** Polls a condition with a deadline (no fixed sleeps). */
+    static final class TestEngineAwait {
+        static void until(String what, java.util.function.BooleanSupplier cond) throws InterruptedException {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (!cond.getAsBoolean()) {
+                if (System.nanoTime() > deadline) {
+                    throw new AssertionError("timed out waiting for: " + what);
+                }
+                Thread.onSpinWait();
+                Thread.sleep(5); // poll interval
+            }
+        }
+    }
+
     private static StreamObserver<AnalysisResponse> observer(CompletableFuture<AnalysisResponse> done) {
         return new StreamObserver<>() {
             public void onNext(AnalysisResponse v) {

@@ -155,6 +155,22 @@ class NativeStatisticsFixtureTest {
     }
 
     @Test
+    void meanAndVarianceAreBitIdenticalToNumpyOnOrdinaryData() throws Exception {
+        JsonNode b = StatsFixtures.root().get("numpy_float64_bitwise");
+        int checked = 0;
+        for (String stat : List.of("mean", "variance")) {
+            Iterator<Map.Entry<String, JsonNode>> it = b.get(stat).fields();
+            while (it.hasNext()) {
+                Map.Entry<String, JsonNode> e = it.next();
+                Object got = NativeStatistics.KERNELS.get(stat).compute(StatsFixtures.dataset(e.getKey()), Map.of());
+                assertEquals(e.getValue().doubleValue(), (Double) got, 0.0, stat + " " + e.getKey());
+                checked++;
+            }
+        }
+        assertTrue(checked >= 10);
+    }
+
+    @Test
     void lcgGenerationMatchesThePythonSide() {
         JsonNode first = StatsFixtures.root().get("lcg").get("first_values_lcg_1e6");
         double[] d = StatsFixtures.dataset("lcg_1e6");

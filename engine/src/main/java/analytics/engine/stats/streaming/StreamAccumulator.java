@@ -56,6 +56,15 @@ public final class StreamAccumulator {
      */
     public StreamAccumulator(String algorithm, Map<String, String> params, Map<String, NativeKernel> kernels,
                              int minPoints, long exactMaxPoints, int sketchK) throws AnalysisException {
+        this(algorithm, params, kernels, minPoints, exactMaxPoints, sketchK, StreamingQuantiles.Budget.unlimited());
+    }
+
+    /**
+     * @param budget bytes for exact quantile buffers shared by all streams of the engine
+     */
+    public StreamAccumulator(String algorithm, Map<String, String> params, Map<String, NativeKernel> kernels,
+                             int minPoints, long exactMaxPoints, int sketchK, StreamingQuantiles.Budget budget)
+            throws AnalysisException {
         if (!STREAMABLE.contains(algorithm)) {
             throw new IllegalArgumentException(algorithm + " is not streamable");
         }
@@ -71,7 +80,8 @@ public final class StreamAccumulator {
         this.q = algorithm.equals("percentile") ? percentileParam(params) / 100.0 : Double.NaN;
         this.moments = NO_MOMENTS.contains(algorithm) ? null
                 : new StreamingMoments(algorithm.equals("correlation") || algorithm.equals("summary"));
-        this.quantiles = QUANTILES.contains(algorithm) ? new StreamingQuantiles(exactMaxPoints, sketchK) : null;
+        this.quantiles = QUANTILES.contains(algorithm) ? new StreamingQuantiles(exactMaxPoints, sketchK, budget)
+                : null;
     }
 
     /** Number of values received so far (including omitted NaN/Inf). */
@@ -110,8 +120,23 @@ public final class StreamAccumulator {
         fill = 0;
     }
 
-    /** The statistic over everything received. */
+    /** Releases the memory reserved for exact quantiles (idempotent); call when a stream ends in any way. */
+    public void close() {
+        if (quantiles != null) {
+            quantiles.release();
+        }
+    }
+
+    /** The statistic over everything received; releases the reserved memory. */
     public Result finish() throws AnalysisException {
+        try {
+            return compute();
+        } finally {
+            close();
+        }
+    }
+
+    private Result compute() throws AnalysisException {
         flush();
         if (kept < minPoints) {
             String what = kept == 0 ? "no data" : "only " + kept + " data point" + (kept == 1 ? "" : "s")
@@ -160,6 +185,10 @@ public final class StreamAccumulator {
 
     private void sketchStats(Map<String, String> stats) {
         stats.put("quantile_method", "kll");
+        if (quantiles.budgetExhausted()) {
+            stats.put("kll_reason", "the engine-wide memory for exact quantiles (stream_exact_total_mb) was in "
+                    + "use by other streams");
+        }
         stats.put("rank_error", Double.toString(quantiles.rankError()));
         stats.put("sketch_k", Integer.toString(quantiles.k()));
         stats.put("sketch_retained", Integer.toString(quantiles.retained()));

@@ -1,6 +1,7 @@
 package analytics.engine.stats.streaming;
 
 import java.util.Arrays;
+import java.util.concurrent.atomic.AtomicLong;
 import org.apache.datasketches.kll.KllDoublesSketch;
 import org.apache.datasketches.quantilescommon.QuantileSearchCriteria;
 
@@ -13,44 +14,124 @@ import org.apache.datasketches.quantilescommon.QuantileSearchCriteria;
  * quantiles with the one-shot kernels, so streamed and one-shot answers are identical. In sketch mode
  * {@link #quantile(double)} returns a retained value whose true rank lies within
  * {@link #rankError()} (normalised, 99% confidence) of the requested one.
+ *
+ * <p>All streams of an engine share one {@link Budget} of bytes for their exact buffers: a stream whose
+ * buffer would grow past what is left switches to the sketch early (and says so), so many concurrent
+ * streams cannot exhaust the heap. {@link #release()} returns the reservation.
  */
 public final class StreamingQuantiles {
 
+    /** Bytes the exact buffers of all streams may hold together. */
+    public static final class Budget {
+        private final AtomicLong free;
+        private final long total;
+
+        public Budget(long bytes) {
+            this.total = bytes;
+            this.free = new AtomicLong(bytes);
+        }
+
+        boolean reserve(long bytes) {
+            long f;
+            do {
+                f = free.get();
+                if (f < bytes) {
+                    return false;
+                }
+            } while (!free.compareAndSet(f, f - bytes));
+            return true;
+        }
+
+        void release(long bytes) {
+            free.addAndGet(bytes);
+        }
+
+        /** Bytes not reserved now. */
+        public long free() {
+            return free.get();
+        }
+
+        public long total() {
+            return total;
+        }
+
+        /** No limit beyond each stream's own. */
+        public static Budget unlimited() {
+            return new Budget(Long.MAX_VALUE / 2);
+        }
+    }
+
+    private static final int INITIAL = 1024;
     private final long exactMaxPoints;
     private final int k;
-    private double[] buf = new double[1024];
+    private final Budget budget;
+    private double[] buf;
+    private long reserved; // bytes of buf reserved from the budget
     private int size;
+    private boolean budgetExhausted;
     private KllDoublesSketch sketch;
 
     public StreamingQuantiles(long exactMaxPoints, int k) {
+        this(exactMaxPoints, k, Budget.unlimited());
+    }
+
+    public StreamingQuantiles(long exactMaxPoints, int k, Budget budget) {
         if (exactMaxPoints < 0 || exactMaxPoints > Integer.MAX_VALUE - 16) {
             throw new IllegalArgumentException("exactMaxPoints out of range: " + exactMaxPoints);
         }
         this.exactMaxPoints = exactMaxPoints;
         this.k = k;
+        this.budget = budget;
     }
 
     /** Adds {@code x[off, off+len)} (finite values). */
     public void add(double[] x, int off, int len) {
         if (sketch == null) {
-            if ((long) size + len <= exactMaxPoints) {
-                if (size + len > buf.length) {
-                    long grown = Math.max((long) size + len, Math.min(exactMaxPoints, 2L * buf.length));
-                    buf = Arrays.copyOf(buf, (int) grown);
-                }
+            if ((long) size + len <= exactMaxPoints && ensureCapacity(size + len)) {
                 System.arraycopy(x, off, buf, size, len);
                 size += len;
                 return;
             }
-            // over budget: everything so far goes into the sketch and the buffer is released
+            // over the stream's or the engine's budget: everything so far goes into the sketch and the
+            // buffer is released
             sketch = KllDoublesSketch.newHeapInstance(k);
             if (size > 0) {
                 sketch.update(buf, 0, size);
             }
-            buf = null;
+            release();
             size = 0;
         }
         sketch.update(x, off, len);
+    }
+
+    private boolean ensureCapacity(int needed) {
+        int have = buf == null ? 0 : buf.length;
+        if (needed <= have) {
+            return true;
+        }
+        long grown = Math.max(needed, Math.min(exactMaxPoints, Math.max(INITIAL, 2L * have)));
+        long extra = (grown - have) * 8L;
+        if (!budget.reserve(extra)) {
+            budgetExhausted = true;
+            return false;
+        }
+        reserved += extra;
+        buf = buf == null ? new double[(int) grown] : Arrays.copyOf(buf, (int) grown);
+        return true;
+    }
+
+    /** Returns this stream's exact-buffer reservation to the budget and drops the buffer (idempotent). */
+    public void release() {
+        buf = null;
+        if (reserved > 0) {
+            budget.release(reserved);
+            reserved = 0;
+        }
+    }
+
+    /** True if the sketch took over because the engine-wide budget ran out (not the stream's own limit). */
+    public boolean budgetExhausted() {
+        return budgetExhausted;
     }
 
     /** True while every value is kept (quantiles are exact). */
@@ -58,13 +139,16 @@ public final class StreamingQuantiles {
         return sketch == null;
     }
 
-    /** The values seen, in arrival order (exact mode only); the internal buffer is released. */
+    /**
+     * The values seen, in arrival order (exact mode only; may be the internal buffer itself). Call
+     * {@link #release()} when done with them.
+     */
     public double[] exactValues() {
         if (sketch != null) {
             throw new IllegalStateException("quantiles are estimated by a sketch");
         }
-        double[] out = size == buf.length ? buf : Arrays.copyOf(buf, size);
-        buf = null;
+        double[] out = buf == null ? new double[0] : size == buf.length ? buf : Arrays.copyOf(buf, size);
+        buf = null; // the caller holds the values now; the reservation stays until release()
         return out;
     }
 

@@ -5,6 +5,9 @@ import io.netty.buffer.ByteBufAllocator;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -12,9 +15,8 @@ import java.util.Map;
 import org.msgpack.core.MessageBufferPacker;
 import org.msgpack.core.MessagePack;
 import org.msgpack.core.MessageUnpacker;
-import org.msgpack.value.ArrayValue;
-import org.msgpack.value.MapValue;
-import org.msgpack.value.Value;
+import org.msgpack.core.MessageFormat;
+import org.msgpack.value.ValueType;
 
 /**
  * Encoding and decoding of protocol frames (py-worker/PROTOCOL.md): a big-endian uint32 body length, then one
@@ -38,8 +40,26 @@ public final class WireCodec {
     public static ByteBuf encodeRequest(ByteBufAllocator alloc, String id, String algorithm, Map<String, String> params,
                                         double[] data, int rows, int cols, boolean matrix, double[] target,
                                         List<String> texts, long timeoutMs) throws IOException {
+        return encodeRequest(alloc, id, algorithm, params, data, rows, cols, matrix, target, texts, timeoutMs, null, null);
+    }
+
+    /**
+     * A request frame where {@code dataFile} (if not null) replaces the {@code data} bin by a {@code data_file}
+     * reference and {@code targetFile} (if not null) replaces {@code target} by {@code target_file}
+     * (PROTOCOL.md, "Shared-memory hand-off"); the arrays in files are not copied into the frame.
+     */
+    public static ByteBuf encodeRequest(ByteBufAllocator alloc, String id, String algorithm, Map<String, String> params,
+                                        double[] data, int rows, int cols, boolean matrix, double[] target,
+                                        List<String> texts, long timeoutMs, DataFile dataFile, DataFile targetFile)
+            throws IOException {
         long dataBytes = 8L * rows * cols;
         long targetBytes = target == null ? 0 : 8L * target.length;
+        if (dataFile != null && dataFile.nbytes() != dataBytes) {
+            throw new IllegalArgumentException("data file holds " + dataFile.nbytes() + " bytes, shape needs " + dataBytes);
+        }
+        if (targetFile != null && (target == null || targetFile.nbytes() != targetBytes)) {
+            throw new IllegalArgumentException("target file does not match the target");
+        }
         if (dataBytes > Integer.MAX_VALUE - 64 || data.length != (long) rows * cols) {
             throw new IllegalArgumentException("data length " + data.length + " does not match shape " + rows + "x" + cols);
         }
@@ -62,18 +82,28 @@ public final class WireCodec {
             pk.packArrayHeader(1).packInt(rows);
         }
         pk.packString("timeout_ms").packLong(timeoutMs);
-        pk.packString("data").packBinaryHeader((int) dataBytes);
+        if (dataFile != null) {
+            packFileRef(pk, "data_file", dataFile);
+        } else {
+            pk.packString("data").packBinaryHeader((int) dataBytes);
+        }
         byte[] head = pk.toByteArray();
         pk.clear();
 
-        long estimate = 4L + head.length + dataBytes + targetBytes + 64;
+        long estimate = 4L + head.length + (dataFile != null ? 0 : dataBytes) + (targetFile != null ? 64 : targetBytes) + 64;
         ByteBuf buf = alloc.directBuffer((int) Math.min(Integer.MAX_VALUE, estimate));
         boolean ok = false;
         try {
             buf.writeInt(0); // length placeholder
             buf.writeBytes(head);
-            writeDoubles(buf, data);
-            if (target != null) {
+            if (dataFile == null) {
+                writeDoubles(buf, data);
+            }
+            if (targetFile != null) {
+                packFileRef(pk, "target_file", targetFile);
+                buf.writeBytes(pk.toByteArray());
+                pk.clear();
+            } else if (target != null) {
                 pk.packString("target").packBinaryHeader((int) targetBytes);
                 buf.writeBytes(pk.toByteArray());
                 pk.clear();
@@ -96,6 +126,12 @@ public final class WireCodec {
                 buf.release();
             }
         }
+    }
+
+    private static void packFileRef(MessageBufferPacker pk, String key, DataFile f) throws IOException {
+        pk.packString(key).packMapHeader(2);
+        pk.packString("name").packString(f.name());
+        pk.packString("nbytes").packLong(f.nbytes());
     }
 
     /** Bulk-copies doubles as little-endian float64 into buf at its writer index. */
@@ -139,7 +175,17 @@ public final class WireCodec {
         }
     }
 
-    /** Decodes one frame body (without the length prefix) into a map with a string {@code type}. */
+    /** Deepest nesting of msgpack arrays/maps accepted in a frame (the protocol needs 3). */
+    static final int MAX_DEPTH = 32;
+
+    /**
+     * Decodes one frame body (without the length prefix) into a map with a string {@code type}.
+     *
+     * <p>Walks the msgpack stream itself instead of {@code unpackValue()}: every declared length (str, bin,
+     * array, map) is checked against the bytes actually left in the frame before anything is allocated,
+     * nesting is bounded, and strings must be valid UTF-8. Found by tests/fuzz.sh (Jazzer): a 40-byte frame
+     * declaring a 2 GB str made msgpack-core allocate 2 GB; invalid UTF-8 escaped as an unchecked exception.
+     */
     public static Map<String, Object> decode(ByteBuf body) throws ProtocolException {
         int len = body.readableBytes();
         if (len == 0) {
@@ -147,11 +193,15 @@ public final class WireCodec {
         }
         // msgpack-core reads direct ByteBuffers through sun.nio.ch (not exported on Java 17): decode from a heap
         // array. Frames from workers are responses (small) and control messages, so the copy is cheap.
-        Value v;
+        Object v;
         try (MessageUnpacker u = body.hasArray()
                 ? MessagePack.newDefaultUnpacker(body.array(), body.arrayOffset() + body.readerIndex(), len)
                 : MessagePack.newDefaultUnpacker(copy(body))) {
-            v = u.unpackValue();
+            if (u.getNextFormat().getValueType() != ValueType.MAP) {
+                throw new ProtocolException("frame of " + len + " bytes is a msgpack "
+                        + u.getNextFormat().getValueType() + ", not a map");
+            }
+            v = read(u, len, 0);
             if (u.hasNext()) {
                 throw new ProtocolException("frame of " + len + " bytes has trailing data after the msgpack map");
             }
@@ -160,58 +210,91 @@ public final class WireCodec {
         } catch (IOException | RuntimeException e) {
             throw new ProtocolException("frame of " + len + " bytes is not valid msgpack (" + e.getClass().getSimpleName() + ")");
         }
-        if (!v.isMapValue()) {
-            throw new ProtocolException("frame of " + len + " bytes is a msgpack " + v.getValueType() + ", not a map");
-        }
         @SuppressWarnings("unchecked")
-        Map<String, Object> m = (Map<String, Object>) toJava(v);
+        Map<String, Object> m = (Map<String, Object>) v;
         if (!(m.get("type") instanceof String)) {
             throw new ProtocolException("frame of " + len + " bytes has no string 'type'");
         }
         return m;
     }
 
-    private static byte[] copy(ByteBuf b) {
-        byte[] a = new byte[b.readableBytes()];
-        b.getBytes(b.readerIndex(), a);
-        return a;
+    private static int checkedLength(MessageUnpacker u, long declared, long minBytesEach, int frameLen, String what)
+            throws ProtocolException {
+        long left = frameLen - u.getTotalReadBytes();
+        if (declared < 0 || declared * minBytesEach > left) {
+            throw new ProtocolException("frame of " + frameLen + " bytes declares a " + what + " of " + declared
+                    + (minBytesEach == 1 && !what.equals("array") ? " bytes" : " entries") + " but only " + left
+                    + " bytes remain");
+        }
+        return (int) declared;
     }
 
-    private static Object toJava(Value v) throws ProtocolException {
-        switch (v.getValueType()) {
+    private static Object read(MessageUnpacker u, int frameLen, int depth) throws IOException {
+        MessageFormat f = u.getNextFormat();
+        switch (f.getValueType()) {
             case NIL:
+                u.unpackNil();
                 return null;
             case BOOLEAN:
-                return v.asBooleanValue().getBoolean();
+                return u.unpackBoolean();
             case INTEGER:
-                return v.asIntegerValue().isInLongRange() ? (Object) v.asIntegerValue().toLong() : v.asIntegerValue().toBigInteger();
+                if (f == MessageFormat.UINT64) {
+                    java.math.BigInteger big = u.unpackBigInteger();
+                    return big.bitLength() < 64 ? (Object) big.longValue() : big;
+                }
+                return u.unpackLong();
             case FLOAT:
-                return v.asFloatValue().toDouble();
-            case STRING:
-                return v.asStringValue().asString();
-            case BINARY:
-                return v.asBinaryValue().asByteArray();
+                return u.unpackDouble();
+            case STRING: {
+                int n = checkedLength(u, u.unpackRawStringHeader() & 0xFFFFFFFFL, 1, frameLen, "str");
+                byte[] raw = u.readPayload(n);
+                try {
+                    return StandardCharsets.UTF_8.newDecoder()
+                            .onMalformedInput(CodingErrorAction.REPORT)
+                            .onUnmappableCharacter(CodingErrorAction.REPORT)
+                            .decode(ByteBuffer.wrap(raw)).toString();
+                } catch (CharacterCodingException e) {
+                    throw new ProtocolException("frame of " + frameLen + " bytes has a str that is not valid UTF-8");
+                }
+            }
+            case BINARY: {
+                int n = checkedLength(u, u.unpackBinaryHeader() & 0xFFFFFFFFL, 1, frameLen, "bin");
+                return u.readPayload(n);
+            }
             case ARRAY: {
-                ArrayValue a = v.asArrayValue();
-                List<Object> out = new ArrayList<>(a.size());
-                for (Value e : a) {
-                    out.add(toJava(e));
+                if (depth >= MAX_DEPTH) {
+                    throw new ProtocolException("frame of " + frameLen + " bytes nests arrays/maps deeper than " + MAX_DEPTH);
+                }
+                int n = checkedLength(u, u.unpackArrayHeader() & 0xFFFFFFFFL, 1, frameLen, "array");
+                List<Object> out = new ArrayList<>(n);
+                for (int i = 0; i < n; i++) {
+                    out.add(read(u, frameLen, depth + 1));
                 }
                 return out;
             }
             case MAP: {
-                MapValue mv = v.asMapValue();
+                if (depth >= MAX_DEPTH) {
+                    throw new ProtocolException("frame of " + frameLen + " bytes nests arrays/maps deeper than " + MAX_DEPTH);
+                }
+                int n = checkedLength(u, u.unpackMapHeader() & 0xFFFFFFFFL, 2, frameLen, "map");
                 Map<String, Object> out = new LinkedHashMap<>();
-                for (Map.Entry<Value, Value> e : mv.entrySet()) {
-                    if (!e.getKey().isStringValue()) {
-                        throw new ProtocolException("map key of type " + e.getKey().getValueType() + " (must be str)");
+                for (int i = 0; i < n; i++) {
+                    if (u.getNextFormat().getValueType() != ValueType.STRING) {
+                        throw new ProtocolException("map key of type " + u.getNextFormat().getValueType() + " (must be str)");
                     }
-                    out.put(e.getKey().asStringValue().asString(), toJava(e.getValue()));
+                    String key = (String) read(u, frameLen, depth + 1);
+                    out.put(key, read(u, frameLen, depth + 1));
                 }
                 return out;
             }
             default:
-                throw new ProtocolException("unsupported msgpack type " + v.getValueType());
+                throw new ProtocolException("unsupported msgpack type " + f.getValueType());
         }
+    }
+
+    private static byte[] copy(ByteBuf b) {
+        byte[] a = new byte[b.readableBytes()];
+        b.getBytes(b.readerIndex(), a);
+        return a;
     }
 }

@@ -243,4 +243,36 @@ class StreamAccumulatorTest {
         assertRel(oneShot("mean", huge, Map.of()), (Double) stream("mean", huge, Map.of(), 0, 200, 2, 1).value(),
                 1e-15, "overflowing mean");
     }
+
+    @Test
+    void streamsShareTheEngineWideExactBudgetAndReleaseIt() throws Exception {
+        StreamingQuantiles.Budget budget = new StreamingQuantiles.Budget(8 * 20_000);
+        double[] x = ar1(15_000, 5, 0);
+        StreamAccumulator a = new StreamAccumulator("median", Map.of(), NativeStatistics.KERNELS, 1, 100_000, 1024,
+                budget);
+        StreamAccumulator b = new StreamAccumulator("median", Map.of(), NativeStatistics.KERNELS, 1, 100_000, 1024,
+                budget);
+        for (double v : x) {
+            a.add(v);
+            b.add(v);
+        }
+        StreamAccumulator.Result ra = a.finish();
+        StreamAccumulator.Result rb = b.finish();
+        // one of them got the memory and is exact; the other switched to the sketch and says why
+        long exact = List.of(ra, rb).stream().filter(r -> "exact".equals(r.stats().get("quantile_method"))).count();
+        assertEquals(1, exact);
+        StreamAccumulator.Result sketched = "exact".equals(ra.stats().get("quantile_method")) ? rb : ra;
+        assertTrue(sketched.stats().get("kll_reason").contains("stream_exact_total_mb"), sketched.stats().toString());
+        assertEquals(budget.total(), budget.free(), "every reservation returned");
+
+        // a stream that fails or is abandoned returns its reservation too
+        StreamAccumulator c = new StreamAccumulator("q1", Map.of(), NativeStatistics.KERNELS, 1, 100_000, 1024, budget);
+        for (int i = 0; i < 5000; i++) { // more than one 4096-value block, so the buffer is allocated
+            c.add(i);
+        }
+        assertTrue(budget.free() < budget.total());
+        assertThrows(AnalysisException.class, () -> c.add(Double.NaN));
+        c.close();
+        assertEquals(budget.total(), budget.free());
+    }
 }

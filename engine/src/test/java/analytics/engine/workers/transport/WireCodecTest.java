@@ -73,4 +73,53 @@ class WireCodecTest {
         // truncated map
         assertThrows(WireCodec.ProtocolException.class, () -> WireCodec.decode(Unpooled.wrappedBuffer(new byte[] {(byte) 0x82, (byte) 0xa4, 't', 'y', 'p', 'e'})));
     }
+
+    @Test
+    void dataFileReplacesTheDataBinAndHoldsLittleEndianDoubles(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+            throws Exception {
+        double[] data = new double[200_000]; // several 1 MiB chunks plus a partial one
+        for (int i = 0; i < data.length; i++) {
+            data[i] = i * 0.5 - 3;
+        }
+        double[] target = {1, 2};
+        DataFile df = DataFile.write(dir, data);
+        DataFile small = DataFile.write(dir, new double[] {4});
+        DataFile tf = DataFile.write(dir, target);
+        try {
+            assertEquals(java.util.Set.of("rw-------"), java.util.Set.of(java.nio.file.attribute.PosixFilePermissions
+                    .toString(java.nio.file.Files.getPosixFilePermissions(df.path()))));
+            ByteBuffer bytes = ByteBuffer.wrap(java.nio.file.Files.readAllBytes(df.path())).order(ByteOrder.LITTLE_ENDIAN);
+            double[] back = new double[data.length];
+            bytes.asDoubleBuffer().get(back);
+            assertArrayEquals(data, back);
+            assertEquals(8, java.nio.file.Files.size(small.path()));
+            assertTrue(df.name().startsWith(DataFile.PREFIX) && !df.name().contains("/"), df.name());
+
+            ByteBuf frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, "r", "linear_regression", Map.of(),
+                    new double[] {1, 2, 3, 4}, 2, 2, true, target, List.of(), 10,
+                    DataFile.write(dir, new double[] {1, 2, 3, 4}), tf);
+            try {
+                assertEquals(frame.readableBytes() - 4, frame.readInt());
+                Map<String, Object> m = WireCodec.decode(frame.slice());
+                assertTrue(!m.containsKey("data") && !m.containsKey("target"), m.toString());
+                @SuppressWarnings("unchecked")
+                Map<String, Object> ref = (Map<String, Object>) m.get("data_file");
+                assertEquals(32L, ref.get("nbytes"));
+                assertEquals(Map.of("name", tf.name(), "nbytes", 16L), m.get("target_file"));
+                assertEquals(List.of(2L, 2L), m.get("shape"));
+            } finally {
+                frame.release();
+            }
+            assertThrows(IllegalArgumentException.class, () -> WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, "r",
+                    "mean", Map.of(), new double[] {1, 2}, 2, 1, false, null, List.of(), 10, small, null));
+        } finally {
+            df.delete();
+            small.delete();
+            tf.delete();
+        }
+        assertEquals(1, DataFile.sweep(dir), "the frame's own data file is swept");
+        try (var s = java.nio.file.Files.list(dir)) {
+            assertEquals(0, s.count());
+        }
+    }
 }

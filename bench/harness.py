@@ -1,0 +1,1053 @@
+"""Benchmark driver: the engine against the baseline, side by side, in the same run.
+
+Run through scripts/bench.sh (which builds, makes bench/.venv, generates stubs, installs ghz). Directly:
+
+    bench/.venv/bin/python bench/harness.py [--scenario NAME]... [--duration S] [--runs N]
+
+Every run starts fresh processes (engine with 2 workers and ANALYTICS_TEST_MODE=1, the baseline with a
+thread pool), measures start-up and idle RSS, runs the selected scenarios alternating which side goes first,
+kills one worker with SIGKILL to time its replacement, then (random_forest) restarts the engine with 1 worker,
+and finally runs the JMH / numpy kernel comparison with no server running. Medians over runs, ratios per run.
+Everything started here is stopped by PID.
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.request
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+sys.path.insert(0, os.path.join(BENCH, "baseline", "_gen"))
+
+import grpc  # noqa: E402
+
+import analytics_pb2 as pb  # noqa: E402
+
+RESULTS = os.path.join(BENCH, "results")
+RAW = os.path.join(RESULTS, "raw")
+GHZ = os.path.join(ROOT, ".tools", "bin", "ghz")
+ENGINE_JAR = os.path.join(ROOT, "engine", "target", "analytics-engine.jar")
+WORKER_PY = os.path.join(ROOT, "py-worker", ".venv", "bin", "python")
+MAX_MSG = 64 * 1024 * 1024
+OPTIONS = {"prefer_rust": True, "allow_python": True, "timeout_ms": 60000, "include_metadata": True}
+
+SCENARIOS = ["mean_c1", "mean_c32", "summary_1e6", "kernels", "python_overhead", "payload_8mb", "rf_c4",
+             "batch_1000", "rss", "startup", "worker_replace"]
+ENGINE_WORKERS = 2
+BASELINE_THREADS = 10
+
+
+def log(msg):
+    print("[bench %s] %s" % (dt.datetime.now(dt.timezone.utc).strftime("%H:%M:%S"), msg), flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NotRun(Exception):
+    """A scenario that cannot run (part of the engine missing): recorded as 'not run: reason'."""
+
+
+def cpu_s(pid):
+    """utime + stime of a process (seconds), from /proc/PID/stat; None if gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+PIDS = {}  # side -> server PID, for CPU time per request
+
+
+def rss_mb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+# ============================================================================================ processes
+
+class Proc:
+    def __init__(self, name, cmd, env=None, cwd=ROOT):
+        self.name = name
+        self.log_path = os.path.join(RAW, "%s.log" % name)
+        self.log = open(self.log_path, "ab")
+        self.log.write(("\n==== %s %s\n" % (dt.datetime.now().isoformat(), " ".join(cmd))).encode())
+        self.log.flush()
+        self.t0 = time.monotonic()
+        self.p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL)
+        self.pid = self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self, grace=10.0):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+        self.log.close()
+
+    def tail(self, n=15):
+        try:
+            with open(self.log_path, "rb") as f:
+                return "\n".join(f.read().decode(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def jvm_opts():
+    """BENCH_JAVA_OPTS, else the default JAVA_OPTS of scripts/run.sh (how the engine is meant to run)."""
+    if "BENCH_JAVA_OPTS" in os.environ:
+        return os.environ["BENCH_JAVA_OPTS"].split()
+    try:
+        with open(os.path.join(ROOT, "scripts", "run.sh")) as f:
+            m = re.search(r"\$\{JAVA_OPTS:-([^}]*)\}", f.read())
+        return m.group(1).split() if m else []
+    except OSError:
+        return []
+
+
+class Engine:
+    def __init__(self, workers, test_mode=True, tag="engine"):
+        self.workers = workers
+        self.port = free_port()
+        self.addr = "127.0.0.1:%d" % self.port
+        env = dict(os.environ)
+        env["ANALYTICS_PYTHON"] = WORKER_PY
+        if test_mode:
+            env["ANALYTICS_TEST_MODE"] = "1"
+        java = ["java"] + jvm_opts() + [
+            "-jar", ENGINE_JAR, "--listen", self.addr, "--workers", str(workers)]
+        self.proc = Proc(tag, java, env=env)
+        self.pid = self.proc.pid
+        self.t_healthy = None
+        self.t_ready = None
+        self.t_listening = None
+
+    def health(self):
+        """(status code, parsed JSON or None)."""
+        try:
+            with urllib.request.urlopen("http://%s/health" % self.addr, timeout=2) as r:
+                return r.status, json.loads(r.read().decode())
+        except urllib.error.HTTPError as e:
+            try:
+                return e.code, json.loads(e.read().decode())
+            except ValueError:
+                return e.code, None
+        except (OSError, ValueError):
+            return None, None
+
+    @staticmethod
+    def worker_list(h):
+        py = (h or {}).get("python") or {}
+        w = py.get("workers")
+        if isinstance(w, list):
+            return w
+        w = py.get("worker_list")
+        return w if isinstance(w, list) else []
+
+    def ready_workers(self, h):
+        return [w for w in self.worker_list(h)
+                if int(w.get("pid", -1)) > 0 and w.get("state") in ("ready", "busy", "idle")]
+
+    def wait_ready(self, deadline_s=60.0):
+        """Polls /health: records time to HTTP 200 and to all workers ready."""
+        end = self.proc.t0 + deadline_s
+        while time.monotonic() < end:
+            if not self.proc.alive():
+                raise NotRun("engine exited during start-up (rc=%s): %s" % (self.proc.p.returncode,
+                                                                             self.proc.tail(6)))
+            code, h = self.health()
+            now = time.monotonic()
+            if code is not None and self.t_listening is None:
+                self.t_listening = now - self.proc.t0
+            if code == 200 and self.t_healthy is None:
+                self.t_healthy = now - self.proc.t0
+            if code == 200 and (self.workers == 0 or len(self.ready_workers(h)) >= self.workers):
+                self.t_ready = now - self.proc.t0
+                return h
+            time.sleep(0.02)
+        raise NotRun("engine not healthy with %d ready workers within %.0f s: %s"
+                     % (self.workers, deadline_s, self.proc.tail(6)))
+
+    def stop(self):
+        self.proc.stop()
+
+
+class Baseline:
+    def __init__(self, threads=BASELINE_THREADS):
+        self.port = free_port()
+        self.addr = "127.0.0.1:%d" % self.port
+        self.proc = Proc("baseline", [sys.executable, os.path.join(BENCH, "baseline", "server.py"),
+                                      "--port", str(self.port), "--workers", str(threads)])
+        self.pid = self.proc.pid
+        ch = grpc.insecure_channel(self.addr)
+        try:
+            grpc.channel_ready_future(ch).result(timeout=30)
+        except grpc.FutureTimeoutError:
+            raise RuntimeError("baseline did not start: %s" % self.proc.tail())
+        finally:
+            ch.close()
+        self.t_ready = time.monotonic() - self.proc.t0
+
+    def stop(self):
+        self.proc.stop()
+
+
+# ============================================================================================ clients
+
+def channel(addr):
+    return grpc.insecure_channel(addr, options=[("grpc.max_receive_message_length", MAX_MSG),
+                                               ("grpc.max_send_message_length", MAX_MSG)])
+
+
+def analyze_raw(ch):
+    """Unary Analyze taking a pre-serialised request (so the Python client's encode cost is not measured)."""
+    return ch.unary_unary("/analytics.AnalyticsEngine/Analyze", request_serializer=None,
+                          response_deserializer=pb.AnalysisResponse.FromString)
+
+
+def request(alg, data, params=None, shape=None, target=None, rid="bench"):
+    r = pb.AnalysisRequest(request_id=rid, algorithm=alg, params=params or {},
+                           options=pb.AnalysisOptions(**OPTIONS))
+    r.data.extend(np.asarray(data, dtype=np.float64).ravel())
+    if shape:
+        r.shape.extend(shape)
+    if target is not None:
+        r.target.extend(np.asarray(target, dtype=np.float64))
+    return r
+
+
+def check(resp, what):
+    if not resp.success:
+        raise NotRun("%s failed: %s %s" % (what, pb.ErrorCode.Name(resp.error_code), resp.error_message))
+    return resp
+
+
+def timed_calls(addr, req_bytes, duration, min_calls=5, max_calls=100000, what="call"):
+    """Sequential calls for `duration` seconds (at least min_calls): list of (latency_us, response)."""
+    ch = channel(addr)
+    call = analyze_raw(ch)
+    out = []
+    try:
+        end = time.monotonic() + duration
+        while (time.monotonic() < end or len(out) < min_calls) and len(out) < max_calls:
+            t0 = time.perf_counter_ns()
+            resp = call(req_bytes, timeout=120)
+            out.append(((time.perf_counter_ns() - t0) / 1000.0, resp))
+            check(resp, what)
+    finally:
+        ch.close()
+    return out
+
+
+def closed_loop(addr, req_bytes, concurrency, duration, what="call"):
+    """`concurrency` threads each calling back to back for `duration` s; completed calls / elapsed."""
+    ch = channel(addr)
+    call = analyze_raw(ch)
+    counts = [0] * concurrency
+    shed = [0] * concurrency
+    shed_msg = []
+    lat = [[] for _ in range(concurrency)]
+    errors = []
+    start = time.monotonic()
+    end = start + duration
+
+    def worker(i):
+        try:
+            while time.monotonic() < end:
+                t0 = time.perf_counter()
+                resp = call(req_bytes, timeout=300)
+                if not resp.success and resp.error_code == pb.OVERLOADED:
+                    # load shedding by the server: counted, not completed work; the client tries again
+                    shed[i] += 1
+                    shed_msg[:] = [resp.error_message]
+                    continue
+                if not resp.success:
+                    errors.append("%s %s" % (pb.ErrorCode.Name(resp.error_code), resp.error_message))
+                    return
+                lat[i].append(time.perf_counter() - t0)
+                counts[i] += 1
+        except grpc.RpcError as e:
+            errors.append(str(e))
+
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    elapsed = time.monotonic() - start
+    ch.close()
+    if errors:
+        raise NotRun("%s failed: %s" % (what, errors[0][:300]))
+    all_lat = sorted(x for l in lat for x in l)
+    if not sum(counts):
+        raise NotRun("%s: no call completed in %.0f s (%d shed: %s)" % (what, elapsed, sum(shed),
+                                                                        shed_msg[0] if shed_msg else ""))
+    return {"calls": sum(counts), "elapsed_s": elapsed, "rps": sum(counts) / elapsed,
+            "p50_ms": 1000 * all_lat[len(all_lat) // 2] if all_lat else None,
+            "shed_overloaded": sum(shed), "shed_message": shed_msg[0] if shed_msg else None}
+
+
+def ghz(addr, call, data, concurrency, duration, tag):
+    """Runs ghz; returns its JSON report (latencies in ns)."""
+    os.makedirs(RAW, exist_ok=True)
+    data_file = os.path.join(RAW, "ghz-%s.json" % tag)
+    with open(data_file, "w") as f:
+        json.dump(data, f)
+    out_file = os.path.join(RAW, "ghz-%s-out.json" % tag)
+    cmd = [GHZ, "--insecure", "--proto", os.path.join(ROOT, "proto", "analytics.proto"),
+           "--import-paths", os.path.join(ROOT, "proto"), "--call", call, "-D", data_file,
+           "-c", str(concurrency), "--connections", "1", "-z", "%ds" % duration, "--duration-stop", "wait",
+           "--max-recv-message-size", "64MB", "--max-send-message-size", "64MB",
+           "-O", "json", "-o", out_file, addr]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode != 0 or not os.path.exists(out_file):
+        raise NotRun("ghz failed (rc=%d): %s" % (r.returncode, (r.stderr or r.stdout)[-400:]))
+    with open(out_file) as f:
+        rep = json.load(f)
+    rep["client_cpu_s"] = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    errs = rep.get("errorDistribution") or {}
+    if errs:
+        raise NotRun("ghz saw errors: %s" % json.dumps(errs)[:300])
+    return rep
+
+
+def ghz_summary(rep):
+    dist = {int(d["percentage"]): d["latency"] / 1000.0 for d in rep.get("latencyDistribution") or []}
+    return {"count": rep["count"], "rps": rep["rps"],
+            "client_cpu_us_per_req": rep["client_cpu_s"] * 1e6 / rep["count"] if rep["count"] else None, "p50_us": dist.get(50), "p90_us": dist.get(90),
+            "p99_us": dist.get(99), "avg_us": rep["average"] / 1000.0}
+
+
+# ============================================================================================ scenarios
+
+SERIES_100 = np.random.default_rng(100).standard_normal(100)
+SERIES_1E6 = np.random.default_rng(42).standard_normal(1_000_000)
+MEAN_DATA = {"request_id": "bench", "algorithm": "mean", "data": SERIES_100.tolist(), "options": OPTIONS}
+
+
+def ghz_with_cpu(addr, side, data, concurrency, duration, tag):
+    """ghz run plus the server's CPU time per request (robust to a noisy machine)."""
+    pid = PIDS.get(side)
+    c0 = cpu_s(pid) if pid else None
+    s = ghz_summary(ghz(addr, "analytics.AnalyticsEngine.Analyze", data, concurrency, duration, tag))
+    c1 = cpu_s(pid) if pid else None
+    if c0 is not None and c1 is not None and s["count"]:
+        s["server_cpu_us_per_req"] = (c1 - c0) * 1e6 / s["count"]
+    return s
+
+
+def sc_mean_c1(addr, side, duration):
+    return ghz_with_cpu(addr, side, MEAN_DATA, 1, duration, "mean_c1-" + side)
+
+
+def sc_mean_c32(addr, side, duration):
+    return ghz_with_cpu(addr, side, MEAN_DATA, 32, duration, "mean_c32-" + side)
+
+
+_SUMMARY_REQ = None
+
+
+def sc_summary(addr, side, duration):
+    global _SUMMARY_REQ
+    if _SUMMARY_REQ is None:
+        _SUMMARY_REQ = request("summary", SERIES_1E6).SerializeToString()
+    calls = timed_calls(addr, _SUMMARY_REQ, duration, min_calls=5, what="summary 10^6")
+    lat = [c[0] for c in calls]
+    res = json.loads(calls[0][1].result_json)
+    return {"calls": len(lat), "p50_ms": statistics.median(lat) / 1000.0, "min_ms": min(lat) / 1000.0,
+            "result": {k: res.get(k) for k in ("count", "mean", "median", "std", "q25", "q75", "autocorr")}}
+
+
+def python_request(ch, data, rid="bench"):
+    """A trivial Python-run request: `_test_echo` (engine in test mode), else `mean` with prefer_rust=false
+    (every statistic also has a Python implementation). Returns (algorithm used, serialised request)."""
+    why = ""
+    for alg in ("_test_echo", "mean"):
+        req = request(alg, data, rid=rid)
+        if alg == "mean":
+            req.options.prefer_rust = False
+        resp = analyze_raw(ch)(req.SerializeToString(), timeout=120)
+        if resp.success and resp.metadata.implementation == "python":
+            return alg, req
+        why = "%s %s (implementation %r)" % (pb.ErrorCode.Name(resp.error_code), resp.error_message,
+                                             resp.metadata.implementation)
+        log("trivial Python algorithm %s not usable: %s" % (alg, why))
+    raise NotRun("no trivial Python algorithm ran on a worker: %s" % why)
+
+
+def python_calls(addr, data, duration, min_calls):
+    ch = channel(addr)
+    try:
+        alg, req = python_request(ch, data)
+    finally:
+        ch.close()
+    calls = timed_calls(addr, req.SerializeToString(), duration, min_calls=min_calls, what=alg)
+    for _, resp in calls:
+        if "worker_compute_us" not in resp.metadata.stats:
+            raise NotRun("%s response has no metadata.stats.worker_compute_us" % alg)
+    return alg, req, calls
+
+
+def sc_python_overhead(addr, duration):
+    """A trivial Python algorithm over 100 points: e2e (ghz p50; Python client per call) minus worker compute."""
+    alg, req, calls = python_calls(addr, SERIES_100, max(2.0, duration / 2), 50)
+    comp = [float(c[1].metadata.stats["worker_compute_us"]) for c in calls]
+    rt = [float(c[1].metadata.stats.get("worker_roundtrip_us", "nan")) for c in calls]
+    per_call = [c[0] - w for c, w in zip(calls, comp)]
+    data = {"request_id": "bench", "algorithm": alg, "data": SERIES_100.tolist(),
+            "options": dict(OPTIONS, prefer_rust=req.options.prefer_rust)}
+    g = ghz_summary(ghz(addr, "analytics.AnalyticsEngine.Analyze", data, 1, max(2, duration // 2), "pyalg_c1"))
+    return {"algorithm": alg, "ghz_p50_us": g["p50_us"], "ghz_p99_us": g["p99_us"],
+            "worker_compute_p50_us": statistics.median(comp), "worker_roundtrip_p50_us": statistics.median(rt),
+            "overhead_p50_us": g["p50_us"] - statistics.median(comp),
+            "pyclient_e2e_p50_us": statistics.median(c[0] for c in calls),
+            "pyclient_overhead_p50_us": statistics.median(per_call), "calls": len(calls)}
+
+
+def sc_payload(addr, duration):
+    """8 MB (10^6 float64) through a worker; throughput of engine -> worker -> engine."""
+    alg, req, calls = python_calls(addr, SERIES_1E6, duration, 5)
+    nbytes = SERIES_1E6.size * 8
+    rt = [float(c[1].metadata.stats["worker_roundtrip_us"]) for c in calls]
+    comp = [float(c[1].metadata.stats["worker_compute_us"]) for c in calls]
+    e2e = [c[0] for c in calls]
+    transport = [r - c for r, c in zip(rt, comp)]
+    return {"algorithm": alg, "calls": len(calls), "bytes": nbytes,
+            "worker_roundtrip_p50_us": statistics.median(rt), "worker_compute_p50_us": statistics.median(comp),
+            "gbps_transport": nbytes / statistics.median(transport) / 1000.0,
+            "gbps_roundtrip": nbytes / statistics.median(rt) / 1000.0,
+            "e2e_p50_ms": statistics.median(e2e) / 1000.0,
+            "gbps_e2e": nbytes / statistics.median(e2e) / 1000.0}
+
+
+RF_ROWS, RF_COLS = 5000, 10
+_rng = np.random.default_rng(7)
+RF_X = _rng.standard_normal((RF_ROWS, RF_COLS))
+RF_Y = RF_X @ _rng.standard_normal(RF_COLS) + 0.1 * _rng.standard_normal(RF_ROWS)
+RF_PARAMS = {"n_estimators": "20", "max_depth": "8", "random_state": "42"}
+
+
+def tree_cpu(pids):
+    vals = [cpu_s(p) for p in pids]
+    return sum(v for v in vals if v is not None)
+
+
+def sc_rf(addr, duration, pids=()):
+    """pids: the server processes (engine + workers, or the baseline) whose CPU time is summed: cores used."""
+    req = request("random_forest", RF_X, RF_PARAMS, shape=[RF_ROWS, RF_COLS], target=RF_Y)
+    r = check(channel_call(addr, req), "random_forest")
+    c0 = tree_cpu(pids)
+    out = closed_loop(addr, req.SerializeToString(), 4, duration, what="random_forest")
+    if pids:
+        out["server_cores_used"] = (tree_cpu(pids) - c0) / out["elapsed_s"]
+        out["machine_loadavg_1m"] = os.getloadavg()[0]
+    res = json.loads(r.result_json)
+    out["r2_score"] = res.get("r2_score")
+    out["implementation"] = r.metadata.implementation
+    return out
+
+
+def channel_call(addr, req):
+    ch = channel(addr)
+    try:
+        return analyze_raw(ch)(req.SerializeToString(), timeout=300)
+    finally:
+        ch.close()
+
+
+def batch_request():
+    rng = np.random.default_rng(11)
+    stats = ["mean", "std", "median", "percentile", "summary", "skewness", "kurtosis", "mode", "q1",
+             "correlation"]
+    reqs = []
+    for i in range(1000):
+        if i % 10 == 9:  # 10 % Python algorithms
+            j = (i // 10) % 5
+            if j in (0, 1):
+                alg, data, params = "anomaly_detection", rng.standard_normal(1000), {"method": "zscore"}
+            elif j in (2, 3):
+                alg, data, params = "linear_regression", np.cumsum(rng.standard_normal(1000)), {}
+            else:
+                alg, data, params = "kmeans", rng.standard_normal(300), {"k": "3", "n_init": "1"}
+        else:
+            alg = stats[i % 10]
+            data = rng.standard_normal(1000)
+            params = {"percentile": "90"} if alg == "percentile" else {}
+        reqs.append(request(alg, data, params, rid="b%04d" % i))
+    return pb.BatchAnalysisRequest(batch_id="bench", requests=reqs)
+
+
+_BATCH = None
+
+
+def sc_batch(addr, duration):
+    global _BATCH
+    if _BATCH is None:
+        _BATCH = batch_request().SerializeToString()
+    ch = channel(addr)
+    call = ch.unary_stream("/analytics.AnalyticsEngine/BatchAnalyze", request_serializer=None,
+                           response_deserializer=pb.AnalysisResponse.FromString)
+    times = []
+    failed = []
+    first_failure = None
+    try:
+        end = time.monotonic() + duration
+        while time.monotonic() < end or len(times) < 3:
+            t0 = time.perf_counter()
+            got = list(call(_BATCH, timeout=300))
+            times.append(time.perf_counter() - t0)
+            bad = [r for r in got if not r.success]
+            if len(got) != 1000:
+                raise NotRun("BatchAnalyze: %d responses for 1000 requests" % len(got))
+            if len({r.request_id for r in got}) != 1000:
+                raise NotRun("BatchAnalyze: request ids not all distinct")
+            failed.append(len(bad))
+            comp = {"native_compute_ms": 0.0, "python_worker_compute_ms": 0.0, "python_roundtrip_ms": 0.0,
+                    "python_items": 0}
+            for x in got:
+                st = x.metadata.stats
+                if x.metadata.implementation == "python":
+                    comp["python_items"] += 1
+                    comp["python_worker_compute_ms"] += float(st.get("worker_compute_us", 0)) / 1000
+                    comp["python_roundtrip_ms"] += float(st.get("worker_roundtrip_us", 0)) / 1000
+                else:
+                    comp["native_compute_ms"] += float(st.get("compute_us", st.get("execution_time_us", 0))) / 1000
+            if bad and first_failure is None:
+                first_failure = "%s %s" % (pb.ErrorCode.Name(bad[0].error_code), bad[0].error_message)
+    finally:
+        ch.close()
+    return {"batches": len(times), "p50_ms": 1000 * statistics.median(times), "min_ms": 1000 * min(times),
+            "failed_items_max": max(failed), "failed_items_total": sum(failed), "first_failure": first_failure,
+            "last_batch_breakdown": comp}
+
+
+def server_pids(srv):
+    if isinstance(srv, Engine):
+        code, h = srv.health()
+        return [srv.pid] + [int(w["pid"]) for w in srv.ready_workers(h)]
+    return [srv.pid]
+
+
+def measure_rss(eng, h):
+    out = {"engine_mb": rss_mb(eng.pid), "workers_mb": []}
+    for w in eng.ready_workers(h):
+        out["workers_mb"].append(rss_mb(int(w["pid"])))
+    out["workers_mb"] = [x for x in out["workers_mb"] if x is not None]
+    out["worker_max_mb"] = max(out["workers_mb"]) if out["workers_mb"] else None
+    return out
+
+
+def sc_worker_replace(eng):
+    code, h = eng.health()
+    ws = eng.ready_workers(h)
+    if code != 200 or len(ws) < eng.workers:
+        raise NotRun("engine has %d ready workers before the kill" % len(ws))
+    victim = int(ws[0]["pid"])
+    t0 = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    saw_gone = False
+    while time.monotonic() - t0 < 30:
+        code, h = eng.health()
+        pids = [int(w["pid"]) for w in eng.ready_workers(h)]
+        if victim not in pids:
+            saw_gone = True
+        if victim not in pids and len(pids) >= eng.workers:
+            return {"replace_s": time.monotonic() - t0, "victim_pid": victim, "new_pids": pids,
+                    "saw_victim_gone": saw_gone}
+        time.sleep(0.01)
+    raise NotRun("worker %d not replaced within 30 s" % victim)
+
+
+# ============================================================================================ kernels
+
+def run_kernels(run_idx, jmh_ready):
+    data_file = os.path.join(RAW, "series-1e6.f64")
+    if not os.path.exists(data_file):
+        SERIES_1E6.astype("<f8").tofile(data_file)
+    out = {}
+    order = ["numpy", "jmh"] if run_idx % 2 == 0 else ["jmh", "numpy"]
+    for side in order:
+        if side == "numpy":
+            jf = os.path.join(RAW, "numpy-run%d.json" % run_idx)
+            subprocess.run([sys.executable, os.path.join(BENCH, "numpy_kernels.py"), "--data", data_file,
+                            "--json", jf], check=True)
+            with open(jf) as f:
+                out["numpy"] = {k: v["us_per_op"] for k, v in json.load(f)["kernels"].items()}
+        else:
+            if jmh_ready is not True:
+                out["jmh_error"] = jmh_ready
+                continue
+            jf = os.path.join(RAW, "jmh-run%d.json" % run_idx)
+            with open(os.path.join(BENCH, "jmh", "target", "classpath.txt")) as f:
+                cp = ":".join([os.path.join(BENCH, "jmh", "target", "classes"), f.read().strip(), ENGINE_JAR])
+            r = subprocess.run(["java", "-cp", cp, "-Dbench.data=" + data_file, "org.openjdk.jmh.Main",
+                                "KernelBench", "-jvmArgsAppend", "-Dbench.data=" + data_file,
+                                "-rf", "json", "-rff", jf], capture_output=True, text=True)
+            with open(os.path.join(RAW, "jmh-run%d.log" % run_idx), "w") as f:
+                f.write(r.stdout + r.stderr)
+            if r.returncode != 0 or not os.path.exists(jf):
+                out["jmh_error"] = "JMH run failed (rc=%d): %s" % (r.returncode, (r.stdout + r.stderr)[-300:])
+                continue
+            with open(jf) as f:
+                rep = json.load(f)
+            out["jmh"] = {b["params"]["kernel"]: b["primaryMetric"]["score"] for b in rep}
+            bad = [b["params"]["kernel"] for b in rep if b["primaryMetric"].get("scoreUnit") != "us/op"]
+            if bad:
+                out["jmh_error"] = "unexpected JMH unit for %s" % bad
+    return out
+
+
+def build_jmh():
+    """True, or the reason the JMH project cannot be built."""
+    if not os.path.exists(ENGINE_JAR):
+        return "engine jar missing"
+    r = subprocess.run(["mvn", "-q", "-B", "-f", os.path.join(BENCH, "jmh", "pom.xml"), "package",
+                        "dependency:build-classpath", "-Dmdep.outputFile=target/classpath.txt"],
+                       capture_output=True, text=True)
+    with open(os.path.join(RAW, "jmh-build.log"), "w") as f:
+        f.write(r.stdout + r.stderr)
+    if r.returncode != 0:
+        lines = [l for l in (r.stdout + r.stderr).splitlines() if "ERROR" in l]
+        return "JMH build failed: %s" % (lines[0][:200] if lines else "see bench/results/raw/jmh-build.log")
+    return True
+
+
+# ============================================================================================ driver
+
+def safe(fn, *a):
+    try:
+        return fn(*a)
+    except NotRun as e:
+        return {"error": str(e)}
+    except Exception as e:  # keep the rest of the run going, but say what broke
+        traceback.print_exc()
+        return {"error": "%s: %s" % (type(e).__name__, str(e)[:300])}
+
+
+def warm_up(addr, duration):
+    """Same warm-up for both sides: a few seconds of mean load, summaries, and every Python algorithm the
+    scenarios use, once on each worker (so lazy imports of sklearn/scipy are not measured)."""
+    try:
+        ghz(addr, "analytics.AnalyticsEngine.Analyze", MEAN_DATA, 8, max(2, duration // 3), "warmup")
+        sc_summary(addr, "warmup", 1)
+        small = np.random.default_rng(5).standard_normal(300)
+        reqs = [request("anomaly_detection", small, {"method": "zscore"}), request("linear_regression", small),
+                request("kmeans", small, {"k": "3", "n_init": "1"}),
+                request("random_forest", RF_X[:200], {"n_estimators": "2"}, shape=[200, RF_COLS],
+                        target=RF_Y[:200])]
+        py_mean = request("mean", small)
+        py_mean.options.prefer_rust = False
+        reqs.append(py_mean)
+        ch = channel(addr)
+        call = analyze_raw(ch)
+        try:
+            # concurrently, twice per worker, so each worker imports what it needs
+            def go(r):
+                for _ in range(2):
+                    call(r.SerializeToString(), timeout=120)
+            ts = [threading.Thread(target=go, args=(r,)) for r in reqs for _ in range(ENGINE_WORKERS)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+        finally:
+            ch.close()
+    except NotRun as e:
+        log("warm-up problem on %s: %s" % (addr, e))
+
+
+def one_run(run_idx, scenarios, duration, jmh_ready):
+    res = {}
+    order = ["ours", "baseline"] if run_idx % 2 == 0 else ["baseline", "ours"]
+    log("run %d: order %s" % (run_idx + 1, "/".join(order)))
+    base = Baseline()
+    res["baseline_start_s"] = base.t_ready
+    eng = None
+    try:
+        if os.environ.get("BENCH_ENGINE_BUILD_ERROR"):
+            raise NotRun(os.environ["BENCH_ENGINE_BUILD_ERROR"])
+        if not os.path.exists(ENGINE_JAR):
+            raise NotRun("engine jar not built")
+        eng = Engine(ENGINE_WORKERS, tag="engine-run%d" % run_idx)
+        h = eng.wait_ready()
+        res["startup"] = {"healthy_s": eng.t_healthy, "workers_ready_s": eng.t_ready,
+                          "listening_s": eng.t_listening}
+        if "rss" in scenarios:
+            time.sleep(2.0)  # let start-up settle; this is a measurement point, not synchronisation
+            code, h = eng.health()
+            res["rss_idle"] = measure_rss(eng, h)
+            res["rss_idle"]["baseline_mb"] = rss_mb(base.pid)
+        log("engine healthy in %.2f s, workers ready in %.2f s" % (eng.t_healthy, eng.t_ready))
+    except NotRun as e:
+        log("engine not usable: %s" % e)
+        res["engine_error"] = str(e)
+        if eng:
+            eng.stop()
+        eng = None
+    addrs = {"ours": eng.addr if eng else None, "baseline": base.addr}
+    PIDS.clear()
+    PIDS.update({"ours": eng.pid if eng else None, "baseline": base.pid})
+    for side in order:
+        if addrs[side]:
+            warm_up(addrs[side], duration)
+
+    def both(name, fn):
+        if name not in scenarios:
+            return
+        out = {}
+        for side in order:
+            if addrs[side] is None:
+                out[side] = {"error": res.get("engine_error", "not started")}
+                continue
+            log("%s: %s" % (name, side))
+            out[side] = safe(fn, addrs[side], side, duration)
+        res[name] = out
+
+    both("mean_c1", sc_mean_c1)
+    both("mean_c32", sc_mean_c32)
+    both("summary_1e6", sc_summary)
+    both("batch_1000", lambda a, s, d: sc_batch(a, d))
+    if "rf_c4" in scenarios:
+        res["rf_c4"] = {}
+        for side in order:
+            if addrs[side] is None:
+                res["rf_c4"]["ours_2w"] = {"error": res.get("engine_error")}
+                continue
+            log("rf_c4: %s" % side)
+            res["rf_c4"]["ours_2w" if side == "ours" else "baseline"] = safe(
+                sc_rf, addrs[side], duration, server_pids(eng if side == "ours" else base))
+    if eng:
+        if "python_overhead" in scenarios:
+            log("python_overhead")
+            res["python_overhead"] = safe(sc_python_overhead, eng.addr, duration)
+        if "payload_8mb" in scenarios:
+            log("payload_8mb")
+            res["payload_8mb"] = safe(sc_payload, eng.addr, duration)
+        if "rss" in scenarios:
+            time.sleep(2.0)
+            code, h = eng.health()
+            res["rss_after_load"] = measure_rss(eng, h)
+            res["rss_after_load"]["baseline_mb"] = rss_mb(base.pid)
+        if "worker_replace" in scenarios:
+            log("worker_replace")
+            res["worker_replace"] = safe(sc_worker_replace, eng)
+        eng.stop()
+    else:
+        for name in ("python_overhead", "payload_8mb", "worker_replace"):
+            if name in scenarios:
+                res[name] = {"error": res.get("engine_error")}
+    base.stop()
+    if "rf_c4" in scenarios and eng is not None:
+        log("rf_c4: ours with 1 worker")
+        e1 = Engine(1, tag="engine1-run%d" % run_idx)
+        try:
+            e1.wait_ready()
+            res["startup_1w"] = {"healthy_s": e1.t_healthy, "workers_ready_s": e1.t_ready,
+                                 "listening_s": e1.t_listening}
+            warm_up(e1.addr, duration)
+            res["rf_c4"]["ours_1w"] = safe(sc_rf, e1.addr, duration, server_pids(e1))
+        except NotRun as e:
+            res["rf_c4"]["ours_1w"] = {"error": str(e)}
+        finally:
+            e1.stop()
+    if "kernels" in scenarios:
+        log("kernels: JMH and numpy")
+        res["kernels"] = safe(run_kernels, run_idx, jmh_ready)
+    return res
+
+
+# ============================================================================================ report
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def spread(vals):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return ""
+    m = statistics.median(vals)
+    if len(vals) < 2 or not m:
+        return ""
+    return "±%.0f%%" % (100.0 * (max(vals) - min(vals)) / 2 / abs(m))
+
+
+def get(d, *path):
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def first_error(runs, *path):
+    for r in runs:
+        v = get(r, *path)
+        if isinstance(v, dict) and "error" in v:
+            return v["error"]
+        if v is None and get(r, "engine_error"):
+            return r["engine_error"]
+    return None
+
+
+def build_rows(runs):
+    rows = []
+
+    def fmt(v, unit, digits=1):
+        if v is None:
+            return None
+        return ("%." + str(digits) + "f %s") % (v, unit)
+
+    def row(name, ours_vals, base_vals, ratio_vals, ratio_label, target, met_fn, unit, digits=1,
+            err_ours=None, err_base=None, base_text=None, note=None):
+        o, b, r = med(ours_vals), med(base_vals), med(ratio_vals)
+        ours_s = (fmt(o, unit, digits) + " " + spread(ours_vals)).strip() if o is not None else \
+            "not run: %s" % (err_ours or "not selected in this run")
+        if note and o is not None:
+            ours_s += " (%s)" % note
+        if base_text is not None:
+            base_s = base_text
+        else:
+            base_s = (fmt(b, unit, digits) + " " + spread(base_vals)).strip() if b is not None else \
+                ("not run: %s" % err_base if err_base else "—")
+        ratio_s = ("%.2f× %s" % (r, ratio_label)).strip() if r is not None else "—"
+        met = met_fn(o, r) if o is not None else None
+        if met and note and note.startswith("FAILED"):
+            met = False
+        rows.append({"scenario": name, "ours": ours_s, "baseline": base_s, "ratio": ratio_s, "target": target,
+                     "met": "—" if met is None else ("yes" if met else "**no**"),
+                     "ours_median": o, "baseline_median": b, "ratio_median": r})
+
+    def pair(name, key, metric, invert):
+        o = [get(r, name, "ours", metric) for r in runs]
+        b = [get(r, name, "baseline", metric) for r in runs]
+        ratios = []
+        for x, y in zip(o, b):
+            if x and y:
+                ratios.append(y / x if invert else x / y)
+        return o, b, ratios
+
+    o, b, rt = pair("mean_c1", None, "p50_us", True)
+    row("Analyze(mean) 100 pts, c=1: p50 latency", o, b, rt, "faster", "≤ 150 µs; ≥ 3× faster",
+        lambda ov, r: ov <= 150 and r is not None and r >= 3, "µs", 0,
+        first_error(runs, "mean_c1", "ours"), first_error(runs, "mean_c1", "baseline"))
+    o, b, rt = pair("mean_c1", None, "p99_us", True)
+    row("Analyze(mean) 100 pts, c=1: p99 latency", o, b, rt, "faster", "≤ 1 ms",
+        lambda ov, r: ov <= 1000, "µs", 0,
+        first_error(runs, "mean_c1", "ours"), first_error(runs, "mean_c1", "baseline"))
+    o, b, rt = pair("mean_c32", None, "rps", False)
+    row("Analyze(mean) 100 pts, c=32: throughput", o, b, rt, "", "≥ 5× baseline",
+        lambda ov, r: r is not None and r >= 5, "req/s", 0,
+        first_error(runs, "mean_c32", "ours"), first_error(runs, "mean_c32", "baseline"))
+    o, b, rt = pair("mean_c32", None, "server_cpu_us_per_req", True)
+    row("(info) server CPU time per Analyze(mean) request at c=32", o, b, rt, "less CPU", "—",
+        lambda ov, r: None, "µs", 0, first_error(runs, "mean_c32", "ours"), first_error(runs, "mean_c32", "baseline"))
+    o, b, rt = pair("mean_c32", None, "client_cpu_us_per_req", True)
+    row("(info) load generator (ghz) CPU time per request at c=32, same cores", o, b, [], "", "—",
+        lambda ov, r: None, "µs", 0, first_error(runs, "mean_c32", "ours"), first_error(runs, "mean_c32", "baseline"))
+    o, b, rt = pair("summary_1e6", None, "p50_ms", True)
+    row("Analyze(summary) 10^6 pts end to end (p50)", o, b, rt, "faster", "≥ 3× faster",
+        lambda ov, r: r is not None and r >= 3, "ms", 1,
+        first_error(runs, "summary_1e6", "ours"), first_error(runs, "summary_1e6", "baseline"))
+
+    # kernels: ours = JMH, baseline = numpy timeit
+    kerr = next((get(r, "kernels", "jmh_error") or get(r, "kernels", "error") for r in runs
+                 if get(r, "kernels", "jmh_error") or get(r, "kernels", "error")), None)
+    for k in ("mean", "std", "percentile", "median", "summary"):
+        o = [get(r, "kernels", "jmh", k) for r in runs]
+        b = [get(r, "kernels", "numpy", k) for r in runs]
+        rt = [x / y for x, y in zip(o, b) if x and y]
+        if k == "summary":
+            row("Java kernel summary vs numpy separate calls, 10^6", o, b, rt, "of numpy's time",
+                "faster than numpy (< 1.0×)", lambda ov, r: r is not None and r < 1.0, "µs", 0, kerr)
+        else:
+            row("Java kernel %s vs numpy, 10^6" % k, o, b, rt, "of numpy's time", "≤ 1.5× numpy's time",
+                lambda ov, r: r is not None and r <= 1.5, "µs", 0, kerr)
+
+    o = [get(r, "python_overhead", "overhead_p50_us") for r in runs]
+    row("Python path overhead: trivial Python algorithm, 100 pts, e2e p50 − worker compute", o, [], [], "",
+        "≤ 250 µs p50", lambda ov, r: ov <= 250, "µs", 0, first_error(runs, "python_overhead"),
+        base_text="n/a (in-process)")
+    o = [get(r, "payload_8mb", "gbps_transport") for r in runs]
+    row("8 MB float64 engine → worker → engine (transport)", o, [], [], "", "≥ 1 GB/s",
+        lambda ov, r: ov >= 1.0, "GB/s", 2, first_error(runs, "payload_8mb"), base_text="n/a (in-process)")
+
+    o = [get(r, "rf_c4", "ours_2w", "rps") for r in runs]
+    one = [get(r, "rf_c4", "ours_1w", "rps") for r in runs]
+    b = [get(r, "rf_c4", "baseline", "rps") for r in runs]
+    rt = [x / y for x, y in zip(o, one) if x and y]
+    shed2 = sum(get(r, "rf_c4", "ours_2w", "shed_overloaded") or 0 for r in runs)
+    shed1 = sum(get(r, "rf_c4", "ours_1w", "shed_overloaded") or 0 for r in runs)
+    rf_note = ("OVERLOADED rejections, retried by the client: %d with 2 workers, %d with 1" % (shed2, shed1)
+               if shed1 or shed2 else None)
+    row("random_forest 5k×10, c=4: 2 workers vs 1 worker", o, one, rt, "", "≥ 1.8×",
+        lambda ov, r: r is not None and r >= 1.8, "req/s", 2, first_error(runs, "rf_c4", "ours_2w"),
+        first_error(runs, "rf_c4", "ours_1w"), note=rf_note,
+        base_text=(("1 worker: %.2f req/s %s" % (med(one), spread(one))) if med(one) is not None
+                   else "not run: %s" % first_error(runs, "rf_c4", "ours_1w")))
+    rt = [x / y for x, y in zip(o, b) if x and y]
+    row("random_forest 5k×10, c=4: ours (2 workers) vs baseline", o, b, rt, "", "≥ 1.8× baseline",
+        lambda ov, r: r is not None and r >= 1.8, "req/s", 2, first_error(runs, "rf_c4", "ours_2w"),
+        first_error(runs, "rf_c4", "baseline"))
+    o = [get(r, "rf_c4", "ours_2w", "server_cores_used") for r in runs]
+    one = [get(r, "rf_c4", "ours_1w", "server_cores_used") for r in runs]
+    b = [get(r, "rf_c4", "baseline", "server_cores_used") for r in runs]
+    row("(info) random_forest c=4: CPU cores the server got (2 workers / 1 worker; baseline)", o, b, [], "",
+        "—", lambda ov, r: None, "cores", 2, first_error(runs, "rf_c4", "ours_2w"),
+        first_error(runs, "rf_c4", "baseline"),
+        note=("1 worker: %.2f cores" % med(one)) if med(one) is not None else None)
+    o, b, rt = pair("batch_1000", None, "p50_ms", True)
+    bfail = max([get(r, "batch_1000", "ours", "failed_items_max") or 0 for r in runs] + [0])
+    bmsg = next((get(r, "batch_1000", "ours", "first_failure") for r in runs
+                 if get(r, "batch_1000", "ours", "first_failure")), None)
+    row("BatchAnalyze 1000 mixed items (p50 per batch)", o, b, rt, "faster", "≥ 3× baseline",
+        lambda ov, r: r is not None and r >= 3, "ms", 0,
+        first_error(runs, "batch_1000", "ours"), first_error(runs, "batch_1000", "baseline"),
+        note=("FAILED items: up to %d of 1000 per batch, e.g. %s" % (bfail, (bmsg or "")[:120])) if bfail else None)
+
+    for when, key in (("idle after start", "rss_idle"), ("idle after the load", "rss_after_load")):
+        o = [get(r, key, "engine_mb") for r in runs]
+        b = [get(r, key, "baseline_mb") for r in runs]
+        row("RSS engine, %s" % when, o, b, [], "", "≤ 96 MB", lambda ov, r: ov <= 96, "MB", 0,
+            get(runs[0], "engine_error") or "not measured")
+        o = [get(r, key, "worker_max_mb") for r in runs]
+        row("RSS per worker (max), %s" % when, o, [], [], "", "≤ 90 MB", lambda ov, r: ov <= 90, "MB", 0,
+            get(runs[0], "engine_error") or "not measured", base_text="—")
+    o = [get(r, "startup", "listening_s") for r in runs] + [get(r, "startup_1w", "listening_s") for r in runs]
+    row("(info) start-up to first HTTP answer (port open, any status)", o, [], [], "", "—",
+        lambda ov, r: None, "s", 2, get(runs[0], "engine_error"), base_text="—")
+    o = [get(r, "startup", "healthy_s") for r in runs] + [get(r, "startup_1w", "healthy_s") for r in runs]
+    b = [get(r, "baseline_start_s") for r in runs]
+    row("start-up to healthy (HTTP /health 200)", o, b, [], "", "≤ 3 s", lambda ov, r: ov <= 3, "s", 2,
+        get(runs[0], "engine_error"))
+    o = [get(r, "startup", "workers_ready_s") for r in runs]
+    row("start-up to all %d workers ready" % ENGINE_WORKERS, o, [], [], "", "≤ 5 s", lambda ov, r: ov <= 5,
+        "s", 2, get(runs[0], "engine_error"), base_text="—")
+    o = [get(r, "worker_replace", "replace_s") for r in runs]
+    row("worker replacement after kill -9", o, [], [], "", "≤ 2 s", lambda ov, r: ov <= 2, "s", 2,
+        first_error(runs, "worker_replace"), base_text="—")
+    return rows
+
+
+def parity(runs):
+    """Do ours and the baseline compute the same numbers? (summary of 10^6 points, random_forest r2)."""
+    notes = []
+    r = runs[0]
+    a, b = get(r, "summary_1e6", "ours", "result"), get(r, "summary_1e6", "baseline", "result")
+    if a and b:
+        bad = [k for k in a if not (a[k] == b[k] or (isinstance(a[k], (int, float)) and isinstance(b[k], (int, float))
+                                                     and abs(a[k] - b[k]) <= 1e-9 * max(1.0, abs(b[k]))))]
+        notes.append("summary 10^6: %s" % ("all keys equal within 1e-9 (%s)" % ", ".join(a) if not bad
+                                           else "DIFFERENT: %s" % ", ".join("%s %r vs %r" % (k, a[k], b[k])
+                                                                            for k in bad)))
+    a, b = get(r, "rf_c4", "ours_2w", "r2_score"), get(r, "rf_c4", "baseline", "r2_score")
+    if a is not None and b is not None:
+        notes.append("random_forest r2_score %.12g vs %.12g (%s)" % (a, b, "equal" if abs(a - b) <= 1e-9 else
+                                                                     "DIFFERENT"))
+    return "; ".join(notes) or "not compared (summary_1e6 / rf_c4 did not run on both sides)"
+
+
+def write_report(runs, args, meta):
+    rows = build_rows(runs)
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, args.output + ".json"), "w") as f:
+        json.dump({"meta": meta, "runs": runs, "table": rows}, f, indent=1, default=str)
+    lines = ["# Benchmark results", "",
+             "Generated by `scripts/bench.sh` at %s on `%s` (%d CPUs), git `%s`." % (
+                 meta["finished"], meta["host"], meta["cpus"], meta["git"]),
+             "Runs: %d (alternating which side goes first), %d s per measurement; scenarios: %s." % (
+                 args.runs, args.duration, ", ".join(args.scenario)),
+             "Values are medians over runs (± half the min–max spread, relative to the median); ratios are "
+             "computed within each run, then the median is taken. Raw numbers: `%s.json`. " % args.output +
+             "How each scenario is measured: `bench/README.md`.", "",
+             "| scenario | ours | baseline | ratio | target | met? |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append("| %s | %s | %s | %s | %s | %s |" % (r["scenario"], r["ours"].replace("|", "/"),
+                                                       r["baseline"].replace("|", "/"), r["ratio"], r["target"],
+                                                       r["met"]))
+    lines += ["", "Same results (first run): " + parity(runs)]
+    algs = sorted({get(r, k, "algorithm") for r in runs for k in ("python_overhead", "payload_8mb")} - {None})
+    lines += ["", "Trivial Python algorithm used for the overhead/payload rows: %s "
+                  "(`_test_echo` needs the engine's test mode; else `mean` with prefer_rust=false)."
+              % (", ".join(algs) or "none ran"),
+              "Engine JVM flags: `%s`; %d Python workers; baseline thread pool: %d; load average at start/end: "
+              "%s / %s." % (" ".join(meta["engine_jvm_opts"]) or "(none)", ENGINE_WORKERS, BASELINE_THREADS,
+                            "%.1f" % meta["loadavg_start"][0], "%.1f" % meta["loadavg_end"][0]),
+              "Environment: " + ", ".join("%s %s" % kv for kv in meta["versions"].items()), ""]
+    with open(os.path.join(RESULTS, args.output + ".md"), "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines[7:]))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Engine vs baseline benchmark (use scripts/bench.sh)")
+    ap.add_argument("--scenario", action="append", choices=SCENARIOS, help="repeatable; default: all")
+    ap.add_argument("--duration", type=int, default=10, help="seconds per measurement (default 10)")
+    ap.add_argument("--runs", type=int, default=3, help="alternating runs (default 3)")
+    ap.add_argument("--output", default="latest", help="results name: bench/results/NAME.md/.json (default latest)")
+    args = ap.parse_args(argv)
+    if args.duration < 1 or args.runs < 1:
+        ap.error("--duration and --runs must be >= 1")
+    args.scenario = args.scenario or list(SCENARIOS)
+    os.makedirs(RAW, exist_ok=True)
+    jmh_ready = build_jmh() if "kernels" in args.scenario else None
+    if jmh_ready is not True and jmh_ready is not None:
+        log("JMH: %s" % jmh_ready)
+    meta = {"started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "host": platform.node(), "cpus": os.cpu_count(),
+            "git": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                  text=True).stdout.strip(),
+            "loadavg_start": os.getloadavg(),
+            "versions": {"python": platform.python_version(), "numpy": np.__version__,
+                         "grpcio": grpc.__version__,
+                         "java": subprocess.run(["java", "-version"], capture_output=True,
+                                                text=True).stderr.splitlines()[0]},
+            "baseline_threads": BASELINE_THREADS, "engine_jvm_opts": jvm_opts(), "engine_workers": ENGINE_WORKERS, "rf_params": RF_PARAMS}
+    runs = []
+    for i in range(args.runs):
+        runs.append(one_run(i, args.scenario, args.duration, jmh_ready))
+    meta["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    meta["loadavg_end"] = os.getloadavg()
+    write_report(runs, args, meta)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
