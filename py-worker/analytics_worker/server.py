@@ -338,9 +338,12 @@ class Worker:
             resp["error_code"] = e.code
             resp["error_message"] = _one_line(e.message)
         except MemoryError:
+            # The input needs more memory than this worker may use (its address-space / RSS limit):
+            # the same request would fail again, so it is the caller's to change, not a bug.
             self.log("request %.40r (%s): out of memory", req_id, algo_name)
-            resp["error_code"] = INTERNAL
-            resp["error_message"] = "%s ran out of memory" % algo_name
+            resp["error_code"] = INVALID_ARGUMENT
+            resp["error_message"] = ("%s ran out of memory on this input (worker memory limit); "
+                                     "send less data or raise the limit" % algo_name)
         except Exception as e:
             self.log("request %.40r (%s) failed:\n%s", req_id, algo_name, traceback.format_exc().rstrip())
             resp["error_code"] = INTERNAL

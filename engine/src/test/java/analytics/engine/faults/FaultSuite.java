@@ -386,8 +386,9 @@ public final class FaultSuite {
                 String o = faultCall("_test_alloc", 20_000);
                 r.put("answer", o);
                 r.put("answer_ms", ms(t0));
-                // Capped by RLIMIT_AS (set by the test's python wrapper): MemoryError -> INTERNAL, or the worker dies.
-                expect("alloc", o, Set.of("INTERNAL", "WORKER_FAILED", "TIMEOUT"));
+                // Capped by RLIMIT_AS (set by the test's python wrapper): MemoryError -> INVALID_ARGUMENT
+                // ("ran out of memory on this input"), or the worker dies / is killed by the RSS watchdog.
+                expect("alloc", o, Set.of("INVALID_ARGUMENT", "WORKER_FAILED", "TIMEOUT"));
                 r.put("recovery_ms", recovery(t0, List.of()));
                 long maxRss = 0;
                 for (long pid : readyWorkers()) {
@@ -511,14 +512,16 @@ public final class FaultSuite {
         summary.put("duplicate_answers", duplicates.get());
         summary.put("outcomes", byOutcome);
         for (Map.Entry<String, Integer> e : byOutcome.entrySet()) {
-            if (!DOCUMENTED.contains(e.getKey()) && !e.getKey().equals("INTERNAL")) {
+            if (!DOCUMENTED.contains(e.getKey()) && !e.getKey().equals("INVALID_ARGUMENT")) {
                 failures.add("undocumented outcome " + e.getKey() + " x" + e.getValue());
             }
         }
-        long internal = outcomes.entrySet().stream().filter(e -> e.getValue().equals("INTERNAL")
+        // INVALID_ARGUMENT ("ran out of memory on this input") is the answer to the memory blow-up request
+        // only; the steady load is all valid requests.
+        long invalid = outcomes.entrySet().stream().filter(e -> e.getValue().equals("INVALID_ARGUMENT")
                 && !e.getKey().startsWith("fault-")).count();
-        if (internal > 0) {
-            failures.add(internal + " INTERNAL answers outside the memory blow-up request");
+        if (invalid > 0) {
+            failures.add(invalid + " INVALID_ARGUMENT answers outside the memory blow-up request");
         }
         if (lost > 0 || duplicates.get() > 0) {
             failures.add("lost " + lost + ", duplicated " + duplicates.get());
