@@ -219,6 +219,19 @@ else
     log_ok "first installation: nothing to back up"
 fi
 
+# Remote mode is reachable from other hosts: it gets a bearer token unless the operator set one.
+# The token goes into config/env only (root:analytics 640), is printed once at the end of the deploy,
+# and the engine never logs it.
+generated_token=
+ensure_remote_token() {
+    (( enable_remote )) || return 0
+    local existing
+    existing=$(env_file_get "$target/config/env" ANALYTICS_AUTH_TOKEN 2>/dev/null || true)
+    [[ -n "$existing" ]] && return 0
+    generated_token=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+    env_file_set "$target/config/env" ANALYTICS_AUTH_TOKEN "$generated_token"
+}
+
 install_files() {
     local d
     for d in bin lib runtime python systemd scripts; do
@@ -235,6 +248,7 @@ install_files() {
     cp "$dist/config/env" "$target/config/env.example"
     cp "$dist/config/analytics.toml" "$target/config/analytics.toml.example"
     env_file_set "$target/config/env" ANALYTICS_LISTEN_ADDR "$listen_addr"
+    ensure_remote_token
     chown -R "$AE_USER:$AE_GROUP" "$target/bin" "$target/lib" "$target/runtime" "$target/python" \
         "$target/systemd" "$target/scripts"
     chown "$AE_USER:$AE_GROUP" "$target" "$target/data" "$target/logs" "$target/venv"
@@ -336,6 +350,7 @@ if [[ "$DRY_RUN" == 1 ]]; then
     log_step "5/9 install files"
     log_info "[dry-run] would copy bin lib runtime python systemd scripts requirements.txt VERSION from $dist to $target"
     log_info "[dry-run] would keep $env_file (or create it) and set ANALYTICS_LISTEN_ADDR=$listen_addr"
+    (( enable_remote )) && log_info "[dry-run] would generate ANALYTICS_AUTH_TOKEN in $env_file unless one is set"
     log_step "6/9 venv"
     log_info "[dry-run] would create/update $target/venv: pip install -r requirements.txt$([[ -d "$dist/wheels" ]] && echo ' (offline wheels)')"
     log_step "7/9 unit"
@@ -400,6 +415,22 @@ if [[ -n "$hosts" ]]; then
     for h in $hosts; do echo "  $h:$port      (e.g. ANALYTICS_ENGINE_URL=http://$h:$port)"; done
 else
     echo "  ${url#http://}    (this host only; redeploy with --enable-remote for other hosts)"
+fi
+token_now=$(env_file_get "$target/config/env" ANALYTICS_AUTH_TOKEN 2>/dev/null || true)
+first_host=${hosts%% *}
+first_host=${first_host:-127.0.0.1}
+if [[ -n "$generated_token" ]]; then
+    cat <<EOF
+${C_BOLD}Remote mode: generated a bearer token${C_RESET} (saved as ANALYTICS_AUTH_TOKEN in $target/config/env,
+readable by root and the analytics group only; shown here once, never logged):
+  $generated_token
+Every gRPC call (except grpc.health.v1 and reflection) and GET /metrics need it; /health stays open:
+  grpcurl -plaintext -H 'authorization: Bearer $generated_token' $first_host:$port analytics.AnalyticsEngine/HealthCheck
+  curl -H 'Authorization: Bearer $generated_token' http://$first_host:$port/metrics
+  clients send the gRPC metadata   authorization: Bearer <token>
+EOF
+elif [[ -n "$token_now" ]]; then
+    echo "Bearer token required (ANALYTICS_AUTH_TOKEN in $target/config/env): clients send metadata 'authorization: Bearer <token>'"
 fi
 cat <<EOF
 Manage:   sudo $target/scripts/manage-service.sh   (status, logs, workers, reload, rollback, ...)
