@@ -126,7 +126,10 @@ public final class Main implements Callable<Integer> {
         return home == null ? Path.of("config", "analytics.toml") : Path.of(home, "config", "analytics.toml");
     }
 
-    /** Python for the workers: the configured one, else the deployed venv, else the dev venv. */
+    /**
+     * Python for the workers: the configured one, else the deployed venv ({@code analytics.home}), else
+     * the checkout's dev venv next to the jar (never a path relative to the current directory).
+     */
     static String resolvePython(EngineConfig cfg) {
         if (!cfg.python().isEmpty()) {
             return cfg.python();
@@ -141,7 +144,6 @@ public final class Main implements Callable<Integer> {
             candidates.add(jarDir.resolve("../../py-worker/.venv/bin/python").normalize());
             candidates.add(jarDir.resolve("../venv/bin/python").normalize());
         }
-        candidates.add(Path.of("py-worker", ".venv", "bin", "python").toAbsolutePath());
         for (Path c : candidates) {
             if (Files.isExecutable(c)) {
                 return c.toString();
