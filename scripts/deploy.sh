@@ -413,6 +413,8 @@ Backends connect with gRPC (plaintext HTTP/2) to:
 EOF
 if [[ -n "$hosts" ]]; then
     for h in $hosts; do echo "  $h:$port      (e.g. ANALYTICS_ENGINE_URL=http://$h:$port)"; done
+elif [[ "${listen_addr%:*}" == 0.0.0.0 || "${listen_addr%:*}" == "[::]" ]]; then
+    echo "  <this host's address>:$port    (listening on all interfaces; no address found with hostname -I)"
 else
     echo "  ${url#http://}    (this host only; redeploy with --enable-remote for other hosts)"
 fi
