@@ -2,7 +2,6 @@ package analytics.engine.dispatch;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 
 import analytics.engine.proto.AnalysisOptions;
 import analytics.engine.proto.AnalysisRequest;
@@ -13,7 +12,6 @@ import analytics.engine.workers.PythonWorkerPool;
 import analytics.engine.workers.WorkerPoolConfig;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Iterator;
@@ -34,13 +32,7 @@ class NativePythonParityTest {
     static TestEngine engine;
 
     static Path python() {
-        String p = System.getProperty("analytics.python");
-        Path path = p != null ? Path.of(p)
-                : Path.of(System.getProperty("analytics.repo.root", ".."), "py-worker", ".venv", "bin", "python");
-        if (!Files.isExecutable(path)) {
-            fail("Python for the workers not found at " + path + ": run ./scripts/build.sh (creates py-worker/.venv)");
-        }
-        return path;
+        return analytics.engine.workers.WorkerTestSupport.python();
     }
 
     @BeforeAll

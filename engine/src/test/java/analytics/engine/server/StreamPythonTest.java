@@ -3,7 +3,6 @@ package analytics.engine.server;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 
 import analytics.engine.proto.AnalysisRequest;
 import analytics.engine.proto.AnalysisResponse;
@@ -11,7 +10,6 @@ import analytics.engine.proto.ErrorCode;
 import analytics.engine.workers.PythonWorkerPool;
 import analytics.engine.workers.WorkerPoolConfig;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
@@ -26,13 +24,7 @@ class StreamPythonTest {
     static PythonWorkerPool pool;
 
     static Path python() {
-        String p = System.getProperty("analytics.python");
-        Path path = p != null ? Path.of(p)
-                : Path.of(System.getProperty("analytics.repo.root", ".."), "py-worker", ".venv", "bin", "python");
-        if (!Files.isExecutable(path)) {
-            fail("Python for the workers not found at " + path + ": run ./scripts/build.sh (creates py-worker/.venv)");
-        }
-        return path;
+        return analytics.engine.workers.WorkerTestSupport.python();
     }
 
     @BeforeAll

@@ -11,17 +11,18 @@ import java.util.Map;
 import java.util.function.BooleanSupplier;
 
 /** Locates the real worker venv and builds pool configs for tests. Missing Python is a failure, never a skip. */
-final class WorkerTestSupport {
+public final class WorkerTestSupport {
 
     private WorkerTestSupport() {
     }
 
-    static Path repoRoot() {
+    public static Path repoRoot() {
         String root = System.getProperty("analytics.repo.root");
         return root != null ? Path.of(root).toAbsolutePath().normalize() : Path.of("..").toAbsolutePath().normalize();
     }
 
-    static Path python() {
+    /** The workers' Python: -Danalytics.python, else py-worker/.venv (made by scripts/build.sh); missing = fail. */
+    public static Path python() {
         String p = System.getProperty("analytics.python");
         Path py = p != null && !p.isBlank() ? Path.of(p) : repoRoot().resolve("py-worker/.venv/bin/python");
         if (!Files.isExecutable(py)) {
