@@ -65,30 +65,7 @@ class StreamIngestTest {
     }
 
     static AnalysisResponse stream(StreamChunk header, double[] x, int chunk) throws Exception {
-        CompletableFuture<AnalysisResponse> done = new CompletableFuture<>();
-        StreamObserver<StreamChunk> in = AnalyticsEngineGrpc.newStub(engine.channel).analyzeStream(
-                new StreamObserver<>() {
-                    public void onNext(AnalysisResponse v) {
-                        done.complete(v);
-                    }
-
-                    public void onError(Throwable t) {
-                        done.completeExceptionally(t);
-                    }
-
-                    public void onCompleted() {
-                    }
-                });
-        in.onNext(header);
-        for (int i = 0; i < x.length && !done.isDone(); i += chunk) {
-            StreamChunk.Builder c = StreamChunk.newBuilder();
-            for (int j = i; j < Math.min(x.length, i + chunk); j++) {
-                c.addData(x[j]);
-            }
-            in.onNext(c.build());
-        }
-        in.onCompleted();
-        return done.get(60, TimeUnit.SECONDS);
+        return StreamIngestTestSupport.stream(engine, header, x, chunk);
     }
 
     static AnalysisResponse oneShot(String alg, Map<String, String> params, double[] x) {

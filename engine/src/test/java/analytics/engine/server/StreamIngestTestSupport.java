@@ -15,6 +15,12 @@ final class StreamIngestTestSupport {
 
     static AnalysisResponse stream(TestEngine engine, String alg, Map<String, String> params, double[] x, int chunk)
             throws Exception {
+        return stream(engine, StreamChunk.newBuilder().setRequestId("rq-" + alg).setAlgorithm(alg)
+                .putAllParams(params).build(), x, chunk);
+    }
+
+    /** Sends {@code header}, then {@code x} in chunks of {@code chunk} values; the answer (or the gRPC error). */
+    static AnalysisResponse stream(TestEngine engine, StreamChunk header, double[] x, int chunk) throws Exception {
         CompletableFuture<AnalysisResponse> done = new CompletableFuture<>();
         StreamObserver<StreamChunk> in = AnalyticsEngineGrpc.newStub(engine.channel).analyzeStream(
                 new StreamObserver<>() {
@@ -29,7 +35,7 @@ final class StreamIngestTestSupport {
                     public void onCompleted() {
                     }
                 });
-        in.onNext(StreamChunk.newBuilder().setRequestId("rq-" + alg).setAlgorithm(alg).putAllParams(params).build());
+        in.onNext(header);
         for (int i = 0; i < x.length && !done.isDone(); i += chunk) {
             StreamChunk.Builder c = StreamChunk.newBuilder();
             for (int j = i; j < Math.min(x.length, i + chunk); j++) {
