@@ -6,6 +6,8 @@ import analytics.engine.proto.ErrorCode;
 import analytics.engine.workers.WorkerHandle.RetireReason;
 import analytics.engine.workers.WorkerHandle.State;
 import analytics.engine.workers.WorkerSupervisor.Slot;
+import analytics.engine.workers.launch.SpawnLauncher;
+import analytics.engine.workers.launch.WorkerLauncher;
 import analytics.engine.workers.transport.DataFile;
 import analytics.engine.workers.transport.WireCodec;
 import analytics.engine.workers.transport.WorkerSocketServer;
@@ -122,6 +124,7 @@ public final class PythonWorkerPool implements PythonBackend {
     private boolean ownsRuntimeDir;
     private WorkerSocketServer server;
     private WorkerSupervisor supervisor;
+    private WorkerLauncher launcher;
     private GenericObjectPool<WorkerHandle> pool;
     private Thread shutdownHook;
     private final ThreadLocal<Long> borrowDeadline = new ThreadLocal<>();
@@ -249,7 +252,15 @@ public final class PythonWorkerPool implements PythonBackend {
             if (stale > 0) {
                 log.info("removed {} stale data file(s) from {}", stale, runtimeDir);
             }
-            supervisor = new WorkerSupervisor(config, sock, scheduler, new Events());
+            List<String> workerArgs = new ArrayList<>(List.of("--max-frame", Integer.toString(config.maxFrameBytes())));
+            if (config.preload()) {
+                workerArgs.add("--preload");
+            }
+            if (config.testMode()) {
+                workerArgs.add("--enable-test-algorithms");
+            }
+            launcher = new SpawnLauncher(config.python(), sock, workerArgs, config.workingDir(), config.extraEnv());
+            supervisor = new WorkerSupervisor(config, launcher, scheduler, new Events());
             server = new WorkerSocketServer(sock, config.maxFrameBytes(), config.startupTimeout(), supervisor);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot set up the worker runtime directory: " + e.getMessage(), e);
@@ -340,6 +351,9 @@ public final class PythonWorkerPool implements PythonBackend {
         }
         if (supervisor != null) {
             supervisor.closeAll();
+        }
+        if (launcher != null) {
+            launcher.close();
         }
         if (pool != null) {
             pool.close();

@@ -1,5 +1,7 @@
 package analytics.engine.workers;
 
+import analytics.engine.workers.launch.LaunchedProcess;
+
 import analytics.engine.workers.transport.WireCodec;
 import analytics.engine.workers.transport.WorkerSocketServer.Connection;
 import io.netty.buffer.ByteBuf;
@@ -64,7 +66,7 @@ final class WorkerHandle {
     final AtomicReference<InFlight> pendingPing = new AtomicReference<>();
     private final AtomicLong pingCounter = new AtomicLong();
 
-    volatile Process process;
+    volatile LaunchedProcess process;
     volatile long pid = -1;
     volatile State state = State.STARTING;
     volatile Connection connection;
@@ -114,7 +116,7 @@ final class WorkerHandle {
     }
 
     boolean processAlive() {
-        Process p = process;
+        LaunchedProcess p = process;
         return p != null && p.isAlive();
     }
 

@@ -2,13 +2,12 @@ package analytics.engine.workers;
 
 import analytics.engine.workers.WorkerHandle.RetireReason;
 import analytics.engine.workers.WorkerHandle.State;
+import analytics.engine.workers.launch.LaunchSpec;
+import analytics.engine.workers.launch.LaunchedProcess;
+import analytics.engine.workers.launch.WorkerLauncher;
 import analytics.engine.workers.transport.WorkerSocketServer;
 import analytics.engine.workers.transport.WorkerSocketServer.Connection;
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.InputStreamReader;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.security.SecureRandom;
 import java.util.ArrayDeque;
@@ -84,7 +83,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
     }
 
     private final WorkerPoolConfig config;
-    private final Path socketPath;
+    private final WorkerLauncher launcher;
     private final ScheduledExecutorService scheduler;
     private final Events events;
     final Slot[] slots;
@@ -97,9 +96,9 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
     private final AtomicLong restartsTotal = new AtomicLong();
     private volatile boolean closing;
 
-    WorkerSupervisor(WorkerPoolConfig config, Path socketPath, ScheduledExecutorService scheduler, Events events) {
+    WorkerSupervisor(WorkerPoolConfig config, WorkerLauncher launcher, ScheduledExecutorService scheduler, Events events) {
         this.config = config;
-        this.socketPath = socketPath;
+        this.launcher = launcher;
         this.scheduler = scheduler;
         this.events = events;
         this.slots = new Slot[config.workers()];
@@ -158,31 +157,20 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
             }
             slot.current = h;
         }
-        List<String> cmd = new ArrayList<>(List.of(config.python().toString(), "-m", "analytics_worker",
-                "--socket", socketPath.toString(), "--worker-id", Integer.toString(slot.id),
-                "--max-frame", Integer.toString(config.maxFrameBytes())));
-        if (config.preload()) {
-            cmd.add("--preload");
-        }
-        if (config.testMode()) {
-            cmd.add("--enable-test-algorithms");
-        }
-        ProcessBuilder pb = new ProcessBuilder(cmd);
-        if (config.workingDir() != null) {
-            pb.directory(config.workingDir().toFile());
-        }
-        pb.environment().putAll(config.extraEnv());
-        pb.environment().put("ANALYTICS_WORKER_TOKEN", h.token);
-        pb.environment().put("PYTHONUNBUFFERED", "1");
         pendingTokens.put(h.token, h);
         live.add(h);
-        Process p;
+        LaunchedProcess p;
         try {
-            p = pb.start();
+            p = launcher.launch(new LaunchSpec(slot.id, h.token, Map.of(), (stream, line) -> {
+                workerLog.info("worker[{}] {}", slot.id, line);
+                if (stream.equals("stderr")) {
+                    slot.remember(line);
+                }
+            }));
         } catch (IOException | RuntimeException e) {
             pendingTokens.remove(h.token);
             live.remove(h);
-            String why = "cannot start " + config.python() + ": " + e.getMessage();
+            String why = e.getMessage();
             log.error("worker[{}] {}", slot.id, why);
             h.endDescription = why;
             h.ended.set(true);
@@ -197,9 +185,6 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         if (slot.generation > 1) {
             events.workerRestarted(h);
         }
-        log.info("worker[{}] spawned pid {} ({})", slot.id, h.pid, String.join(" ", cmd.subList(1, cmd.size())));
-        forward(slot, h, p.getInputStream(), "stdout");
-        forward(slot, h, p.getErrorStream(), "stderr");
         ScheduledFuture<?> startupTimer = scheduler.schedule(() -> {
             if (h.state == State.STARTING && !h.ended.get()) {
                 String why = "did not complete its handshake within " + config.startupTimeout().toMillis() + " ms";
@@ -210,34 +195,8 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
             }
         }, config.startupTimeout().toMillis(), TimeUnit.MILLISECONDS);
         h.readyFuture.whenComplete((v, e) -> startupTimer.cancel(false));
-        p.onExit().thenRun(() -> processEnded(h, describeExit(p)));
+        p.exited().thenAccept(d -> processEnded(h, d));
         return h;
-    }
-
-    private static String describeExit(Process p) {
-        int code = p.exitValue();
-        if (code > 128 && code < 160) {
-            return "was killed by signal " + (code - 128);
-        }
-        return "exited with status " + code;
-    }
-
-    private void forward(Slot slot, WorkerHandle h, InputStream in, String stream) {
-        Thread t = new Thread(() -> {
-            try (BufferedReader r = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8))) {
-                String line;
-                while ((line = r.readLine()) != null) {
-                    workerLog.info("worker[{}] {}", slot.id, line);
-                    if (stream.equals("stderr")) {
-                        slot.remember(line);
-                    }
-                }
-            } catch (IOException ignored) {
-                // process gone
-            }
-        }, "worker-" + slot.id + "-" + stream);
-        t.setDaemon(true);
-        t.start();
     }
 
     // ---------------------------------------------------------------- socket events
@@ -347,9 +306,9 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
             return;
         }
         // Prefer the process's own exit status in the description: give it a moment to be reaped.
-        Process p = h.process;
-        CompletableFuture<Process> exit = p.onExit().completeOnTimeout(null, 200, TimeUnit.MILLISECONDS);
-        exit.thenRun(() -> processEnded(h, p.isAlive() ? "closed its connection" : describeExit(p)));
+        LaunchedProcess p = h.process;
+        p.exited().completeOnTimeout("closed its connection", 200, TimeUnit.MILLISECONDS)
+                .thenAccept(d -> processEnded(h, d));
     }
 
     @Override
@@ -370,12 +329,12 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
      * lingers).
      */
     void ensureEnding(WorkerHandle h) {
-        Process p = h.process;
+        LaunchedProcess p = h.process;
         if (p == null) {
             return;
         }
-        p.onExit().completeOnTimeout(null, 500, TimeUnit.MILLISECONDS)
-                .thenRun(() -> processEnded(h, p.isAlive() ? "lost its connection" : describeExit(p)));
+        p.exited().completeOnTimeout("lost its connection", 500, TimeUnit.MILLISECONDS)
+                .thenAccept(d -> processEnded(h, d));
     }
 
     /** The process exited or its connection is gone. Runs the end logic once per handle. */
@@ -396,12 +355,12 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         if (c != null) {
             c.close();
         }
-        Process p = h.process;
+        LaunchedProcess p = h.process;
         if (p != null && p.isAlive()) {
             kill(h, false);
         }
         if (p != null) {
-            p.onExit().thenRun(() -> {
+            p.exited().thenRun(() -> {
                 live.remove(h);
                 h.endedFuture.complete(null);
             });
@@ -492,7 +451,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
 
     /** shutdown message (graceful) → grace → SIGTERM → grace → SIGKILL, each step only if still alive. */
     CompletableFuture<Void> kill(WorkerHandle h, boolean graceful) {
-        Process p = h.process;
+        LaunchedProcess p = h.process;
         if (p == null) {
             return CompletableFuture.completedFuture(null);
         }
@@ -500,13 +459,12 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         Runnable sigkill = () -> {
             if (p.isAlive()) {
                 log.warn("worker[{}] pid {} still alive {} ms after SIGTERM: SIGKILL", h.slot, h.pid, grace);
-                p.descendants().forEach(ProcessHandle::destroyForcibly);
-                p.destroyForcibly();
+                p.kill();
             }
         };
         Runnable sigterm = () -> {
             if (p.isAlive()) {
-                p.destroy();
+                p.terminate();
                 scheduler.schedule(sigkill, grace, TimeUnit.MILLISECONDS);
             }
         };
@@ -516,7 +474,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         } else {
             sigterm.run();
         }
-        return p.onExit().thenApply(x -> null);
+        return p.exited().thenApply(x -> null);
     }
 
     // ---------------------------------------------------------------- memory watchdog
@@ -710,10 +668,9 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         } catch (Exception e) {
             // last resort, synchronously
             for (WorkerHandle h : List.copyOf(live)) {
-                Process p = h.process;
+                LaunchedProcess p = h.process;
                 if (p != null && p.isAlive()) {
-                    p.descendants().forEach(ProcessHandle::destroyForcibly);
-                    p.destroyForcibly();
+                    p.kill();
                 }
             }
         }
@@ -723,27 +680,38 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
     void killAllNow() {
         closing = true;
         for (WorkerHandle h : List.copyOf(live)) {
-            Process p = h.process;
+            LaunchedProcess p = h.process;
             if (p != null && p.isAlive()) {
                 h.sendShutdown();
-                p.destroy();
+                p.terminate();
             }
         }
         long until = System.nanoTime() + config.killGrace().toNanos();
         for (WorkerHandle h : List.copyOf(live)) {
-            Process p = h.process;
+            LaunchedProcess p = h.process;
             if (p == null) {
                 continue;
             }
             try {
                 long left = until - System.nanoTime();
-                if (left <= 0 || !p.waitFor(left, TimeUnit.NANOSECONDS)) {
-                    p.destroyForcibly();
+                if (left <= 0 || !awaitExit(p, left)) {
+                    p.kill();
                 }
             } catch (InterruptedException e) {
-                p.destroyForcibly();
+                p.kill();
                 Thread.currentThread().interrupt();
             }
+        }
+    }
+
+    private static boolean awaitExit(LaunchedProcess p, long nanos) throws InterruptedException {
+        try {
+            p.exited().get(nanos, TimeUnit.NANOSECONDS);
+            return true;
+        } catch (java.util.concurrent.TimeoutException e) {
+            return false;
+        } catch (java.util.concurrent.ExecutionException e) {
+            return !p.isAlive();
         }
     }
 
