@@ -336,6 +336,9 @@ class PythonWorkerPoolTest {
         assertEquals(Map.of("ready", 2, "busy", 0, "starting", 0, "down", 0), st.get("workers"));
         assertTrue(String.valueOf(st.get("python")).contains("numpy"), st.toString());
         assertEquals(2.0, meters.get("analytics.python.workers").tag("state", "ready").gauge().value());
+        long sum = workerList(pool).stream().mapToLong(w -> ((Number) w.get("rss_bytes")).longValue()).sum();
+        // the gauge re-reads the handles: a ping may have refreshed them in between, so compare loosely
+        assertEquals(sum, meters.get("analytics.python.workers.resident.memory").gauge().value(), sum * 0.5);
     }
 
     @Test
