@@ -375,6 +375,26 @@ def e2e(args):
     check("Prometheus scrapes the engine", True)
 
     stop = threading.Event()
+    # when each alert was first seen pending, firing, and gone again after firing (seconds since t0)
+    timeline = {}
+
+    def watch_alerts():
+        while not stop.is_set():
+            try:
+                st = alert_states(prom)
+            except OSError:
+                st = None
+            if st is not None:
+                now = round(time.monotonic() - t0, 1)
+                for name, states in st.items():
+                    for state in states:
+                        timeline.setdefault(name, {}).setdefault(state, now)
+                for name, seen in timeline.items():
+                    if "firing" in seen and name not in st:
+                        seen.setdefault("resolved", now)
+            stop.wait(0.5)
+    watcher = threading.Thread(target=watch_alerts, daemon=True)
+    watcher.start()
 
     def steady():
         i = 0
@@ -461,8 +481,20 @@ def e2e(args):
             check("dashboard %s: %s returns a number" % (where, expr), False, e)
     stop.set()
     steady_t.join(10)
+    watcher.join(10)
     others = {k: v for k, v in alert_states(prom).items()}
     check("no other alert is firing", not any("firing" in v for v in others.values()), others)
+    for name in ("AnalyticsEnginePythonWorkersCrashLooping", "AnalyticsEngineOverloaded"):
+        seen = timeline.get(name, {})
+        print("  %s      %s: pending at %s s, firing at %s s, resolved at %s s" % (
+            stamp(), name, seen.get("pending"), seen.get("firing"), seen.get("resolved")), flush=True)
+        check("%s went pending before firing (its `for`)" % name,
+              "pending" in seen and "firing" in seen and seen["pending"] < seen["firing"], seen)
+    others = {k: v for k, v in timeline.items()
+              if k not in ("AnalyticsEnginePythonWorkersCrashLooping", "AnalyticsEngineOverloaded")}
+    # AnalyticsEngineNotReady goes pending while both workers are dead at once; its `for` (2m) keeps it quiet
+    print("  %s      other alerts seen: %s" % (stamp(), others or "none"), flush=True)
+    check("no other alert fired during the test", not any("firing" in v for v in others.values()), others)
     print("e2e: %d checks failed; %s" % (len(fails), stamp()), flush=True)
     return 1 if fails else 0
 
