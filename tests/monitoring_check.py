@@ -396,11 +396,9 @@ def e2e(args):
     watcher = threading.Thread(target=watch_alerts, daemon=True)
     watcher.start()
 
-    def steady():
-        i = 0
+    def steady():  # keeps every request series moving, and the ratios' denominators above 0
         while not stop.is_set():
             mixed_traffic(client, 1)
-            i += 1
             stop.wait(0.2)
     steady_t = threading.Thread(target=steady, daemon=True)
     steady_t.start()
@@ -509,11 +507,10 @@ def main():
     src = c.add_mutually_exclusive_group(required=True)
     src.add_argument("--metrics-url")
     src.add_argument("--metrics-file")
-    for p in (c,):
-        p.add_argument("--rules", required=True)
-        p.add_argument("--dashboard", required=True)
-        p.add_argument("--proto", required=True)
-        p.add_argument("--unit", required=True)
+    c.add_argument("--rules", required=True)
+    c.add_argument("--dashboard", required=True)
+    c.add_argument("--proto", required=True, help="proto/analytics.proto (the ErrorCode names = outcome values)")
+    c.add_argument("--unit", required=True, help="systemd/analytics-engine.service (its MemoryMax)")
     t = sub.add_parser("traffic")
     t.add_argument("--grpc", required=True)
     t.add_argument("--rounds", type=int, default=5)
