@@ -41,11 +41,11 @@ public final class AlgorithmRegistry {
         stat("q1", 1, "First quartile (25th percentile)");
         stat("q3", 1, "Third quartile (75th percentile)");
         stat("iqr", 1, "Interquartile range q3 - q1");
-        stat("mode", 1, "Most frequent value(s), values rounded to 6 decimals");
+        stat("mode", 1, "Most frequent value(s), values binned at 6 decimals (half away from zero)");
         stat("skewness", 3, "Bias-corrected sample skewness");
         stat("kurtosis", 4, "Bias-corrected sample excess kurtosis");
         stat("count", 1, "Number of data points (integer)");
-        stat("correlation", 3, "Lag-1 autocorrelation (Pearson correlation of x[:-1] and x[1:])");
+        stat("correlation", 2, "Lag-1 autocorrelation with the global mean (as the earlier engine)");
         stat("summary", 2, "count, mean, median, std, variance, min, max, range, q25, q75, autocorr, "
                 + "skewness, kurtosis in one pass");
 
