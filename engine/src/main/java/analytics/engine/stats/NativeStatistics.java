@@ -376,37 +376,68 @@ public final class NativeStatistics {
     static double modeBin(double x) {
         double y = x * 1e6;
         if (Double.isInfinite(y)) {
-            return x;
+            return x; // |x| > 1.7e302: already an integer, its own bin
         }
-        double t = y < 0 ? Math.ceil(y) : Math.floor(y); // truncation; y - t is exact
-        double r = Math.abs(y - t) >= 0.5 ? t + Math.signum(y) : t;
+        // rint (one instruction) rounds half to even; only exact ties (y - r exact, +-0.5) differ
+        // from half away from zero, and they are rare, so the branch is predictable
+        double r = Math.rint(y);
+        if (Math.abs(y - r) == 0.5) {
+            r = y + Math.copySign(0.5, y);
+        }
         return r / 1e6 + 0.0;
     }
 
     private static Object mode(double[] d, Map<String, String> p) {
         int n = d.length;
-        // Few distinct values (the usual case for a mode): a small hash table that stays in
-        // cache. Once it would outgrow the cache, counting by sorting is faster: LSD radix sort of
-        // the bins (streaming passes, no random access into a 10^6-slot table).
+        // Few distinct bins (the usual case for a mode): a small hash table that stays in cache,
+        // counts only; the modes' last raw values come from a short scan from the end. Once it
+        // would outgrow the cache, counting by sorting is faster: LSD radix sort of the bins
+        // (streaming passes, no random access into a 10^6-slot table).
         CountTable t = new CountTable();
         for (int i = 0; i < n; i++) {
-            if (!t.add(Double.doubleToRawLongBits(modeBin(d[i])), d[i])) {
+            if (!t.add(Double.doubleToRawLongBits(modeBin(d[i])))) {
                 return modeBySorting(d);
             }
         }
-        return modeResult(t.modes(), t.best, n);
+        return modeResult(lastRawValues(d, t.modes(), t.best), t.best, n);
     }
 
     /**
-     * Open-addressing hash of the bins' bit patterns to their counts and the last raw value seen
-     * in the bin, no boxing: key, count and value interleaved in one {@code long[]} so a probe
-     * touches one cache line. It starts at 4096 slots and doubles at half load up to
-     * {@link #MAX_CAP} slots (3 MiB); {@link #add} returns false when more distinct bins arrive
-     * than that holds.
+     * Each mode reported as the last raw value seen in its bin (the earlier engine's answer): one
+     * scan from the end that stops once every mode bin has been met, usually after a few values.
+     * With frequency 1 every value is its own bin's only member, so the values themselves are the
+     * answer (at most {@link CountTable#MAX_CAP} of them on this path). {@code bins} ascending; the
+     * result is in the same order.
+     */
+    private static double[] lastRawValues(double[] d, double[] bins, int frequency) {
+        int k = bins.length;
+        if (frequency == 1) {
+            double[] out = d.clone(); // k == n: every bin holds one value
+            Arrays.sort(out);
+            return out;
+        }
+        double[] out = new double[k];
+        boolean[] found = new boolean[k];
+        int left = k;
+        for (int i = d.length - 1; i >= 0 && left > 0; i--) {
+            int j = Arrays.binarySearch(bins, modeBin(d[i]));
+            if (j >= 0 && !found[j]) {
+                found[j] = true;
+                out[j] = d[i];
+                left--;
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Open-addressing hash of the bins' bit patterns to their counts, no boxing: key and count
+     * interleaved in one {@code long[]} so a probe touches one cache line. It starts at 4096 slots
+     * and doubles at half load up to {@link #MAX_CAP} slots (2 MiB); {@link #add} returns false
+     * when more distinct bins arrive than that holds.
      */
     private static final class CountTable {
         static final int MAX_CAP = 1 << 17;
-        static final int W = 3;
         long[] t;
         int mask;
         int size;
@@ -414,7 +445,7 @@ public final class NativeStatistics {
 
         CountTable() {
             int cap = 1 << 12;
-            t = new long[W * cap];
+            t = new long[2 * cap];
             mask = cap - 1;
         }
 
@@ -427,16 +458,15 @@ public final class NativeStatistics {
             return (int) (h >>> (64 - Integer.bitCount(mask)));
         }
 
-        boolean add(long bits, double raw) {
+        boolean add(long bits) {
             long[] t = this.t;
             int mask = this.mask;
             int s = slot(bits, mask);
             while (true) {
-                long c = t[W * s + 1];
+                long c = t[2 * s + 1];
                 if (c == 0) {
-                    t[W * s] = bits;
-                    t[W * s + 1] = 1;
-                    t[W * s + 2] = Double.doubleToRawLongBits(raw);
+                    t[2 * s] = bits;
+                    t[2 * s + 1] = 1;
                     if (best == 0) {
                         best = 1;
                     }
@@ -448,9 +478,8 @@ public final class NativeStatistics {
                     }
                     return true;
                 }
-                if (t[W * s] == bits) {
-                    t[W * s + 1] = ++c;
-                    t[W * s + 2] = Double.doubleToRawLongBits(raw);
+                if (t[2 * s] == bits) {
+                    t[2 * s + 1] = ++c;
                     if (c > best) {
                         best = (int) c;
                     }
@@ -463,37 +492,35 @@ public final class NativeStatistics {
         private void grow() {
             long[] old = t;
             int cap = (mask + 1) << 1;
-            long[] nt = new long[W * cap];
+            long[] nt = new long[2 * cap];
             int m = cap - 1;
-            for (int i = 0; i < old.length; i += W) {
+            for (int i = 0; i < old.length; i += 2) {
                 if (old[i + 1] != 0) {
                     int s = slot(old[i], m);
-                    while (nt[W * s + 1] != 0) {
+                    while (nt[2 * s + 1] != 0) {
                         s = (s + 1) & m;
                     }
-                    System.arraycopy(old, i, nt, W * s, W);
+                    nt[2 * s] = old[i];
+                    nt[2 * s + 1] = old[i + 1];
                 }
             }
             t = nt;
             mask = m;
         }
 
-        /**
-         * The last raw value of each bin with the highest count, ascending (bins are monotone in
-         * the value, so raw values of different bins sort like their bins).
-         */
+        /** The bins with the highest count, ascending. */
         double[] modes() {
             int k = 0;
-            for (int i = 1; i < t.length; i += W) {
+            for (int i = 1; i < t.length; i += 2) {
                 if (t[i] == best) {
                     k++;
                 }
             }
             double[] out = new double[k];
             int j = 0;
-            for (int i = 0; i < t.length; i += W) {
+            for (int i = 0; i < t.length; i += 2) {
                 if (t[i + 1] == best) {
-                    out[j++] = Double.longBitsToDouble(t[i + 2]);
+                    out[j++] = Double.longBitsToDouble(t[i]);
                 }
             }
             Arrays.sort(out);
@@ -506,7 +533,7 @@ public final class NativeStatistics {
      * at a time together with their positions (a pass whose digit is the same for every key is
      * skipped, which for data in a limited range is most of the exponent bits), then one scan
      * over the runs. The sort is stable, so the last position of a run is the last raw value seen
-     * in that bin; the modes come out ascending.
+     * in that bin (no second pass: here there may be ~n modes); the modes come out ascending.
      */
     private static Object modeBySorting(double[] d) {
         int n = d.length;

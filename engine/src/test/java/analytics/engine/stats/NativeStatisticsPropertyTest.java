@@ -425,12 +425,20 @@ class NativeStatisticsPropertyTest {
         Map<?, ?> m = (Map<?, ?>) run("mode", e);
         assertEquals(bruteMode(e), m);
         assertEquals(100_000L, m.get("count"));
-        // duplicate-heavy (the hash path) agrees with brute force too
+        // duplicate-heavy (the hash path) agrees with brute force too, and with values jittered
+        // inside their bins the reported mode is the last raw value of the bin
         double[] f = new double[200_000];
         for (int i = 0; i < f.length; i++) {
             f[i] = r.nextInt(3000) * 0.25 - 300;
         }
         assertEquals(bruteMode(f), run("mode", f));
+        double[] g = new double[200_000];
+        for (int i = 0; i < g.length; i++) {
+            g[i] = r.nextInt(40) * 0.25 - 5 + r.nextInt(9) * 4e-8;
+        }
+        Map<String, Object> wantG = bruteMode(g);
+        assertEquals(wantG, run("mode", g));
+        assertEquals(1L, wantG.get("count"), "the test data must have a single mode");
     }
 
     @Test
