@@ -3,9 +3,7 @@ engine's count cosine, Jaccard and Levenshtein, plus TF-IDF cosine) and keyword 
 (scikit-learn). Texts come from the request's `texts` list or, as the old engine took them, from
 params `text` (sentiment, keywords) and `text1`/`text2` (similarity)."""
 
-import math
 import re
-from collections import Counter
 
 import numpy as np
 
@@ -97,26 +95,39 @@ def _fit(vec, docs, empty_message):
 SIMILARITY_METHODS = ("cosine", "jaccard", "levenshtein", "tfidf_cosine")
 
 
-def _count_cosine(a, b):
-    """Cosine of the raw term-count vectors (the earlier engine's "cosine"); 0.0 when a text has no words."""
-    ca, cb = Counter(a), Counter(b)
-    dot = sum(v * cb.get(t, 0) for t, v in ca.items())
-    na2 = sum(v * v for v in ca.values())
-    nb2 = sum(v * v for v in cb.values())
-    # integer sums: one square root of the exact product, so identical texts give exactly 1.0
-    return min(1.0, dot / math.sqrt(na2 * nb2)) if na2 > 0 and nb2 > 0 else 0.0
+def _word_counts_matrix(docs):
+    """Documents x words count matrix on the earlier engine's words (lowercase \\b\\w+\\b), sparse, integer."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    return CountVectorizer(token_pattern=WORD_RE.pattern, dtype=np.int64).fit_transform(docs)
 
 
-def _jaccard(a, b):
-    sa, sb = set(a), set(b)
-    union = sa | sb
-    return len(sa & sb) / len(union) if union else 0.0
+def _count_cosine(docs):
+    """Cosine of the raw word-count vectors (the earlier engine's "cosine"), all pairs; 0.0 with a text
+    without words. Integer dot products and squared norms, one square root of their exact product, so
+    identical texts give exactly 1.0."""
+    M = _word_counts_matrix(docs)
+    G = (M @ M.T).toarray().astype(np.float64)
+    sq = np.diag(G)
+    den = np.sqrt(np.outer(sq, sq))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, G / np.where(den > 0, den, 1.0), 0.0)
 
 
-def _levenshtein(a, b):
-    """1 - edit distance / length of the longer text, on the texts as sent (the earlier engine's)."""
+def _jaccard(docs):
+    """|common| / |union| of the word sets, all pairs."""
+    B = (_word_counts_matrix(docs) > 0).astype(np.int64)
+    inter = (B @ B.T).toarray().astype(np.float64)
+    size = np.asarray(B.sum(axis=1)).ravel().astype(np.float64)
+    union = size[:, None] + size[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def _levenshtein(docs):
+    """1 - edit distance / length of the longer text, on the texts as sent (the earlier engine's), all
+    pairs (rapidfuzz)."""
     from rapidfuzz.distance import Levenshtein
-    return float(Levenshtein.normalized_similarity(a, b))
+    from rapidfuzz.process import cdist
+    return cdist(docs, docs, scorer=Levenshtein.normalized_similarity, dtype=np.float64)
 
 
 @algorithm("text_similarity", "Pairwise text similarity: cosine of word counts (default), jaccard of word sets, "
@@ -137,13 +148,9 @@ def text_similarity(inp):
         np.fill_diagonal(S, 1.0)
         S = np.clip(S, 0.0, 1.0)
     else:
-        pair = {"cosine": lambda i, j: _count_cosine(toks[i], toks[j]),
-                "jaccard": lambda i, j: _jaccard(toks[i], toks[j]),
-                "levenshtein": lambda i, j: _levenshtein(docs[i], docs[j])}[method]
-        S = np.ones((n, n))
-        for i in range(n):
-            for j in range(i + 1, n):
-                S[i, j] = S[j, i] = pair(i, j)
+        S = {"cosine": _count_cosine, "jaccard": _jaccard, "levenshtein": _levenshtein}[method](docs)
+        S = np.clip(S, 0.0, 1.0)
+        np.fill_diagonal(S, 1.0)
     w1, w2 = set(toks[0]), set(toks[1])
     out = {"similarity": float(S[0, 1]), "method": method,
            # the earlier engine's keys, for the first two texts: distinct words of each, shared, in all
