@@ -430,13 +430,14 @@ def sc_mean_1e6(addr, side, duration):
 
 def sc_summary_1e7(addr, side, duration):
     """summary over 10^7 points (80 MB) in one Analyze: engine-side time against the kernel's own time.
-    Engine-side time = the engine process's CPU time per call (receiving, decoding, validating, computing,
-    GC), the calls being sequential; kernel time = metadata.stats.compute_us."""
+    Both are wall-clock, per call: the end-to-end time of the call (an upper bound of the engine-side time:
+    it also holds the client's sending of 80 MB) over metadata.stats.compute_us (the kernel); the median of
+    the per-call ratios is reported. The engine process's CPU time per call is kept as information."""
     pid = PIDS.get(side)
     req = big_request("summary_1e7")
     ch = channel(addr, max_msg=BIG_MSG_MB << 20)
     call = analyze_raw(ch)
-    e2e, cpu, kernel = [], [], []
+    e2e, cpu, kernel, ratios = [], [], [], []
     try:
         end = time.monotonic() + duration
         while time.monotonic() < end or len(e2e) < 3:
@@ -449,6 +450,7 @@ def sc_summary_1e7(addr, side, duration):
                 cpu.append((c1 - c0) * 1000)
             if "compute_us" in resp.metadata.stats:
                 kernel.append(int(resp.metadata.stats["compute_us"]) / 1000.0)
+                ratios.append(e2e[-1] / max(kernel[-1], 1e-3))
             if len(e2e) >= 20:
                 break
     finally:
@@ -458,8 +460,8 @@ def sc_summary_1e7(addr, side, duration):
         out["engine_cpu_ms"] = statistics.median(cpu)
     if kernel:
         out["kernel_ms"] = statistics.median(kernel)
-    if cpu and kernel:
-        out["engine_over_kernel"] = out["engine_cpu_ms"] / out["kernel_ms"]
+    if ratios:
+        out["engine_over_kernel"] = statistics.median(ratios)
     return out
 
 
@@ -1050,10 +1052,12 @@ def build_rows(runs):
         o = [get(r, "summary_1e7", side, "engine_over_kernel") for r in runs]
         k = [get(r, "summary_1e7", side, "kernel_ms") for r in runs]
         c = [get(r, "summary_1e7", side, "engine_cpu_ms") for r in runs]
-        row(label + "Analyze(summary) 10^7 pts (80 MB): engine CPU time / kernel time", o, [], [], "",
-            "≤ 2× the kernel", lambda ov, r: ov <= 2, "×", 2, first_error(runs, "summary_1e7", side),
+        e = [get(r, "summary_1e7", side, "p50_ms") for r in runs]
+        row(label + "Analyze(summary) 10^7 pts (80 MB): call time (e2e, ≥ engine-side) / kernel time", o, [],
+            [], "", "≤ 2× the kernel", lambda ov, r: ov <= 2, "×", 2, first_error(runs, "summary_1e7", side),
             base_text="n/a (engine measurement)",
-            note=("engine %.0f ms, kernel %.0f ms" % (med(c), med(k))) if med(c) and med(k) else None)
+            note=("e2e %.0f ms, kernel %.0f ms, engine CPU %.0f ms per call" % (med(e), med(k), med(c)))
+            if med(e) and med(k) and med(c) else None)
         o = [get(r, "rss_c16", side, "rss_peak_mb") for r in runs]
         b = [get(r, "rss_c16", "baseline", "rss_peak_mb") for r in runs]
         row(label + "RSS peak during 16 concurrent 10^6-pt requests", o, b, [], "", "≤ 600 MiB",
