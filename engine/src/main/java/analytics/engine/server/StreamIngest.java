@@ -155,7 +155,8 @@ public final class StreamIngest {
                     }
                     if (gathered + m > gatheredData.length) {
                         gatheredData = java.util.Arrays.copyOf(gatheredData,
-                                (int) Math.min(limits.maxPoints(), Math.max(gathered + m, gatheredData.length * 2L)));
+                                (int) Math.min(Math.min(limits.maxPoints(), Integer.MAX_VALUE - 8),
+                                        Math.max(gathered + m, gatheredData.length * 2L)));
                     }
                     System.arraycopy(data, 0, gatheredData, (int) gathered, m);
                     gathered += m;
