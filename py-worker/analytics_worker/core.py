@@ -43,12 +43,13 @@ class Algorithm:
         self.test_only = test_only
 
     def spec(self):
-        return {
-            "description": self.description,
-            "required": list(self.required),
-            "optional": dict(self.optional),
-            "input": self.input,
-        }
+        """What the hello announces: the catalogue entry (catalogue.py) plus required/optional."""
+        from .catalogue import entry
+        out = entry(self)
+        del out["name"]
+        out["required"] = list(self.required)
+        out["optional"] = dict(self.optional)
+        return out
 
 
 REGISTRY = {}

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 
+from ..catalogue import Choice, Int, Text, params
 from ..core import InvalidArgument, algorithm
 
 _ANALYZER = []
@@ -40,6 +41,7 @@ def _one_sentiment(text):
     }
 
 
+@params(text=Text(help="text (when no texts are given)"))
 @algorithm("sentiment_analysis", "Sentiment with the VADER lexicon (compound score in [-1, 1]); several "
                                  "texts: mean compound score plus one result per document",
            input="text", optional={"text": ""})
@@ -72,6 +74,8 @@ def _fit(vec, docs, empty_message):
         raise
 
 
+@params(text1=Text(help="first text (when no texts are given)"), text2=Text(help="second text"),
+        method=Choice("cosine", "jaccard", help="cosine (TF-IDF) or jaccard (word sets)"))
 @algorithm("text_similarity", "Pairwise text similarity: TF-IDF cosine (default) or Jaccard on word sets",
            input="text", optional={"text1": "", "text2": "", "method": "cosine"})
 def text_similarity(inp):
@@ -100,6 +104,8 @@ def text_similarity(inp):
     return out
 
 
+@params(text=Text(help="text (when no texts are given)"), n_keywords=Int(min=1, max=1000, help="keywords to return"),
+        method=Choice("tfidf", "frequency", help="tfidf or frequency"))
 @algorithm("keyword_extraction", "Keywords by TF-IDF (English stop words removed) or raw frequency",
            input="text", optional={"text": "", "n_keywords": "5", "method": "tfidf"})
 def keyword_extraction(inp):
