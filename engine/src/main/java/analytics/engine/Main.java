@@ -58,6 +58,10 @@ public final class Main implements Callable<Integer> {
     @Option(names = "--print-config", description = "print the effective configuration and exit")
     boolean printConfig;
 
+    @Option(names = "--print-algorithms", description = "print every algorithm with its params (types, defaults, "
+            + "allowed values) as a Markdown table and exit; the Python ones as the worker package declares them")
+    boolean printAlgorithms;
+
     @Option(names = {"-V", "--version"}, description = "print version, git commit, Java and Python versions and exit")
     boolean version;
 
@@ -104,6 +108,10 @@ public final class Main implements Callable<Integer> {
         if (printConfig) {
             cfg.describe().forEach(out::println);
             out.println("# python executable resolved to: " + resolvePython(cfg));
+            return 0;
+        }
+        if (printAlgorithms) {
+            analytics.engine.dispatch.AlgorithmTable.markdown(new AlgorithmRegistry(cfg.testMode())).forEach(out::println);
             return 0;
         }
         if (version) {

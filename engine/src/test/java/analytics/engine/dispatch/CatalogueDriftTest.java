@@ -66,4 +66,22 @@ class CatalogueDriftTest {
                 new AlgorithmRegistry(false).all().stream().filter(s -> !s.nativeImpl()).map(AlgorithmSpec::name)
                         .sorted().toList());
     }
+
+    @Test
+    void aHelloThatDeclaresADefaultDifferentlyIsReported() {
+        List<AlgorithmSpec> expected = PythonCatalogue.load();
+        java.util.Map<String, AlgorithmSpec> hello = new java.util.TreeMap<>();
+        expected.forEach(s -> hello.put(s.name(), s));
+        assertEquals(List.of(), PythonCatalogue.differences(expected, hello));
+        AlgorithmSpec arima = hello.get("arima");
+        List<AlgorithmSpec.ParamSpec> params = new java.util.ArrayList<>(arima.params());
+        AlgorithmSpec.ParamSpec periods = params.stream().filter(p -> p.name().equals("periods")).findFirst().orElseThrow();
+        params.set(params.indexOf(periods), new AlgorithmSpec.ParamSpec(periods.name(), false, periods.type(), "5",
+                periods.help(), periods.min(), periods.max(), periods.minExclusive(), periods.choices(), periods.words()));
+        hello.put("arima", new AlgorithmSpec("arima", arima.category(), arima.description(), false, true,
+                arima.input(), arima.minPoints(), List.copyOf(params)));
+        hello.remove("pca");
+        assertEquals(List.of("arima declared differently by the worker", "pca not served by the worker"),
+                PythonCatalogue.differences(expected, hello));
+    }
 }

@@ -33,7 +33,7 @@ public final class WorkerTestSupport {
     }
 
     /** Two workers, test algorithms on, short restart backoff, the worker package from the repo on PYTHONPATH. */
-    static WorkerPoolConfig config() {
+    public static WorkerPoolConfig config() {
         return WorkerPoolConfig.defaults()
                 .withPython(python())
                 .withWorkers(2)
