@@ -487,9 +487,16 @@ public final class PythonWorkerPool implements PythonBackend {
         /** Runs on the scheduler exactly at the deadline. */
         void onDeadline() {
             WorkerHandle h = onWorker.get();
-            String msg = h != null || everSent
-                    ? "Python algorithm '" + input.algorithm() + "' did not finish within " + timeoutMs + " ms"
-                    : "request timed out after " + timeoutMs + " ms waiting for a free Python worker";
+            if (h == null && !everSent) {
+                // Never reached a worker: the wait for one could not finish before the deadline. That is overload
+                // (retry later, elsewhere), not a slow algorithm, and it says nothing about the workers' health.
+                Map<String, Integer> c = countByState();
+                result.completeExceptionally(new AnalysisException(ErrorCode.OVERLOADED, "no Python worker became free "
+                        + "within the request's deadline of " + timeoutMs + " ms (" + c.getOrDefault("busy", 0)
+                        + " busy, " + c.getOrDefault("starting", 0) + " starting)"));
+                return;
+            }
+            String msg = "Python algorithm '" + input.algorithm() + "' did not finish within " + timeoutMs + " ms";
             if (result.completeExceptionally(new AnalysisException(ErrorCode.TIMEOUT, msg))) {
                 timeouts.increment();
                 WorkerHandle w = onWorker.getAndSet(null);
@@ -682,18 +689,27 @@ public final class PythonWorkerPool implements PythonBackend {
         throw new AnalysisException(ec, message);
     }
 
-    /** Borrow with a bounded wait; see the class comment for how the factory gets workers. */
+    /**
+     * Borrow, waiting at most until the request's own deadline (min of timeout_ms and the gRPC deadline), or
+     * for {@code borrowWait} when that optional cap is set; see the class comment for how the factory gets
+     * workers. A wait that reaches the deadline is answered OVERLOADED by {@link Call#onDeadline}.
+     */
     private WorkerHandle borrow(Call call) throws AnalysisException {
         long start = System.nanoTime();
-        // The overload budget (borrowWait) only runs down while no worker is restarting: time spent waiting for
-        // capacity that is coming back (a crash/kill/recycle replacement starting) is not overload. The total wait is
-        // still bounded by the start-up timeout and, always, by the request's deadline. A retry after its worker died
-        // gets the start-up timeout as budget (e.g. all workers died at once).
-        long budget = call.attempts.get() > 1
-                ? Math.max(config.borrowWait().toNanos(), config.startupTimeout().toNanos())
-                : config.borrowWait().toNanos();
-        long hardEnd = Math.min(call.deadlineNanos,
-                start + Math.max(budget, config.startupTimeout().toNanos()));
+        long cap = config.borrowWait().toNanos(); // 0 = no cap: up to the deadline
+        long budget;
+        long hardEnd;
+        if (cap == 0) {
+            budget = Long.MAX_VALUE;
+            hardEnd = call.deadlineNanos;
+        } else {
+            // The cap only runs down while no worker is restarting: time spent waiting for capacity that is
+            // coming back (a crash/kill/recycle replacement starting) is not overload. The total wait is still
+            // bounded by the start-up timeout and, always, by the request's deadline. A retry after its worker
+            // died gets the start-up timeout as budget (e.g. all workers died at once).
+            budget = call.attempts.get() > 1 ? Math.max(cap, config.startupTimeout().toNanos()) : cap;
+            hardEnd = Math.min(call.deadlineNanos, start + Math.max(budget, config.startupTimeout().toNanos()));
+        }
         long slice = TimeUnit.MILLISECONDS.toNanos(200);
         long overloadWaited = 0;
         while (!closed.get()) {

@@ -14,7 +14,8 @@ import java.util.Objects;
  *                            otherwise created (0700) if missing and left in place on close
  * @param workingDir          working directory of the worker processes; null → the JVM's
  * @param startupTimeout      a spawned worker must send its hello within this time
- * @param borrowWait          how long a request waits for a free worker before {@code OVERLOADED}
+ * @param borrowWait          optional cap on how long a request waits for a free worker before {@code OVERLOADED};
+ *                            zero = up to the request's own deadline (the default)
  * @param pingInterval        how often idle workers are pinged (hang detection, RSS for recycling)
  * @param pingTimeout         an idle worker that does not answer a ping within this is replaced
  * @param maxRequests         recycle a worker after this many requests (±10% jitter); 0 = never
@@ -81,7 +82,8 @@ public record WorkerPoolConfig(
         if (maxFrameBytes < 65536) throw new IllegalArgumentException("maxFrameBytes must be >= 65536 (the worker's minimum)");
         if (breakerFailureRate <= 0 || breakerFailureRate > 100) throw new IllegalArgumentException("breakerFailureRate must be in (0, 100]");
         if (breakerWindow < 1 || breakerMinCalls < 1) throw new IllegalArgumentException("breaker window/min calls must be >= 1");
-        for (Duration d : new Duration[] {startupTimeout, borrowWait, pingInterval, pingTimeout, killGrace,
+        if (borrowWait.isNegative()) throw new IllegalArgumentException("borrowWait must be >= 0 (0 = up to the deadline)");
+        for (Duration d : new Duration[] {startupTimeout, pingInterval, pingTimeout, killGrace,
                 restartBackoffInitial, restartBackoffMax, breakerOpenDuration}) {
             if (d.isNegative() || d.isZero()) throw new IllegalArgumentException("durations must be positive: " + d);
         }
@@ -96,7 +98,7 @@ public record WorkerPoolConfig(
                 null,
                 null,
                 Duration.ofSeconds(30),
-                Duration.ofSeconds(2),
+                Duration.ZERO,
                 Duration.ofSeconds(10),
                 Duration.ofSeconds(5),
                 10_000,
