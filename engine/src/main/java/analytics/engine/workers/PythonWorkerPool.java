@@ -586,8 +586,7 @@ public final class PythonWorkerPool implements PythonBackend {
         }
         try {
             long left = Math.max(1, TimeUnit.NANOSECONDS.toMillis(call.deadlineNanos - System.nanoTime()));
-            frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, call.id, in.algorithm(), in.params(),
-                    in.data(), in.rows(), in.cols(), in.matrix(), in.target(), in.texts(), left, files[0], files[1]);
+            frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, call.id, in, left, files[0], files[1]);
         } catch (IOException | RuntimeException e) {
             dropFiles.run();
             if (call.onWorker.compareAndSet(h, null)) {

@@ -72,7 +72,6 @@ final class WorkerHandle {
     volatile Connection connection;
     volatile long readyNanos;
     volatile long rssBytes = -1;
-    volatile long workerRequests = -1;
     volatile Map<String, String> versions = Map.of();
     volatile Map<String, Object> algorithms = Map.of();
     /** Optional protocol features from the hello (e.g. {@code data_file}); empty for a worker that lists none. */

@@ -1,5 +1,6 @@
 package analytics.engine.workers;
 
+import analytics.engine.config.EngineConfig;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
@@ -90,19 +91,22 @@ public record WorkerPoolConfig(
         extraEnv = extraEnv == null ? Map.of() : Map.copyOf(extraEnv);
     }
 
-    /** Defaults for everything; {@code python} is null and must be set with {@link #withPython}. */
+    /**
+     * Defaults for everything; {@code python} is null and must be set with {@link #withPython}. What is also an
+     * engine setting takes its default from {@link EngineConfig#SETTINGS} (one default in one place).
+     */
     public static WorkerPoolConfig defaults() {
         return new WorkerPoolConfig(
                 null,
                 Math.max(1, Runtime.getRuntime().availableProcessors()),
                 null,
                 null,
-                Duration.ofSeconds(30),
-                Duration.ZERO,
+                Duration.ofSeconds(setting("worker_startup_timeout_s")),
+                Duration.ofMillis(setting("queue_wait_ms")),
                 Duration.ofSeconds(10),
                 Duration.ofSeconds(5),
-                10_000,
-                1L << 30,
+                (int) setting("worker_max_requests"),
+                setting("worker_max_rss_mb") << 20,
                 Duration.ofSeconds(2),
                 Duration.ofMillis(200),
                 Duration.ofSeconds(10),
@@ -111,12 +115,16 @@ public record WorkerPoolConfig(
                 20,
                 10,
                 Duration.ofSeconds(10),
-                100,
-                0,
+                (int) setting("max_concurrent"),
+                (int) setting("rate_limit"),
                 false,
                 DEFAULT_MAX_FRAME_BYTES,
                 Map.of(),
                 false);
+    }
+
+    private static long setting(String key) {
+        return Long.parseLong(EngineConfig.defaultOf(key));
     }
 
     public WorkerPoolConfig withPython(Path p) {

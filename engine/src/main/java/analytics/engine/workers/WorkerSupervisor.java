@@ -234,9 +234,6 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
             if (msg.get("rss_bytes") instanceof Long rss) {
                 h.rssBytes = rss;
             }
-            if (msg.get("requests") instanceof Long n) {
-                h.workerRequests = n;
-            }
             p.response().complete(msg);
         } else {
             onProtocolError(conn, "unexpected frame of type '" + type + "'");
