@@ -1,5 +1,6 @@
 package analytics.engine;
 
+import analytics.engine.config.BuildInfo;
 import analytics.engine.config.EngineConfig;
 import analytics.engine.config.EngineConfig.ConfigException;
 import analytics.engine.dispatch.AlgorithmRegistry;
@@ -7,7 +8,7 @@ import analytics.engine.dispatch.Dispatcher;
 import analytics.engine.metrics.EngineMetrics;
 import analytics.engine.server.EngineServer;
 import analytics.engine.stats.NativeStatistics;
-import analytics.engine.workers.PythonBackend;
+import analytics.engine.api.PythonBackend;
 import java.io.PrintStream;
 import java.net.URI;
 import java.net.http.HttpClient;

@@ -2,10 +2,10 @@ package analytics.engine;
 
 import analytics.engine.config.EngineConfig;
 import analytics.engine.dispatch.AlgorithmSpec;
-import analytics.engine.dispatch.AnalysisInput;
+import analytics.engine.api.AnalysisInput;
 import analytics.engine.dispatch.PythonCatalogue;
 import analytics.engine.metrics.EngineMetrics;
-import analytics.engine.workers.PythonBackend;
+import analytics.engine.api.PythonBackend;
 import analytics.engine.workers.PythonWorkerPool;
 import analytics.engine.workers.WorkerPoolConfig;
 import java.io.PrintStream;

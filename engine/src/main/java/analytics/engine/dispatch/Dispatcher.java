@@ -1,5 +1,7 @@
 package analytics.engine.dispatch;
 
+import analytics.engine.api.AnalysisInput;
+import analytics.engine.api.AnalysisException;
 import analytics.engine.dispatch.AlgorithmSpec.ParamSpec;
 import analytics.engine.metrics.EngineMetrics;
 import analytics.engine.proto.AnalysisOptions;
@@ -8,7 +10,7 @@ import analytics.engine.proto.AnalysisResponse;
 import analytics.engine.proto.ErrorCode;
 import analytics.engine.proto.ExecutionMetadata;
 import analytics.engine.stats.NativeKernel;
-import analytics.engine.workers.PythonBackend;
+import analytics.engine.api.PythonBackend;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;

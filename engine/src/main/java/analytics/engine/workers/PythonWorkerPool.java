@@ -1,7 +1,8 @@
 package analytics.engine.workers;
 
-import analytics.engine.dispatch.AnalysisException;
-import analytics.engine.dispatch.AnalysisInput;
+import analytics.engine.api.PythonBackend;
+import analytics.engine.api.AnalysisException;
+import analytics.engine.api.AnalysisInput;
 import analytics.engine.proto.ErrorCode;
 import analytics.engine.workers.WorkerHandle.RetireReason;
 import analytics.engine.workers.WorkerHandle.State;

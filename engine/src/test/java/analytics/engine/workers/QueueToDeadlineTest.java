@@ -1,5 +1,6 @@
 package analytics.engine.workers;
 
+import analytics.engine.api.PythonBackend;
 import static analytics.engine.workers.WorkerTestSupport.await;
 import static analytics.engine.workers.WorkerTestSupport.config;
 import static analytics.engine.workers.WorkerTestSupport.count;
@@ -8,7 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
-import analytics.engine.dispatch.AnalysisException;
+import analytics.engine.api.AnalysisException;
 import analytics.engine.proto.ErrorCode;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.time.Duration;

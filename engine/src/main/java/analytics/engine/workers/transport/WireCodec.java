@@ -1,6 +1,6 @@
 package analytics.engine.workers.transport;
 
-import analytics.engine.dispatch.AnalysisInput;
+import analytics.engine.api.AnalysisInput;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufAllocator;
 import java.io.IOException;

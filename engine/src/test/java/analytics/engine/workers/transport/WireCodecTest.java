@@ -1,6 +1,6 @@
 package analytics.engine.workers.transport;
 
-import analytics.engine.dispatch.AnalysisInput;
+import analytics.engine.api.AnalysisInput;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
