@@ -11,6 +11,8 @@ _INTEGER = re.compile(r"[+-]?\d+")
 INVALID_ARGUMENT = "INVALID_ARGUMENT"
 UNKNOWN_ALGORITHM = "UNKNOWN_ALGORITHM"
 INTERNAL = "INTERNAL"
+# every error_code a worker sends; the engine maps each (WorkerMessage.WorkerError, checked by a test)
+ERROR_CODES = (INVALID_ARGUMENT, UNKNOWN_ALGORITHM, INTERNAL)
 
 
 class AlgorithmError(Exception):

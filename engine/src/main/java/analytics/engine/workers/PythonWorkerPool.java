@@ -1,5 +1,6 @@
 package analytics.engine.workers;
 
+import analytics.engine.workers.transport.WorkerMessage.Response;
 import analytics.engine.api.PythonBackend;
 import analytics.engine.api.AnalysisException;
 import analytics.engine.api.AnalysisInput;
@@ -599,7 +600,7 @@ public final class PythonWorkerPool implements PythonBackend {
         long sent = System.nanoTime();
         call.everSent = true;
         // Continue off the socket's event loop: pool bookkeeping and the caller's continuations must not run there.
-        CompletableFuture<Map<String, Object>> sentFuture = h.send(call.id, frame);
+        CompletableFuture<Response> sentFuture = h.send(call.id, frame);
         if (files[0] != null || files[1] != null) {
             // unlinking a large tmpfs file frees its pages: not on the socket's event loop
             sentFuture.whenCompleteAsync((msg, err) -> dropFiles.run(), completions);
@@ -666,27 +667,14 @@ public final class PythonWorkerPool implements PythonBackend {
         return shmThresholdBytes;
     }
 
-    private static PythonResult toResult(WorkerHandle h, Map<String, Object> msg, long rttMicros) throws AnalysisException {
-        long compute = 0;
-        if (msg.get("timings") instanceof Map<?, ?> t && t.get("compute_us") instanceof Long c) {
-            compute = c;
+    private static PythonResult toResult(WorkerHandle h, Response r, long rttMicros) throws AnalysisException {
+        if (!r.ok()) {
+            throw new AnalysisException(r.error().toApi(), r.errorMessage());
         }
-        if (Boolean.TRUE.equals(msg.get("ok"))) {
-            if (!(msg.get("result_json") instanceof String json)) {
-                throw new AnalysisException(ErrorCode.INTERNAL, "Python worker " + h.slot + " answered ok without result_json");
-            }
-            return new PythonResult(json, h.slot, compute, rttMicros);
+        if (r.resultJson() == null) {
+            throw new AnalysisException(ErrorCode.INTERNAL, "Python worker " + h.slot + " answered ok without result_json");
         }
-        String code = msg.get("error_code") instanceof String s ? s : "INTERNAL";
-        String message = msg.get("error_message") instanceof String s ? s : "Python worker reported an error";
-        ErrorCode ec;
-        switch (code) {
-            case "INVALID_ARGUMENT" -> ec = ErrorCode.INVALID_ARGUMENT;
-            case "UNKNOWN_ALGORITHM" -> ec = ErrorCode.UNKNOWN_ALGORITHM;
-            case "TIMEOUT" -> ec = ErrorCode.TIMEOUT;
-            default -> ec = ErrorCode.INTERNAL;
-        }
-        throw new AnalysisException(ec, message);
+        return new PythonResult(r.resultJson(), h.slot, r.computeMicros(), rttMicros);
     }
 
     /**
@@ -900,7 +888,7 @@ public final class PythonWorkerPool implements PythonBackend {
             }
             RetireReason reason = h.retireReason;
             if (reason == RetireReason.BROKEN && h.retiring.get() == false
-                    && (!h.processAlive() || h.connection == null || !h.connection.isActive())) {
+                    && (!h.processAlive() || !h.connected())) {
                 // It is dying by itself (crash, kill -9, lost connection): the supervisor's end-of-process path
                 // restarts it with crash accounting (backoff, crash-loop limit). Make sure that path runs.
                 supervisor.ensureEnding(h);
@@ -1019,7 +1007,7 @@ public final class PythonWorkerPool implements PythonBackend {
         return switch (h.state) {
             case READY -> "ready";
             case BUSY -> "busy";
-            case RETIRING -> h.inFlight.get() != null ? "busy" : "starting";
+            case RETIRING -> h.hasRequestInFlight() ? "busy" : "starting";
             default -> "starting";
         };
     }

@@ -217,9 +217,15 @@ class SharedMemoryTransportTest {
     @Test
     void helloFeaturesDecideTheTransport() {
         // a revision-1 worker sends no features: it only ever gets msgpack bytes (toFiles checks "data_file")
-        assertEquals(java.util.Set.of(), WorkerHandle.features(null));
-        assertEquals(java.util.Set.of(), WorkerHandle.features("data_file"));
-        assertEquals(java.util.Set.of("data_file", "x"), WorkerHandle.features(List.of("data_file", 3L, "x")));
+        assertEquals(java.util.Set.of(), helloFeatures(Map.of("type", "hello")));
+        assertEquals(java.util.Set.of(), helloFeatures(Map.of("type", "hello", "features", "data_file")));
+        assertEquals(java.util.Set.of("data_file", "x"),
+                helloFeatures(Map.of("type", "hello", "features", List.of("data_file", 3L, "x"))));
+    }
+
+    private static java.util.Set<String> helloFeatures(Map<String, Object> frame) {
+        return ((analytics.engine.workers.transport.WorkerMessage.Hello)
+                analytics.engine.workers.transport.WorkerMessage.of(frame)).features();
     }
 
     @Test

@@ -151,8 +151,21 @@ public final class WireCodec {
         buf.writerIndex(at + bytes);
     }
 
-    /** A small control message (ping, shutdown) as a complete frame. */
-    public static ByteBuf encodeSimple(ByteBufAllocator alloc, Map<String, Object> msg) throws IOException {
+    /** A ping frame; the worker answers with a pong carrying the same id and its RSS. */
+    public static ByteBuf encodePing(ByteBufAllocator alloc, String id) throws IOException {
+        Map<String, Object> m = new java.util.LinkedHashMap<>();
+        m.put("type", "ping");
+        m.put("id", id);
+        return encodeSimple(alloc, m);
+    }
+
+    /** A shutdown frame: the worker finishes and exits. */
+    public static ByteBuf encodeShutdown(ByteBufAllocator alloc) throws IOException {
+        return encodeSimple(alloc, Map.of("type", "shutdown"));
+    }
+
+    /** A small control message as a complete frame. */
+    private static ByteBuf encodeSimple(ByteBufAllocator alloc, Map<String, Object> msg) throws IOException {
         try (MessageBufferPacker pk = MessagePack.newDefaultBufferPacker()) {
             pk.packMapHeader(msg.size());
             for (Map.Entry<String, Object> e : msg.entrySet()) {
