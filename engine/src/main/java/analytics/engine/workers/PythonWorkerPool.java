@@ -6,21 +6,12 @@ import analytics.engine.api.AnalysisException;
 import analytics.engine.api.AnalysisInput;
 import analytics.engine.proto.ErrorCode;
 import analytics.engine.workers.WorkerHandle.RetireReason;
-import analytics.engine.workers.WorkerHandle.State;
 import analytics.engine.workers.WorkerSupervisor.Slot;
 import analytics.engine.workers.launch.SpawnLauncher;
 import analytics.engine.workers.launch.WorkerLauncher;
 import analytics.engine.workers.transport.DataFile;
 import analytics.engine.workers.transport.WireCodec;
 import analytics.engine.workers.transport.WorkerSocketServer;
-import io.github.resilience4j.bulkhead.Bulkhead;
-import io.github.resilience4j.bulkhead.BulkheadConfig;
-import io.github.resilience4j.circuitbreaker.CircuitBreaker;
-import io.github.resilience4j.circuitbreaker.CircuitBreakerConfig;
-import io.github.resilience4j.ratelimiter.RateLimiter;
-import io.github.resilience4j.ratelimiter.RateLimiterConfig;
-import io.github.resilience4j.retry.Retry;
-import io.github.resilience4j.retry.RetryConfig;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -35,7 +26,6 @@ import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -101,10 +91,7 @@ public final class PythonWorkerPool implements PythonBackend {
     private final ScheduledExecutorService deadlines;
     private final ExecutorService borrowers;
     private final ExecutorService completions;
-    private final Bulkhead bulkhead;
-    private final RateLimiter rateLimiter;
-    private final CircuitBreaker breaker;
-    private final Retry retry;
+    private final Admission admission;
     private final Counter restarts;
     private final Counter timeouts;
     private final Counter recycles;
@@ -117,8 +104,6 @@ public final class PythonWorkerPool implements PythonBackend {
     private final AtomicBoolean started = new AtomicBoolean();
     private final AtomicBoolean closed = new AtomicBoolean();
     private final Object readyMonitor = new Object();
-    private final AtomicReference<CompletableFuture<Void>> reloading = new AtomicReference<>();
-    private volatile long breakerOpenedNanos;
     private volatile Map<String, Object> algorithmInfo = Map.of();
     private volatile Map<String, String> pythonVersions = Map.of();
 
@@ -128,6 +113,7 @@ public final class PythonWorkerPool implements PythonBackend {
     private WorkerSupervisor supervisor;
     private WorkerLauncher launcher;
     private GenericObjectPool<WorkerHandle> pool;
+    private RollingReload reloader;
     private Thread shutdownHook;
     private final ThreadLocal<Long> borrowDeadline = new ThreadLocal<>();
 
@@ -170,32 +156,7 @@ public final class PythonWorkerPool implements PythonBackend {
                 daemon("python-complete"));
         c.allowCoreThreadTimeOut(true);
         this.completions = c;
-        this.bulkhead = Bulkhead.of("python", BulkheadConfig.custom()
-                .maxConcurrentCalls(config.maxConcurrent()).maxWaitDuration(Duration.ZERO).build());
-        this.rateLimiter = config.rateLimitPerSecond() <= 0 ? null : RateLimiter.of("python", RateLimiterConfig.custom()
-                .limitForPeriod(config.rateLimitPerSecond()).limitRefreshPeriod(Duration.ofSeconds(1))
-                .timeoutDuration(Duration.ZERO).build());
-        this.breaker = CircuitBreaker.of("python", CircuitBreakerConfig.custom()
-                .slidingWindowType(CircuitBreakerConfig.SlidingWindowType.COUNT_BASED)
-                .slidingWindowSize(config.breakerWindow())
-                .minimumNumberOfCalls(config.breakerMinCalls())
-                .failureRateThreshold(config.breakerFailureRate())
-                .waitDurationInOpenState(config.breakerOpenDuration())
-                .permittedNumberOfCallsInHalfOpenState(2)
-                .automaticTransitionFromOpenToHalfOpenEnabled(true)
-                .build());
-        breaker.getEventPublisher().onStateTransition(e -> {
-            if (e.getStateTransition().getToState() == CircuitBreaker.State.OPEN) {
-                breakerOpenedNanos = System.nanoTime();
-            }
-            log.warn("Python circuit breaker: {}", e.getStateTransition());
-        });
-        this.retry = Retry.of("python", RetryConfig.custom()
-                .maxAttempts(2)
-                .waitDuration(Duration.ZERO)
-                .retryOnException(t -> unwrap(t) instanceof WorkerDiedException d && d.retryable())
-                .failAfterMaxAttempts(false)
-                .build());
+        this.admission = new Admission(config, meters, PythonWorkerPool::unwrap);
         this.restarts = Counter.builder("analytics.python.worker.restarts").description("worker processes started to replace another").register(meters);
         this.timeouts = Counter.builder("analytics.python.timeouts").description("requests answered TIMEOUT at their deadline").register(meters);
         this.recycles = Counter.builder("analytics.python.worker.recycles").description("workers recycled (max requests / RSS)").register(meters);
@@ -208,8 +169,6 @@ public final class PythonWorkerPool implements PythonBackend {
             Gauge.builder("analytics.python.workers", this, p -> p.countByState().getOrDefault(st, 0))
                     .tag("state", st).description("Python workers by state").register(meters);
         }
-        Gauge.builder("analytics.python.breaker.open", this, p -> p.breaker.getState() == CircuitBreaker.State.OPEN ? 1 : 0)
-                .register(meters);
     }
 
     private static java.util.concurrent.ThreadFactory daemon(String name) {
@@ -285,6 +244,7 @@ public final class PythonWorkerPool implements PythonBackend {
         pc.setEvictionPolicy((cfg, underTest, idleCount) -> false); // never evict for idleness; validation pings
         pc.setJmxEnabled(false);
         pool = new GenericObjectPool<>(new Factory(), pc);
+        reloader = new RollingReload(config, supervisor, admission, pool, closed);
         shutdownHook = new Thread(this::closeFromHook, "python-workers-shutdown");
         Runtime.getRuntime().addShutdownHook(shutdownHook);
         supervisor.startAll();
@@ -408,31 +368,21 @@ public final class PythonWorkerPool implements PythonBackend {
             return failed(ErrorCode.INVALID_ARGUMENT, "request too large for a Python worker: about " + estimate
                     + " bytes, the frame limit is " + config.maxFrameBytes() + " bytes");
         }
-        if (rateLimiter != null && !rateLimiter.acquirePermission()) {
-            return failed(ErrorCode.OVERLOADED, "Python request rate limit of " + config.rateLimitPerSecond()
-                    + " per second exceeded");
-        }
-        if (!bulkhead.tryAcquirePermission()) {
-            return failed(ErrorCode.OVERLOADED, "too many concurrent Python requests (limit "
-                    + config.maxConcurrent() + ")");
-        }
-        if (!breaker.tryAcquirePermission()) {
-            bulkhead.onComplete();
-            return failed(ErrorCode.UNAVAILABLE, "Python workers are failing: circuit breaker open, retry in "
-                    + breakerRetrySeconds() + "s" + downSuffix());
+        AnalysisException refused = admission.admit(downSuffix());
+        if (refused != null) {
+            return CompletableFuture.failedFuture(refused);
         }
         if (supervisor.allDown()) {
-            bulkhead.onComplete();
             AnalysisException e = new AnalysisException(ErrorCode.UNAVAILABLE, "all " + config.workers()
                     + " Python workers are down after repeated start-up failures" + downSuffix()
                     + "; fix the cause and reload the engine");
-            breaker.onError(0, TimeUnit.NANOSECONDS, e);
+            admission.refused(e);
             return CompletableFuture.failedFuture(e);
         }
         Call call = new Call(input, timeoutMs);
         call.result.whenComplete((r, e) -> finish(call, r, e));
         call.deadlineTask = deadlines.schedule(call::onDeadline, timeoutMs, TimeUnit.MILLISECONDS);
-        retry.executeCompletionStage(scheduler, () -> attempt(call)).whenComplete((r, e) -> {
+        admission.retry().executeCompletionStage(scheduler, () -> attempt(call)).whenComplete((r, e) -> {
             if (e == null) {
                 call.result.complete(r);
             } else {
@@ -444,11 +394,6 @@ public final class PythonWorkerPool implements PythonBackend {
 
     private static CompletableFuture<PythonResult> failed(ErrorCode code, String message) {
         return CompletableFuture.failedFuture(new AnalysisException(code, message));
-    }
-
-    private long breakerRetrySeconds() {
-        long openFor = config.breakerOpenDuration().toNanos() - (System.nanoTime() - breakerOpenedNanos);
-        return Math.max(1, (long) Math.ceil(openFor / 1e9));
     }
 
     private String downSuffix() {
@@ -776,20 +721,10 @@ public final class PythonWorkerPool implements PythonBackend {
         if (t != null) {
             t.cancel(false);
         }
-        bulkhead.onComplete();
         long elapsed = System.nanoTime() - call.startNanos;
         roundTrip.record(elapsed, TimeUnit.NANOSECONDS);
-        if (e == null) {
-            breaker.onSuccess(elapsed, TimeUnit.NANOSECONDS);
-            return;
-        }
-        Throwable c = unwrap(e);
-        ErrorCode code = c instanceof AnalysisException ae ? ae.code() : ErrorCode.INTERNAL;
-        switch (code) {
-            case TIMEOUT, WORKER_FAILED -> breaker.onError(elapsed, TimeUnit.NANOSECONDS, c);
-            case OVERLOADED, UNAVAILABLE -> breaker.releasePermission();
-            default -> breaker.onSuccess(elapsed, TimeUnit.NANOSECONDS); // algorithm errors: the worker is fine
-        }
+        Throwable c = e == null ? null : unwrap(e);
+        admission.finished(elapsed, c == null ? null : c instanceof AnalysisException ae ? ae.code() : ErrorCode.INTERNAL, c);
     }
 
     private AnalysisException toAnalysisException(Call call, Throwable e) {
@@ -960,7 +895,7 @@ public final class PythonWorkerPool implements PythonBackend {
         public void workerCrashed(WorkerHandle h, String description, boolean duringStartup) {
             crashes.increment();
             if (duringStartup) {
-                breaker.onError(0, TimeUnit.NANOSECONDS, new WorkerDiedException(description));
+                admission.startFailed(new WorkerDiedException(description));
             }
             wakeReadyWaiters();
         }
@@ -981,35 +916,7 @@ public final class PythonWorkerPool implements PythonBackend {
     // ================================================================= visibility
 
     private Map<String, Integer> countByState() {
-        Map<String, Integer> c = new LinkedHashMap<>();
-        c.put("ready", 0);
-        c.put("busy", 0);
-        c.put("starting", 0);
-        c.put("down", 0);
-        WorkerSupervisor s = supervisor;
-        if (s == null) {
-            return c;
-        }
-        for (Slot slot : s.slots) {
-            c.merge(slotState(slot), 1, Integer::sum);
-        }
-        return c;
-    }
-
-    private static String slotState(Slot slot) {
-        if (slot.down) {
-            return "down";
-        }
-        WorkerHandle h = slot.current;
-        if (h == null || h.ended.get()) {
-            return "starting";
-        }
-        return switch (h.state) {
-            case READY -> "ready";
-            case BUSY -> "busy";
-            case RETIRING -> h.hasRequestInFlight() ? "busy" : "starting";
-            default -> "starting";
-        };
+        return PoolStatus.countByState(supervisor);
     }
 
     @Override
@@ -1017,7 +924,7 @@ public final class PythonWorkerPool implements PythonBackend {
         if (!started.get() || closed.get() || supervisor.allDown()) {
             return false;
         }
-        return breaker.getState() != CircuitBreaker.State.OPEN && breaker.getState() != CircuitBreaker.State.FORCED_OPEN;
+        return !admission.breakerOpen();
     }
 
     @Override
@@ -1035,49 +942,11 @@ public final class PythonWorkerPool implements PythonBackend {
         Map<String, Object> st = new LinkedHashMap<>();
         st.put("available", isAvailable());
         st.put("workers", countByState());
-        List<Map<String, Object>> list = new ArrayList<>();
         WorkerSupervisor s = supervisor;
-        if (s != null) {
-            List<WorkerHandle> handles = new ArrayList<>(s.live);
-            handles.sort(Comparator.comparingInt((WorkerHandle h) -> h.slot).thenComparingLong(h -> h.generation));
-            for (Slot slot : s.slots) {
-                boolean any = false;
-                for (WorkerHandle h : handles) {
-                    if (h.slot != slot.id) {
-                        continue;
-                    }
-                    any = true;
-                    Map<String, Object> w = new LinkedHashMap<>();
-                    w.put("id", h.slot);
-                    w.put("pid", h.pid);
-                    w.put("state", h == slot.current ? slotState(slot) : "retiring");
-                    w.put("requests", h.requests.get());
-                    w.put("restarts", slot.restarts);
-                    w.put("rss_bytes", h.rssBytes);
-                    w.put("uptime_s", Math.round(h.uptimeSeconds() * 10) / 10.0);
-                    list.add(w);
-                }
-                if (!any) {
-                    Map<String, Object> w = new LinkedHashMap<>();
-                    w.put("id", slot.id);
-                    w.put("pid", -1);
-                    w.put("state", slot.down ? "down" : "starting");
-                    w.put("requests", 0);
-                    w.put("restarts", slot.restarts);
-                    w.put("rss_bytes", -1);
-                    w.put("uptime_s", 0.0);
-                    if (slot.lastFailure != null) {
-                        w.put("last_failure", slot.lastFailure);
-                    }
-                    list.add(w);
-                } else if (slot.down || slot.lastFailure != null) {
-                    list.get(list.size() - 1).put("last_failure", slot.lastFailure);
-                }
-            }
-        }
+        List<Map<String, Object>> list = PoolStatus.workerList(s);
         st.put("worker_list", list);
-        st.put("breaker", breaker.getState().name());
-        st.put("in_flight", config.maxConcurrent() - bulkhead.getMetrics().getAvailableConcurrentCalls());
+        st.put("breaker", admission.breakerState());
+        st.put("in_flight", admission.inFlight());
         GenericObjectPool<WorkerHandle> p = pool;
         if (p != null) {
             st.put("pool", Map.of("idle", p.getNumIdle(), "lent", p.getNumActive(), "waiting", p.getNumWaiters()));
@@ -1085,7 +954,7 @@ public final class PythonWorkerPool implements PythonBackend {
         st.put("max_concurrent", config.maxConcurrent());
         st.put("python", pythonVersions);
         st.put("restarts_total", s == null ? 0 : s.restartsTotal());
-        st.put("reloading", reloading.get() != null && !reloading.get().isDone());
+        st.put("reloading", reloader != null && reloader.running());
         return st;
     }
 
@@ -1096,95 +965,11 @@ public final class PythonWorkerPool implements PythonBackend {
         reloadAsync();
     }
 
-    /**
-     * Replaces every worker, one slot at a time: spawn the new process, wait for its hello, then retire the old
-     * one as soon as it is idle (it finishes its current request). Slots that were down are retried. A reload
-     * requested while one is running returns the running one's future.
-     */
+    /** See {@link RollingReload#start}. */
     public CompletableFuture<Void> reloadAsync() {
         if (!started.get() || closed.get()) {
             return CompletableFuture.failedFuture(new IllegalStateException("pool not running"));
         }
-        CompletableFuture<Void> mine = new CompletableFuture<>();
-        CompletableFuture<Void> running = reloading.get();
-        if (running != null && !running.isDone()) {
-            return running;
-        }
-        if (!reloading.compareAndSet(running, mine)) {
-            return reloading.get();
-        }
-        Thread t = new Thread(() -> {
-            try {
-                doReload();
-                mine.complete(null);
-            } catch (Throwable e) {
-                log.error("rolling reload failed: {}", e.toString());
-                mine.completeExceptionally(e);
-            }
-        }, "python-workers-reload");
-        t.setDaemon(true);
-        t.start();
-        return mine;
-    }
-
-    private void doReload() throws Exception {
-        log.info("rolling reload of {} Python workers", config.workers());
-        if (breaker.getState() != CircuitBreaker.State.CLOSED) {
-            breaker.transitionToClosedState(); // the operator asks us to try again
-        }
-        List<String> failures = new ArrayList<>();
-        for (Slot slot : supervisor.slots) {
-            if (closed.get()) {
-                return;
-            }
-            WorkerHandle old = slot.current;
-            boolean wasDown = slot.down;
-            supervisor.resetSlot(slot);
-            boolean oldServing = old != null && !wasDown && !old.ended.get() && !old.retiring.get()
-                    && old.state != State.STARTING;
-            if (oldServing && !old.replaced.compareAndSet(false, true)) {
-                oldServing = false; // its replacement is already on the way
-                continue;
-            }
-            if (!oldServing && old != null && !old.ended.get() && !wasDown) {
-                continue; // starting right now: it runs the code on disk already
-            }
-            WorkerHandle fresh = supervisor.spawnOnSupervisorThread(slot).get();
-            if (fresh == null) {
-                return;
-            }
-            try {
-                fresh.readyFuture.get(config.startupTimeout().toMillis() + 1000, TimeUnit.MILLISECONDS);
-            } catch (Exception e) {
-                String why = "worker " + slot.id + ": replacement did not start: " + unwrap(e).getMessage();
-                failures.add(why);
-                log.error("rolling reload: {}", why);
-                if (oldServing) {
-                    supervisor.revert(slot, old, fresh);
-                }
-                continue;
-            }
-            if (oldServing) {
-                old.retireRequested = true;
-                if (supervisor.removeReady(old)) {
-                    supervisor.retire(old, RetireReason.RELOAD);
-                } else {
-                    try {
-                        pool.evict(); // idle → validate fails → destroyed now; busy → on return
-                    } catch (Exception e) {
-                        log.debug("evict during reload: {}", e.toString());
-                    }
-                }
-                try {
-                    old.outOfService.get(Math.max(60_000, config.startupTimeout().toMillis()), TimeUnit.MILLISECONDS);
-                } catch (java.util.concurrent.TimeoutException e) {
-                    log.warn("rolling reload: worker[{}] pid {} still busy; it retires when its request ends", old.slot, old.pid);
-                }
-            }
-        }
-        if (!failures.isEmpty()) {
-            throw new IllegalStateException(String.join("; ", failures));
-        }
-        log.info("rolling reload done");
+        return reloader.start();
     }
 }
