@@ -431,16 +431,20 @@ public final class PythonWorkerPool implements PythonBackend {
                     ? UUID.randomUUID().toString() : input.requestId();
         }
 
+        AnalysisException noWorkerBeforeDeadline() {
+            Map<String, Integer> c = countByState();
+            return new AnalysisException(ErrorCode.OVERLOADED, "no Python worker became free within the request's "
+                    + "deadline of " + timeoutMs + " ms (" + c.getOrDefault("busy", 0) + " busy, "
+                    + c.getOrDefault("starting", 0) + " starting)");
+        }
+
         /** Runs on the scheduler exactly at the deadline. */
         void onDeadline() {
             WorkerHandle h = onWorker.get();
             if (h == null && !everSent) {
                 // Never reached a worker: the wait for one could not finish before the deadline. That is overload
                 // (retry later, elsewhere), not a slow algorithm, and it says nothing about the workers' health.
-                Map<String, Integer> c = countByState();
-                result.completeExceptionally(new AnalysisException(ErrorCode.OVERLOADED, "no Python worker became free "
-                        + "within the request's deadline of " + timeoutMs + " ms (" + c.getOrDefault("busy", 0)
-                        + " busy, " + c.getOrDefault("starting", 0) + " starting)"));
+                result.completeExceptionally(noWorkerBeforeDeadline());
                 return;
             }
             String msg = "Python algorithm '" + input.algorithm() + "' did not finish within " + timeoutMs + " ms";
@@ -680,6 +684,9 @@ public final class PythonWorkerPool implements PythonBackend {
         }
         Map<String, Integer> c = countByState();
         int running = c.getOrDefault("ready", 0) + c.getOrDefault("busy", 0);
+        if (running > 0 && System.nanoTime() - call.deadlineNanos >= 0) {
+            throw call.noWorkerBeforeDeadline(); // the same answer as the deadline task's, whichever comes first
+        }
         if (running == 0) {
             throw new AnalysisException(ErrorCode.UNAVAILABLE, "no Python worker is ready (" + c.getOrDefault("starting", 0)
                     + " starting, " + c.getOrDefault("down", 0) + " down)" + downSuffix() + "; waited " + waited + " ms");
