@@ -92,13 +92,19 @@ def params(min_points=0, **types):
     return deco
 
 
-def entry(algo):
-    """The catalogue entry of one registered algorithm (also sent in the worker's hello)."""
+def entry(algo, strict=True):
+    """The catalogue entry of one registered algorithm (also sent in the worker's hello).
+
+    ``strict`` (the catalogue, the tests) refuses a param without a declared type; the hello is not strict
+    (a worker must still start): such a param goes out as a string, and the engine reports the difference.
+    """
     types = getattr(algo.func, "catalogue_types", {})
     out = []
     names = [(n, True, "") for n in algo.required] + [(n, False, d) for n, d in algo.optional.items()]
     for name, required, default in names:
         p = types.get(name) or COMMON.get(name)
+        if p is None and not strict:
+            p = Text()
         if p is None:
             raise RuntimeError("algorithm %r: param %r has no declared type (add it to @params)"
                                % (algo.name, name))
@@ -108,7 +114,7 @@ def entry(algo):
             "choices": list(p.choices), "words": list(p.words), "help": p.help,
         })
     unknown = sorted(set(types) - {n for n, _, _ in names})
-    if unknown:
+    if unknown and strict:
         raise RuntimeError("algorithm %r: @params declares %s, which it neither requires nor defaults"
                            % (algo.name, ", ".join(unknown)))
     module = algo.func.__module__.rsplit(".", 1)[-1]

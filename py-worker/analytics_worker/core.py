@@ -46,7 +46,7 @@ class Algorithm:
     def spec(self):
         """What the hello announces: the catalogue entry (catalogue.py) plus required/optional."""
         from .catalogue import entry
-        out = entry(self)
+        out = entry(self, strict=False)
         del out["name"]
         out["required"] = list(self.required)
         out["optional"] = dict(self.optional)

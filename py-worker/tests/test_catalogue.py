@@ -105,3 +105,12 @@ def test_code_rejects_what_the_declaration_rejects_and_takes_its_words(name):
                 assert msg is None or "'%s'" % p["name"] not in msg, (name, p["name"], value, msg)
             else:
                 assert msg is not None and "'%s'" % p["name"] in msg, (name, p["name"], value, msg)
+
+
+def test_an_undeclared_param_fails_the_catalogue_but_not_the_hello():
+    from analytics_worker.core import Algorithm
+    algo = Algorithm("_probe", lambda inp: None, "probe", [], {"mystery": "1"}, "series", True)
+    with pytest.raises(RuntimeError, match="'mystery' has no declared type"):
+        catalogue.entry(algo)
+    spec = algo.spec()  # what the hello sends
+    assert [p["type"] for p in spec["params"]] == ["string"]
