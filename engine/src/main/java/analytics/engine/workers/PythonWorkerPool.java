@@ -1,6 +1,5 @@
 package analytics.engine.workers;
 
-import analytics.engine.workers.transport.WorkerMessage.Response;
 import analytics.engine.api.PythonBackend;
 import analytics.engine.api.AnalysisException;
 import analytics.engine.api.AnalysisInput;
@@ -10,14 +9,11 @@ import analytics.engine.workers.WorkerSupervisor.Slot;
 import analytics.engine.workers.launch.SpawnLauncher;
 import analytics.engine.workers.launch.WorkerLauncher;
 import analytics.engine.workers.transport.DataFile;
-import analytics.engine.workers.transport.WireCodec;
 import analytics.engine.workers.transport.WorkerSocketServer;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
-import io.netty.buffer.ByteBuf;
-import io.netty.buffer.PooledByteBufAllocator;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
@@ -113,6 +109,7 @@ public final class PythonWorkerPool implements PythonBackend {
     private WorkerSupervisor supervisor;
     private WorkerLauncher launcher;
     private GenericObjectPool<WorkerHandle> pool;
+    private WorkerCall workerCall;
     private RollingReload reloader;
     private Thread shutdownHook;
     private final ThreadLocal<Long> borrowDeadline = new ThreadLocal<>();
@@ -245,6 +242,8 @@ public final class PythonWorkerPool implements PythonBackend {
         pc.setJmxEnabled(false);
         pool = new GenericObjectPool<>(new Factory(), pc);
         reloader = new RollingReload(config, supervisor, admission, pool, closed);
+        workerCall = new WorkerCall(runtimeDir, shmThresholdBytes, sharedMemoryRequests, completions,
+                this::giveBack, this::invalidate, supervisor::markHealthy);
         shutdownHook = new Thread(this::closeFromHook, "python-workers-shutdown");
         Runtime.getRuntime().addShutdownHook(shutdownHook);
         supervisor.startAll();
@@ -411,7 +410,7 @@ public final class PythonWorkerPool implements PythonBackend {
     }
 
     /** One client request (possibly two attempts). */
-    private final class Call {
+    final class Call {
         final AnalysisInput input;
         final long timeoutMs;
         final long startNanos = System.nanoTime();
@@ -507,123 +506,12 @@ public final class PythonWorkerPool implements PythonBackend {
     }
 
     private void runAttempt(Call call, CompletableFuture<PythonResult> out, WorkerHandle h) {
-        if (call.result.isDone()) {
-            giveBack(h);
-            out.completeExceptionally(new CancelledAttempt());
-            return;
-        }
-        call.onWorker.set(h);
-        if (call.result.isDone() && call.onWorker.compareAndSet(h, null)) { // deadline raced with the set
-            giveBack(h);
-            out.completeExceptionally(new CancelledAttempt());
-            return;
-        }
-        AnalysisInput in = call.input;
-        ByteBuf frame;
-        DataFile[] files = toFiles(h, in);
-        // The files live as long as this attempt: deleted when the worker answers or fails (crash, protocol error),
-        // and at the latest when the call is answered (deadline). A worker that mapped a file keeps its pages until
-        // it unmaps, so deleting early never breaks a running computation.
-        Runnable dropFiles = () -> {
-            for (DataFile f : files) {
-                if (f != null) {
-                    f.delete();
-                }
-            }
-        };
-        if (files[0] != null || files[1] != null) {
-            sharedMemoryRequests.increment();
-            call.result.whenComplete((r, e) -> dropFiles.run());
-        }
-        try {
-            long left = Math.max(1, TimeUnit.NANOSECONDS.toMillis(call.deadlineNanos - System.nanoTime()));
-            frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, call.id, in, left, files[0], files[1]);
-        } catch (IOException | RuntimeException e) {
-            dropFiles.run();
-            if (call.onWorker.compareAndSet(h, null)) {
-                giveBack(h);
-            }
-            out.completeExceptionally(new AnalysisException(ErrorCode.INTERNAL, "cannot encode the request: " + e.getMessage()));
-            return;
-        }
-        long sent = System.nanoTime();
-        call.everSent = true;
-        // Continue off the socket's event loop: pool bookkeeping and the caller's continuations must not run there.
-        CompletableFuture<Response> sentFuture = h.send(call.id, frame);
-        if (files[0] != null || files[1] != null) {
-            // unlinking a large tmpfs file frees its pages: not on the socket's event loop
-            sentFuture.whenCompleteAsync((msg, err) -> dropFiles.run(), completions);
-        }
-        sentFuture.whenCompleteAsync((msg, err) -> {
-            long rtt = (System.nanoTime() - sent) / 1000;
-            boolean mine = call.onWorker.compareAndSet(h, null);
-            if (err != null) {
-                Throwable cause = unwrap(err);
-                if (cause instanceof WorkerSupervisor.ShutdownException) {
-                    out.completeExceptionally(cause); // engine shutting down: UNAVAILABLE, no retry
-                    return;
-                }
-                if (mine) {
-                    invalidate(h, RetireReason.BROKEN);
-                }
-                out.completeExceptionally(cause instanceof WorkerDiedException ? cause
-                        : new WorkerDiedException(h.name() + " failed: " + cause.getMessage()));
-                return;
-            }
-            supervisor.markHealthy(h);
-            if (mine) {
-                giveBack(h);
-            }
-            try {
-                out.complete(toResult(h, msg, rtt));
-            } catch (AnalysisException e) {
-                out.completeExceptionally(e);
-            }
-        }, completions);
-    }
-
-    /**
-     * The data and target arrays that go to this worker through runtime-dir files: those of at least
-     * {@link #shmThresholdBytes}, when the worker advertised {@code data_file}. A file that cannot be written
-     * (e.g. the runtime dir's file system is full) falls back to msgpack bytes with a warning.
-     */
-    private DataFile[] toFiles(WorkerHandle h, AnalysisInput in) {
-        DataFile[] out = new DataFile[2];
-        if (shmThresholdBytes <= 0 || !h.features.contains("data_file")) {
-            return out;
-        }
-        try {
-            if (in.data() != null && 8L * in.data().length >= shmThresholdBytes) {
-                out[0] = DataFile.write(runtimeDir, in.data());
-            }
-            if (in.target() != null && 8L * in.target().length >= shmThresholdBytes) {
-                out[1] = DataFile.write(runtimeDir, in.target());
-            }
-        } catch (IOException | RuntimeException e) {
-            log.warn("cannot write a data file in {} ({}); sending the arrays as msgpack bytes", runtimeDir, e.toString());
-            for (DataFile f : out) {
-                if (f != null) {
-                    f.delete();
-                }
-            }
-            return new DataFile[2];
-        }
-        return out;
+        workerCall.run(call, out, h);
     }
 
     /** Threshold for the shared-memory (runtime-dir file) hand-off, in bytes; 0 = off. */
     public long shmThresholdBytes() {
         return shmThresholdBytes;
-    }
-
-    private static PythonResult toResult(WorkerHandle h, Response r, long rttMicros) throws AnalysisException {
-        if (!r.ok()) {
-            throw new AnalysisException(r.error().toApi(), r.errorMessage());
-        }
-        if (r.resultJson() == null) {
-            throw new AnalysisException(ErrorCode.INTERNAL, "Python worker " + h.slot + " answered ok without result_json");
-        }
-        return new PythonResult(r.resultJson(), h.slot, r.computeMicros(), rttMicros);
     }
 
     /**
@@ -753,7 +641,7 @@ public final class PythonWorkerPool implements PythonBackend {
         return new AnalysisException(ErrorCode.INTERNAL, "Python request failed: " + e);
     }
 
-    private static Throwable unwrap(Throwable t) {
+    static Throwable unwrap(Throwable t) {
         while ((t instanceof CompletionException || t instanceof java.util.concurrent.ExecutionException) && t.getCause() != null) {
             t = t.getCause();
         }
@@ -761,7 +649,7 @@ public final class PythonWorkerPool implements PythonBackend {
     }
 
     /** The call was answered before this attempt could run. */
-    private static final class CancelledAttempt extends RuntimeException {
+    static final class CancelledAttempt extends RuntimeException {
         CancelledAttempt() {
             super("request already answered", null, false, false);
         }
