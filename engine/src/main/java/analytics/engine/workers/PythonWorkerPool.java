@@ -59,9 +59,11 @@ import org.slf4j.LoggerFactory;
  * <h2>How commons-pool2 fits a supervised process set</h2>
  * Processes are owned by the {@link WorkerSupervisor} (spawn, restart with backoff, kill), not by the pool. The
  * pool's factory does not create processes: {@code makeObject()} takes the next worker that completed its hello
- * from the supervisor's ready queue, waiting at most until the borrower's deadline (and giving up early, so the
- * borrower can re-poll the idle deque, when a pooled worker is returned meanwhile). So {@code maxTotal} = worker
- * count bounds the lent-out + idle workers, the pool guarantees one request per worker, and:
+ * from the supervisor's ready queue, without waiting. The pool's capacity ({@code maxTotal}) follows the workers
+ * it holds: it grows by one when a worker completes its hello (then {@code addObject()} hands it to a waiting
+ * borrower at once) and shrinks when one is destroyed, up to the worker count. So a borrower never asks for a
+ * worker that is still starting: {@code borrowObject(Duration)} waits on the idle deque, up to the request's
+ * deadline, until a worker is returned or added. The pool guarantees one request per worker, and:
  * <ul>
  *   <li>{@code testOnBorrow}: connected, process alive, not retiring; {@code testOnReturn}: additionally not due
  *   for recycling (max requests with jitter, RSS); {@code testWhileIdle} (the pool's evictor, every ping
@@ -72,8 +74,8 @@ import org.slf4j.LoggerFactory;
  * </ul>
  *
  * <h2>Request path</h2>
- * rate limiter (optional) → bulkhead → circuit breaker → retry (once, only when the worker died) → borrow
- * (bounded wait) → frame written to the worker → response. A scheduled task completes the future with
+ * {@link Admission} (rate limiter, bulkhead, circuit breaker, retry once when the worker died) → borrow (waits up
+ * to the request's deadline, or {@code borrowWait} when set) → {@link WorkerCall} (frame written, response). A scheduled task completes the future with
  * {@code TIMEOUT} exactly at the deadline and kills the worker if it is still computing.
  */
 public final class PythonWorkerPool implements PythonBackend {
@@ -112,7 +114,8 @@ public final class PythonWorkerPool implements PythonBackend {
     private WorkerCall workerCall;
     private RollingReload reloader;
     private Thread shutdownHook;
-    private final ThreadLocal<Long> borrowDeadline = new ThreadLocal<>();
+    /** Guards the pool's capacity (maxTotal): see {@link #grow}. */
+    private final Object capacityLock = new Object();
 
     /** Default of {@code shm_threshold_bytes}: arrays of 1 MiB and more go through the runtime directory. */
     public static final long DEFAULT_SHM_THRESHOLD_BYTES = 1L << 20;
@@ -227,11 +230,12 @@ public final class PythonWorkerPool implements PythonBackend {
             throw new IllegalStateException("interrupted while binding the worker socket", e);
         }
         GenericObjectPoolConfig<WorkerHandle> pc = new GenericObjectPoolConfig<>();
-        pc.setMaxTotal(config.workers());
+        pc.setMaxTotal(0); // grows as workers complete their hello: see grow()
         pc.setMaxIdle(config.workers());
         pc.setMinIdle(0);
         pc.setLifo(false);
         pc.setBlockWhenExhausted(true);
+        pc.setMaxWait(Duration.ofSeconds(1)); // only addObject uses it, waiting for a borrower's create to finish
         pc.setTestOnCreate(true);
         pc.setTestOnBorrow(true);
         pc.setTestOnReturn(true);
@@ -484,13 +488,10 @@ public final class PythonWorkerPool implements PythonBackend {
 
     /** Borrows an idle worker without waiting, or returns null. */
     private WorkerHandle borrowNow() {
-        borrowDeadline.set(System.nanoTime()); // create() must not wait either
         try {
             return pool.borrowObject(Duration.ZERO);
         } catch (Exception e) {
-            return null;
-        } finally {
-            borrowDeadline.remove();
+            return null; // none idle (the pool's timeout), or closing
         }
     }
 
@@ -543,15 +544,17 @@ public final class PythonWorkerPool implements PythonBackend {
             if (left <= 0) {
                 break;
             }
+            if (supervisor.allDown()) {
+                break; // nothing will come back before reload(): UNAVAILABLE below
+            }
             boolean restarting = countByState().getOrDefault("starting", 0) > 0;
+            // Slices only so that the cap's accounting and "every slot went down" are looked at regularly; each
+            // slice waits on the pool's own idle deque, which a returned or newly added worker wakes at once.
             long wait = Math.min(left, slice);
-            borrowDeadline.set(now + wait);
             try {
                 return pool.borrowObject(Duration.ofNanos(wait));
-            } catch (WorkerSupervisor.IdleAvailable e) {
-                // a pooled worker became idle while we waited for a new one: borrow again
             } catch (NoSuchElementException e) {
-                // timed out, or a freshly created worker failed validation: loop decides
+                // the slice ended without a worker, or a new worker failed validation: the loop decides
             } catch (IllegalStateException e) {
                 throw new AnalysisException(ErrorCode.UNAVAILABLE, "the Python worker pool is shut down");
             } catch (InterruptedException e) {
@@ -559,8 +562,6 @@ public final class PythonWorkerPool implements PythonBackend {
                 throw new AnalysisException(ErrorCode.UNAVAILABLE, "interrupted while waiting for a Python worker");
             } catch (Exception e) {
                 throw new AnalysisException(ErrorCode.INTERNAL, "cannot borrow a Python worker: " + e);
-            } finally {
-                borrowDeadline.remove();
             }
             if (!restarting && countByState().getOrDefault("starting", 0) == 0) {
                 overloadWaited += System.nanoTime() - now;
@@ -592,7 +593,6 @@ public final class PythonWorkerPool implements PythonBackend {
         } catch (Exception e) {
             log.debug("returning worker[{}] to a closed pool: {}", h.slot, e.toString());
         }
-        supervisor.signalAvailability();
     }
 
     private void invalidate(WorkerHandle h, RetireReason reason) {
@@ -608,7 +608,6 @@ public final class PythonWorkerPool implements PythonBackend {
                 supervisor.retire(h, reason);
             }
         }
-        supervisor.signalAvailability();
     }
 
     private void finish(Call call, PythonResult r, Throwable e) {
@@ -659,13 +658,15 @@ public final class PythonWorkerPool implements PythonBackend {
 
     private final class Factory extends BasePooledObjectFactory<WorkerHandle> {
         @Override
-        public WorkerHandle create() throws Exception {
-            // Only our borrow() may wait here. The pool also calls create() internally (ensureIdle after
-            // invalidate/destroy, addObject) on whatever thread it is on — possibly the socket's event loop,
-            // which must never block (it is the thread that would deliver the next hello): no deadline → no wait.
-            Long deadline = borrowDeadline.get();
-            long d = deadline != null ? deadline : System.nanoTime();
-            return supervisor.takeReady(d, () -> pool.getNumIdle() > 0);
+        public WorkerHandle create() {
+            // Never waits: the pool only creates within the capacity that fillPool granted for a worker that
+            // completed its hello, so there is one queued (unless it died or reload took it meanwhile).
+            WorkerHandle h = supervisor.pollReady();
+            if (h == null) {
+                shrink(); // the grant it was made for is void
+                throw new NoSuchElementException("no Python worker ready");
+            }
+            return h;
         }
 
         @Override
@@ -711,8 +712,8 @@ public final class PythonWorkerPool implements PythonBackend {
         public void destroyObject(PooledObject<WorkerHandle> p, DestroyMode mode) {
             WorkerHandle h = p.getObject();
             h.destroyed = true;
+            shrink();
             if (supervisor.isClosing() || h.ended.get()) {
-                supervisor.signalAvailability();
                 fillPoolSoon();
                 return;
             }
@@ -722,7 +723,6 @@ public final class PythonWorkerPool implements PythonBackend {
                 // It is dying by itself (crash, kill -9, lost connection): the supervisor's end-of-process path
                 // restarts it with crash accounting (backoff, crash-loop limit). Make sure that path runs.
                 supervisor.ensureEnding(h);
-                supervisor.signalAvailability();
                 fillPoolSoon();
                 return;
             }
@@ -738,7 +738,6 @@ public final class PythonWorkerPool implements PythonBackend {
                 }
             }
             supervisor.retire(h, reason);
-            supervisor.signalAvailability();
             fillPoolSoon();
         }
     }
@@ -758,16 +757,35 @@ public final class PythonWorkerPool implements PythonBackend {
 
     private void fillPool() {
         GenericObjectPool<WorkerHandle> p = pool;
-        while (p != null && !closed.get() && supervisor.hasQueuedReady()
-                && p.getNumActive() + p.getNumIdle() < config.workers()) {
-            borrowDeadline.set(System.nanoTime()); // never block a supervisor thread
+        while (p != null && !closed.get() && supervisor.hasQueuedReady() && grow()) {
             try {
-                p.addObject();
+                p.addObject(); // a borrower waiting on the idle deque gets it at once
             } catch (Exception e) {
-                return; // a borrower took it first, or it died meanwhile
-            } finally {
-                borrowDeadline.remove();
+                return; // it died or reload took it meanwhile (create gave the capacity back)
             }
+        }
+    }
+
+    /**
+     * The pool's capacity ({@code maxTotal}) is the number of workers it holds plus those granted and about to be
+     * added: a borrower therefore never asks the factory for a worker that is still starting; it waits on the
+     * idle deque ({@code borrowObject(Duration)}) until one is returned or added. Grown here for each worker that
+     * completed its hello (at most the worker count); shrunk when one is destroyed or a grant finds no worker.
+     */
+    private boolean grow() {
+        synchronized (capacityLock) {
+            int max = pool.getMaxTotal();
+            if (max >= config.workers()) {
+                return false;
+            }
+            pool.setMaxTotal(max + 1);
+            return true;
+        }
+    }
+
+    private void shrink() {
+        synchronized (capacityLock) {
+            pool.setMaxTotal(Math.max(0, pool.getMaxTotal() - 1));
         }
     }
 

@@ -26,7 +26,6 @@ import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.BooleanSupplier;
 import org.slf4j.Logger;
@@ -35,7 +34,7 @@ import org.slf4j.LoggerFactory;
 /**
  * Spawns, watches, restarts and stops the worker processes. Each of the {@code workers} slots has at most one
  * "current" process; a retiring process (recycle, reload, timeout kill) may briefly overlap with its
- * replacement. Workers that completed their hello are queued in {@link #takeReady} for the pool.
+ * replacement. Workers that completed their hello are queued for the pool ({@link #pollReady}).
  */
 final class WorkerSupervisor implements WorkerSocketServer.Listener {
 
@@ -94,7 +93,6 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
     final Collection<WorkerHandle> live = ConcurrentHashMap.newKeySet();
     private final Deque<WorkerHandle> readyQueue = new ArrayDeque<>();
     private final ReentrantLock lock = new ReentrantLock();
-    private final Condition availability = lock.newCondition();
     private final AtomicLong restartsTotal = new AtomicLong();
     private volatile boolean closing;
 
@@ -354,7 +352,6 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
                 slot.down = true;
                 log.error("worker[{}] is in a crash loop ({} consecutive failures); leaving it down until a reload: {}",
                         slot.id, slot.consecutiveFailures, slot.lastFailure);
-                signalAvailability();
                 return;
             }
             long initial = config.restartBackoffInitial().toMillis();
@@ -490,7 +487,6 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         lock.lock();
         try {
             readyQueue.addLast(h);
-            availability.signalAll();
         } finally {
             lock.unlock();
         }
@@ -514,54 +510,22 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         }
     }
 
-    /** Wakes threads waiting in {@link #takeReady} (a worker was returned to the pool, a slot went down...). */
-    void signalAvailability() {
+
+    /** The next queued worker that completed its hello and is still usable, or null; never waits. */
+    WorkerHandle pollReady() {
         lock.lock();
         try {
-            availability.signalAll();
-        } finally {
-            lock.unlock();
-        }
-    }
-
-    /** Thrown by {@link #takeReady} when an idle pooled worker appeared meanwhile: borrow again. */
-    static final class IdleAvailable extends RuntimeException {
-        IdleAvailable() {
-            super("an idle worker became available", null, false, false);
-        }
-    }
-
-    /**
-     * Next worker that completed its hello and is not yet in the pool, waiting until {@code deadlineNanos}.
-     * Throws {@link IdleAvailable} as soon as {@code idleInPool} turns true, and {@link java.util.NoSuchElementException}
-     * on timeout.
-     */
-    WorkerHandle takeReady(long deadlineNanos, BooleanSupplier idleInPool) throws InterruptedException {
-        lock.lock();
-        try {
-            while (true) {
-                WorkerHandle h;
-                while ((h = readyQueue.pollFirst()) != null) {
-                    if (h.usable()) {
-                        return h;
-                    }
-                    if (h.retireRequested && !h.ended.get()) {
-                        WorkerHandle old = h;
-                        scheduler.execute(() -> retire(old, RetireReason.RELOAD));
-                    }
+            WorkerHandle h;
+            while ((h = readyQueue.pollFirst()) != null) {
+                if (h.usable()) {
+                    return h;
                 }
-                if (idleInPool.getAsBoolean()) {
-                    throw new IdleAvailable();
+                if (h.retireRequested && !h.ended.get()) {
+                    WorkerHandle old = h;
+                    scheduler.execute(() -> retire(old, RetireReason.RELOAD));
                 }
-                if (closing || allDown()) {
-                    throw new java.util.NoSuchElementException("no worker can start");
-                }
-                long left = deadlineNanos - System.nanoTime();
-                if (left <= 0) {
-                    throw new java.util.NoSuchElementException("timed out waiting for a worker");
-                }
-                availability.awaitNanos(Math.min(left, TimeUnit.MILLISECONDS.toNanos(50)));
             }
+            return null;
         } finally {
             lock.unlock();
         }
@@ -616,7 +580,6 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
                 }
             }
         }
-        signalAvailability();
         List<CompletableFuture<Void>> exits = new ArrayList<>();
         for (WorkerHandle h : List.copyOf(live)) {
             h.retiring.set(true);
