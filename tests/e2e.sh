@@ -57,6 +57,15 @@ if (( WORKERS > 0 )); then
   check "kmeans result keys" 'n_clusters' "$out"
   out=$(grpcurl -plaintext -d '{"request_id":"k2","algorithm":"kmeans","data":[1,2,3,4,5,6],"shape":[3,2],"params":{"k":"2"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
   check "Analyze kmeans matrix" '"success": true' "$out"
+  # values py-worker/README.md documents, validated by the engine from the worker package's catalogue
+  out=$(grpcurl -plaintext -d '{"algorithm":"anomaly_detection","data":[1,2,1,2,1,2,50,1,2,1],"params":{"threshold":"auto"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+  check "anomaly_detection threshold=auto" '"success": true' "$out"
+  out=$(grpcurl -plaintext -d '{"algorithm":"random_forest","data":[1,2,3,4,5,6,7,8,9,10],"params":{"max_depth":"none","n_estimators":"5"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+  check "random_forest max_depth=none" '"success": true' "$out"
+  out=$(grpcurl -plaintext -d '{"algorithm":"seasonal_decompose","data":[1,5,9,5,1,5,9,5,1,5,9,5,1,5,9,5],"params":{"period":"auto"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+  check "seasonal_decompose period=auto" '"success": true' "$out"
+  out=$(grpcurl -plaintext -d '{"algorithm":"anomaly_detection","data":[1,2,3],"params":{"threshold":"soon"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+  check "a bad threshold is named" "param 'threshold' of anomaly_detection must be a number" "$out"
   out=$(grpcurl -plaintext -d '{"request_id":"t1","algorithm":"sentiment_analysis","params":{"text":"I love this great product"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
   check "sentiment" 'positive' "$out"
   out=$(grpcurl -plaintext -d '{"request_id":"p1","algorithm":"mean","data":[1,2,3],"options":{"prefer_rust":false,"allow_python":true,"include_metadata":true}}' "$ADDR" analytics.AnalyticsEngine/Analyze)

@@ -10,8 +10,9 @@ _INTEGER = re.compile(r"[+-]?\d+")
 
 INVALID_ARGUMENT = "INVALID_ARGUMENT"
 UNKNOWN_ALGORITHM = "UNKNOWN_ALGORITHM"
-TIMEOUT = "TIMEOUT"
 INTERNAL = "INTERNAL"
+# every error_code a worker sends; the engine maps each (WorkerMessage.WorkerError, checked by a test)
+ERROR_CODES = (INVALID_ARGUMENT, UNKNOWN_ALGORITHM, INTERNAL)
 
 
 class AlgorithmError(Exception):
@@ -43,12 +44,13 @@ class Algorithm:
         self.test_only = test_only
 
     def spec(self):
-        return {
-            "description": self.description,
-            "required": list(self.required),
-            "optional": dict(self.optional),
-            "input": self.input,
-        }
+        """What the hello announces: the catalogue entry (catalogue.py) plus required/optional."""
+        from .catalogue import entry
+        out = entry(self, strict=False)
+        del out["name"]
+        out["required"] = list(self.required)
+        out["optional"] = dict(self.optional)
+        return out
 
 
 REGISTRY = {}

@@ -48,7 +48,9 @@ def test_hello_fields(shared_engine):
     for name in ("mean", "summary", "_test_echo", "_test_sleep", "_test_crash"):
         assert name in algos
     for name, spec in algos.items():
-        assert set(spec) == {"description", "required", "optional", "input"}, name
+        assert set(spec) == {"description", "required", "optional", "input", "category", "min_points",
+                             "test_only", "params"}, name
+        assert [q["name"] for q in spec["params"]] == spec["required"] + list(spec["optional"]), name
         assert spec["input"] in ("series", "matrix", "text")
         assert all(isinstance(v, str) for v in spec["optional"].values())
         assert isinstance(spec["required"], list)

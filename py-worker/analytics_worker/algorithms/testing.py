@@ -5,33 +5,36 @@ import time
 
 import numpy as np
 
+from ..catalogue import Int, Number, params
 from ..core import algorithm
 
 # Set by the server so _test_garbage can write to the connection.
 CONNECTION = {"sock": None}
 
 
-@algorithm("_test_sleep", "TEST: sleep params.seconds, then answer", optional={"seconds": "1"}, test_only=True)
+@params(seconds=Number(min=0.0, max=86400.0, help="how long"))
+@algorithm("_test_sleep", input="matrix", description="TEST: sleep params.seconds, then answer", optional={"seconds": "1"}, test_only=True)
 def test_sleep(inp):
     seconds = inp.p.float("seconds", min=0.0, max=86400.0)
     time.sleep(seconds)
     return {"slept": seconds}
 
 
-@algorithm("_test_hang", "TEST: never returns (pure-Python busy loop)", test_only=True)
+@algorithm("_test_hang", input="matrix", description="TEST: never returns (pure-Python busy loop)", test_only=True)
 def test_hang(inp):
     x = 0
     while True:
         x = (x + 1) & 0xFFFF
 
 
-@algorithm("_test_crash", "TEST: os._exit(code) mid-request", optional={"code": "3"}, test_only=True)
+@params(code=Int(min=0, max=255, help="exit status"))
+@algorithm("_test_crash", input="matrix", description="TEST: os._exit(code) mid-request", optional={"code": "3"}, test_only=True)
 def test_crash(inp):
     code = inp.p.int("code", min=0, max=255)
     os._exit(code)
 
 
-@algorithm("_test_alloc", "TEST: allocates memory without bound", test_only=True)
+@algorithm("_test_alloc", input="matrix", description="TEST: allocates memory without bound", test_only=True)
 def test_alloc(inp):
     hold = []
     while True:
@@ -40,7 +43,7 @@ def test_alloc(inp):
         hold.append(block)
 
 
-@algorithm("_test_garbage", "TEST: writes a malformed frame to the socket", test_only=True)
+@algorithm("_test_garbage", input="matrix", description="TEST: writes a malformed frame to the socket", test_only=True)
 def test_garbage(inp):
     sock = CONNECTION["sock"]
     # a length header promising 16 bytes followed by bytes that are not msgpack

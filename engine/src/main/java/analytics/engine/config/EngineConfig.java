@@ -23,6 +23,12 @@ import java.util.function.Function;
 public final class EngineConfig {
 
     /** One configuration setting. */
+    /** The default of setting {@code key} as written in {@link #SETTINGS} (lower layers read theirs from here). */
+    public static String defaultOf(String key) {
+        return SETTINGS.stream().filter(s -> s.key().equals(key)).findFirst()
+                .orElseThrow(() -> new IllegalArgumentException("no setting " + key)).defaultValue();
+    }
+
     public record Setting(String key, String env, String defaultValue, String description) {
     }
 
@@ -60,8 +66,9 @@ public final class EngineConfig {
                     "timeout of a request that sets no options.timeout_ms and no gRPC deadline"),
             new Setting("max_concurrent", "ANALYTICS_MAX_CONCURRENT", "100",
                     "Python requests admitted at the same time (bulkhead); more get OVERLOADED"),
-            new Setting("queue_wait_ms", "ANALYTICS_QUEUE_WAIT_MS", "10000",
-                    "how long a Python request waits for a free worker before OVERLOADED (at most its own timeout)"),
+            new Setting("queue_wait_ms", "ANALYTICS_QUEUE_WAIT_MS", "0",
+                    "optional cap on how long a Python request waits for a free worker; 0 = up to the request's own "
+                    + "deadline (timeout_ms or gRPC deadline, the smaller). A wait that reaches it is OVERLOADED"),
             new Setting("rate_limit", "ANALYTICS_RATE_LIMIT", "0",
                     "Python requests per second (0 = unlimited)"),
             new Setting("worker_max_requests", "ANALYTICS_WORKER_MAX_REQUESTS", "10000",
@@ -186,7 +193,7 @@ public final class EngineConfig {
         check(errors, "listen", v -> HostPort.parse(v) != null ? null : "must be host:port, e.g. 127.0.0.1:50051");
         check(errors, "workers", v -> v.isEmpty() || isInt(v, 0, 256) ? null : "must be an integer 0..256 or empty");
         for (String k : List.of("max_message_mb", "max_data_points", "max_batch_size", "batch_concurrency",
-                "default_timeout_ms", "max_concurrent", "queue_wait_ms", "worker_max_requests", "worker_max_rss_mb",
+                "default_timeout_ms", "max_concurrent", "worker_max_requests", "worker_max_rss_mb",
                 "worker_startup_timeout_s")) {
             check(errors, k, v -> isInt(v, 1, Integer.MAX_VALUE) ? null : "must be a positive integer");
         }
@@ -198,6 +205,8 @@ public final class EngineConfig {
         check(errors, "stream_exact_total_mb", v -> isInt(v, 0, 1 << 20) ? null : "must be an integer 0..1048576");
         check(errors, "stream_sketch_k", v -> isInt(v, 8, 65535) ? null : "must be an integer 8..65535");
         check(errors, "rate_limit", v -> isInt(v, 0, Integer.MAX_VALUE) ? null : "must be an integer >= 0");
+        check(errors, "queue_wait_ms", v -> isInt(v, 0, Integer.MAX_VALUE) ? null
+                : "must be an integer >= 0 (0 = wait up to the request's deadline)");
         check(errors, "shm_threshold_bytes", v -> isInt(v, 0, Long.MAX_VALUE) ? null : "must be an integer >= 0");
         check(errors, "shutdown_grace_s", v -> isInt(v, 0, 3600) ? null : "must be an integer 0..3600");
         check(errors, "log_level", v -> List.of("error", "warn", "info", "debug", "trace")

@@ -1,7 +1,7 @@
 package analytics.engine.server;
 
 import analytics.engine.dispatch.AlgorithmSpec;
-import analytics.engine.dispatch.AnalysisException;
+import analytics.engine.api.AnalysisException;
 import analytics.engine.dispatch.Dispatcher;
 import analytics.engine.dispatch.ResultJson;
 import analytics.engine.metrics.EngineMetrics;

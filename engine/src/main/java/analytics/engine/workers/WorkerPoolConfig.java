@@ -1,5 +1,6 @@
 package analytics.engine.workers;
 
+import analytics.engine.config.EngineConfig;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
@@ -14,7 +15,8 @@ import java.util.Objects;
  *                            otherwise created (0700) if missing and left in place on close
  * @param workingDir          working directory of the worker processes; null → the JVM's
  * @param startupTimeout      a spawned worker must send its hello within this time
- * @param borrowWait          how long a request waits for a free worker before {@code OVERLOADED}
+ * @param borrowWait          optional cap on how long a request waits for a free worker before {@code OVERLOADED};
+ *                            zero = up to the request's own deadline (the default)
  * @param pingInterval        how often idle workers are pinged (hang detection, RSS for recycling)
  * @param pingTimeout         an idle worker that does not answer a ping within this is replaced
  * @param maxRequests         recycle a worker after this many requests (±10% jitter); 0 = never
@@ -81,26 +83,30 @@ public record WorkerPoolConfig(
         if (maxFrameBytes < 65536) throw new IllegalArgumentException("maxFrameBytes must be >= 65536 (the worker's minimum)");
         if (breakerFailureRate <= 0 || breakerFailureRate > 100) throw new IllegalArgumentException("breakerFailureRate must be in (0, 100]");
         if (breakerWindow < 1 || breakerMinCalls < 1) throw new IllegalArgumentException("breaker window/min calls must be >= 1");
-        for (Duration d : new Duration[] {startupTimeout, borrowWait, pingInterval, pingTimeout, killGrace,
+        if (borrowWait.isNegative()) throw new IllegalArgumentException("borrowWait must be >= 0 (0 = up to the deadline)");
+        for (Duration d : new Duration[] {startupTimeout, pingInterval, pingTimeout, killGrace,
                 restartBackoffInitial, restartBackoffMax, breakerOpenDuration}) {
             if (d.isNegative() || d.isZero()) throw new IllegalArgumentException("durations must be positive: " + d);
         }
         extraEnv = extraEnv == null ? Map.of() : Map.copyOf(extraEnv);
     }
 
-    /** Defaults for everything; {@code python} is null and must be set with {@link #withPython}. */
+    /**
+     * Defaults for everything; {@code python} is null and must be set with {@link #withPython}. What is also an
+     * engine setting takes its default from {@link EngineConfig#SETTINGS} (one default in one place).
+     */
     public static WorkerPoolConfig defaults() {
         return new WorkerPoolConfig(
                 null,
                 Math.max(1, Runtime.getRuntime().availableProcessors()),
                 null,
                 null,
-                Duration.ofSeconds(30),
-                Duration.ofSeconds(2),
+                Duration.ofSeconds(setting("worker_startup_timeout_s")),
+                Duration.ofMillis(setting("queue_wait_ms")),
                 Duration.ofSeconds(10),
                 Duration.ofSeconds(5),
-                10_000,
-                1L << 30,
+                (int) setting("worker_max_requests"),
+                setting("worker_max_rss_mb") << 20,
                 Duration.ofSeconds(2),
                 Duration.ofMillis(200),
                 Duration.ofSeconds(10),
@@ -109,12 +115,16 @@ public record WorkerPoolConfig(
                 20,
                 10,
                 Duration.ofSeconds(10),
-                100,
-                0,
+                (int) setting("max_concurrent"),
+                (int) setting("rate_limit"),
                 false,
                 DEFAULT_MAX_FRAME_BYTES,
                 Map.of(),
                 false);
+    }
+
+    private static long setting(String key) {
+        return Long.parseLong(EngineConfig.defaultOf(key));
     }
 
     public WorkerPoolConfig withPython(Path p) {

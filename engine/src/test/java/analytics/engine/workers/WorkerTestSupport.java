@@ -2,7 +2,7 @@ package analytics.engine.workers;
 
 import static org.junit.jupiter.api.Assertions.fail;
 
-import analytics.engine.dispatch.AnalysisInput;
+import analytics.engine.api.AnalysisInput;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -33,7 +33,7 @@ public final class WorkerTestSupport {
     }
 
     /** Two workers, test algorithms on, short restart backoff, the worker package from the repo on PYTHONPATH. */
-    static WorkerPoolConfig config() {
+    public static WorkerPoolConfig config() {
         return WorkerPoolConfig.defaults()
                 .withPython(python())
                 .withWorkers(2)

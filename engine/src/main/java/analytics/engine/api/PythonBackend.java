@@ -1,6 +1,5 @@
-package analytics.engine.workers;
+package analytics.engine.api;
 
-import analytics.engine.dispatch.AnalysisInput;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
@@ -9,7 +8,7 @@ import java.util.concurrent.CompletableFuture;
  * What the dispatcher needs from the Python side: run one request on some worker.
  *
  * <p>The future completes with the worker's result, or exceptionally with an
- * {@link analytics.engine.dispatch.AnalysisException} whose code is one of TIMEOUT, OVERLOADED,
+ * {@link analytics.engine.api.AnalysisException} whose code is one of TIMEOUT, OVERLOADED,
  * WORKER_FAILED, UNAVAILABLE, INVALID_ARGUMENT, UNKNOWN_ALGORITHM, INTERNAL. It always completes, at the
  * latest at {@code timeoutMs} (plus scheduling slack).
  */
