@@ -7,7 +7,10 @@ over the template's stdin/stdout (one JSON object per line, see PROTOCOL.md "For
   template -> engine   {"event": "ready", "pid": P, "import_ms": T}
                        {"event": "forked", "token": "...", "pid": P, "tasks": 1}
                        {"event": "refused", "token": "...", "error": "..."}
-                       {"event": "exited", "pid": P, "status": "exited with status N" | "was killed by signal N"}
+
+A child's exit is reported on the template's stderr, not stdout: "\x1fX<pid>\x1f<status>" where status is
+"exited with status N" or "was killed by signal N". The child's own output lines travel through that same
+pipe (below), so the engine reads a worker's last lines before its exit report: crash reports keep them.
 
 EOF on stdin means "no more forks": the template keeps reaping and reporting its children until the last
 one has exited, then exits itself (a rolling reload closes the old template this way while its workers
@@ -40,6 +43,7 @@ EXIT_ENGINE_GONE = 75
 # separator) never appears in a normal log line, so untagged lines (the template's own, or native code
 # writing straight to fd 2) are told apart without ambiguity.
 TAG = "\x1fW%d %s\x1f"
+EXIT_TAG = "\x1fX%d\x1f%s\n"
 _MAX_LINE_BYTES = 3500  # < PIPE_BUF (4096) with the tag: one atomic write() per line
 
 
@@ -158,7 +162,10 @@ class Template:
             if pid == 0:
                 return
             self.children.discard(pid)
-            self.send({"event": "exited", "pid": pid, "status": describe_status(status)})
+            try:
+                os.write(2, (EXIT_TAG % (pid, describe_status(status))).encode())
+            except OSError:
+                pass
 
     def fork(self, req):
         token = req.get("token")

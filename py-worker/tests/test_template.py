@@ -73,6 +73,12 @@ class TemplateSide:
         self.events.append(ev)
         return ev
 
+    def exit_report(self, pid, timeout=30.0):
+        prefix = "\x1fX%d\x1f" % pid
+        line = _wait(lambda: next((l for l in self.stderr_lines if l.startswith(prefix)), None), timeout,
+                     "exit report of pid %d" % pid)
+        return line[len(prefix):]
+
     def fork(self, worker_id, token):
         self.proc.stdin.write((json.dumps({"op": "fork", "worker_id": worker_id, "token": token,
                                            "env": {"AW_TEST_ENV": "x%d" % worker_id}}) + "\n").encode())
@@ -124,18 +130,17 @@ def test_forked_workers_are_full_workers(tpl):
     assert a["numpy"] != b["numpy"], "two forked workers replay the same numpy stream"
     # each child's log lines reach the template's stderr pipe tagged with the child's pid
     w1.send({"type": "shutdown"})
-    ex = tpl.event()
-    assert ex == {"event": "exited", "pid": ev1["pid"], "status": "exited with status 0"}
+    assert tpl.exit_report(ev1["pid"]) == "exited with status 0"
+    # each child's log lines reach the template's stderr pipe tagged with its pid, before its exit report
     tag = template.TAG % (ev1["pid"], "stderr")
-    _wait(lambda: any(l.startswith(tag) and "shutdown requested" in l for l in tpl.stderr_lines),
-          what="tagged shutdown line")
+    lines = [l for l in tpl.stderr_lines if l.startswith(tag) or l.startswith("\x1fX%d\x1f" % ev1["pid"])]
+    assert "shutdown requested" in lines[-2] and lines[-1].startswith("\x1fX")
 
 
 def test_template_reports_sigkill_of_a_worker(tpl):
     ev, w = tpl.fork(3, "tok-3")
     os.kill(ev["pid"], signal.SIGKILL)
-    ex = tpl.event()
-    assert ex == {"event": "exited", "pid": ev["pid"], "status": "was killed by signal 9"}
+    assert tpl.exit_report(ev["pid"]) == "was killed by signal 9"
 
 
 def test_worker_sigterm_finishes_request_and_waits_for_shutdown(tpl):
@@ -149,7 +154,7 @@ def test_worker_sigterm_finishes_request_and_waits_for_shutdown(tpl):
     assert r["id"] == "s1" and r["ok"], r
     assert w.ping("p1")["type"] == "pong"  # still serving the engine after SIGTERM
     w.send({"type": "shutdown"})
-    assert tpl.event() == {"event": "exited", "pid": ev["pid"], "status": "exited with status 0"}
+    assert tpl.exit_report(ev["pid"]) == "exited with status 0"
 
 
 def test_worker_exits_when_the_engine_dies_even_if_its_socket_stays_open():
@@ -160,8 +165,7 @@ def test_worker_exits_when_the_engine_dies_even_if_its_socket_stays_open():
         ev, w = t.fork(5, "tok-5")
         fake_engine.kill()
         fake_engine.wait(10)
-        ex = t.event()
-        assert ex["pid"] == ev["pid"] and ex["status"] == "exited with status %d" % template.EXIT_ENGINE_GONE
+        assert t.exit_report(ev["pid"]) == "exited with status %d" % template.EXIT_ENGINE_GONE
     finally:
         if fake_engine.poll() is None:
             fake_engine.kill()
@@ -184,8 +188,8 @@ def test_eof_on_control_channel_ends_template_after_its_workers(tpl):
     assert w.request("count", [1.0])["ok"]
     assert tpl.proc.poll() is None  # still reaping for its worker
     w.send({"type": "shutdown"})
-    assert tpl.event()["event"] == "exited"
     assert tpl.proc.wait(20) == 0
+    assert tpl.exit_report(ev["pid"]) == "exited with status 0"
 
 
 def test_fork_refused_while_another_thread_runs():

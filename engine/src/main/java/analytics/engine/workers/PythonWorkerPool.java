@@ -6,6 +6,7 @@ import analytics.engine.proto.ErrorCode;
 import analytics.engine.workers.WorkerHandle.RetireReason;
 import analytics.engine.workers.WorkerHandle.State;
 import analytics.engine.workers.WorkerSupervisor.Slot;
+import analytics.engine.workers.launch.ForkServerLauncher;
 import analytics.engine.workers.launch.SpawnLauncher;
 import analytics.engine.workers.launch.WorkerLauncher;
 import analytics.engine.workers.transport.DataFile;
@@ -253,13 +254,20 @@ public final class PythonWorkerPool implements PythonBackend {
                 log.info("removed {} stale data file(s) from {}", stale, runtimeDir);
             }
             List<String> workerArgs = new ArrayList<>(List.of("--max-frame", Integer.toString(config.maxFrameBytes())));
-            if (config.preload()) {
-                workerArgs.add("--preload");
-            }
             if (config.testMode()) {
                 workerArgs.add("--enable-test-algorithms");
             }
-            launcher = new SpawnLauncher(config.python(), sock, workerArgs, config.workingDir(), config.extraEnv());
+            // ---- issue 11: choose how workers start (fork-server by default, spawn as the fallback/option)
+            launcher = switch (config.startMode()) {
+                case FORK_SERVER -> new ForkServerLauncher(config.python(), sock, workerArgs, config.workingDir(),
+                        config.extraEnv(), config.startupTimeout());
+                case SPAWN -> new SpawnLauncher(config.python(), sock, workerArgs, config.workingDir(), config.extraEnv());
+                case SPAWN_PRELOAD -> {
+                    List<String> preload = new ArrayList<>(workerArgs);
+                    preload.add("--preload");
+                    yield new SpawnLauncher(config.python(), sock, preload, config.workingDir(), config.extraEnv());
+                }
+            };
             supervisor = new WorkerSupervisor(config, launcher, scheduler, new Events());
             server = new WorkerSocketServer(sock, config.maxFrameBytes(), config.startupTimeout(), supervisor);
         } catch (IOException e) {
@@ -1082,10 +1090,22 @@ public final class PythonWorkerPool implements PythonBackend {
         st.put("python", pythonVersions);
         st.put("restarts_total", s == null ? 0 : s.restartsTotal());
         st.put("reloading", reloading.get() != null && !reloading.get().isDone());
+        WorkerLauncher l = launcher;
+        if (l != null) {
+            st.put("worker_start", l.status()); // mode, fork-server template, spawn fallback and why
+        }
         return st;
     }
 
     // ================================================================= rolling reload
+
+    @Override
+    public void markStopping() {
+        WorkerSupervisor s = supervisor;
+        if (s != null) {
+            s.markStopping();
+        }
+    }
 
     @Override
     public void reload() {
@@ -1129,6 +1149,7 @@ public final class PythonWorkerPool implements PythonBackend {
             breaker.transitionToClosedState(); // the operator asks us to try again
         }
         List<String> failures = new ArrayList<>();
+        launcher.reload(); // fork server: a template with the code now on disk, before any worker is replaced
         for (Slot slot : supervisor.slots) {
             if (closed.get()) {
                 return;
