@@ -49,7 +49,7 @@ MAX_MSG = 64 * 1024 * 1024
 OPTIONS = {"prefer_rust": True, "allow_python": True, "timeout_ms": 60000, "include_metadata": True}
 
 SCENARIOS = ["mean_c1", "mean_c32", "summary_1e6", "kernels", "python_overhead", "payload_8mb", "rf_c4",
-             "batch_1000", "rss", "startup", "worker_replace"]
+             "batch_1000", "rss", "startup", "worker_replace", "fork_server"]
 ENGINE_WORKERS = 2
 BASELINE_THREADS = 10
 
@@ -140,11 +140,12 @@ def jvm_opts():
 
 
 class Engine:
-    def __init__(self, workers, test_mode=True, tag="engine"):
+    def __init__(self, workers, test_mode=True, tag="engine", extra_env=None):
         self.workers = workers
         self.port = free_port()
         self.addr = "127.0.0.1:%d" % self.port
         env = dict(os.environ)
+        env.update(extra_env or {})
         env["ANALYTICS_PYTHON"] = WORKER_PY
         if test_mode:
             env["ANALYTICS_TEST_MODE"] = "1"
@@ -594,6 +595,110 @@ def sc_worker_replace(eng):
     raise NotRun("worker %d not replaced within 30 s" % victim)
 
 
+# ============================================================================================ fork server (issue 11)
+
+KMEANS_POINTS = 3000
+
+
+def pss_mb(pid):
+    """Proportional set size: shared pages count 1/N for each of the N processes mapping them."""
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def kmeans_request(rid):
+    rng = np.random.default_rng(11)  # fixed seed: every run sends the same points
+    centers = np.array([[0, 0], [6, 0], [0, 6], [6, 6]], dtype=float)
+    X = centers[rng.integers(0, 4, KMEANS_POINTS)] + rng.normal(size=(KMEANS_POINTS, 2))
+    return request("kmeans", X, params={"k": "4"}, shape=[KMEANS_POINTS, 2], rid=rid)
+
+
+def kmeans_on_each_worker(addr, n):
+    """n kmeans at once (one per idle worker: a worker serves one request at a time); seconds, sorted."""
+    out = [None] * n
+    errs = []
+
+    def one(i):
+        ch = channel(addr)
+        try:
+            t0 = time.perf_counter()
+            check(analyze_raw(ch)(kmeans_request("km-%d" % i).SerializeToString(), timeout=120), "kmeans")
+            out[i] = time.perf_counter() - t0
+        except Exception as e:  # reported below
+            errs.append(str(e))
+        finally:
+            ch.close()
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errs:
+        raise NotRun(errs[0])
+    return sorted(out)
+
+
+def worker_memory(eng):
+    """Sum of the workers' RSS and PSS, plus the fork-server template's PSS/RSS (0 in spawn mode)."""
+    code, h = eng.health()
+    ws = [int(w["pid"]) for w in eng.ready_workers(h)]
+    start = ((h or {}).get("python") or {}).get("worker_start") or {}
+    tpl = int(start.get("template_pid") or -1)
+    rss = [rss_mb(p) for p in ws]
+    pss = [pss_mb(p) for p in ws]
+    return {"mode": start.get("mode"), "workers_rss_mb": sum(x for x in rss if x),
+            "workers_pss_mb": sum(x for x in pss if x),
+            "template_pss_mb": (pss_mb(tpl) or 0.0) if tpl > 0 else 0.0,
+            "template_rss_mb": (rss_mb(tpl) or 0.0) if tpl > 0 else 0.0}
+
+
+def sc_fork_server(mode):
+    """One engine with worker_start=MODE: first kmeans on each fresh worker vs warm, kill -9 → replacement
+    ready and its first kmeans, idle memory after the ML load."""
+    eng = Engine(ENGINE_WORKERS, tag="engine-%s" % mode, extra_env={"ANALYTICS_WORKER_START": mode})
+    try:
+        eng.wait_ready(deadline_s=120)
+        res = {"workers_ready_s": eng.t_ready}
+        first = kmeans_on_each_worker(eng.addr, ENGINE_WORKERS)
+        res["first_kmeans_s"] = first
+        warm = []
+        for _ in range(5):
+            warm.extend(kmeans_on_each_worker(eng.addr, ENGINE_WORKERS))
+        res["warm_kmeans_s"] = statistics.median(warm)
+        res["first_over_warm"] = max(first) / res["warm_kmeans_s"]
+        time.sleep(1.0)  # measurement point: let the workers go idle after the load
+        res["memory_after_ml"] = worker_memory(eng)
+        rep = sc_worker_replace(eng)
+        res["replace_s"] = rep["replace_s"]
+        # the replacement is one of the two idle workers: one kmeans each, the slower is the new one's
+        after = kmeans_on_each_worker(eng.addr, ENGINE_WORKERS)
+        res["kmeans_after_replace_s"] = max(after)
+        res["after_replace_over_warm"] = max(after) / res["warm_kmeans_s"]
+        return res
+    finally:
+        eng.stop()
+
+
+def run_fork_server():
+    out = {}
+    for mode in ("spawn", "fork-server"):  # same run, same machine state: the ratios compare
+        log("fork_server: engine with worker_start=%s" % mode)
+        out[mode] = safe(sc_fork_server, mode)
+    s, f = out.get("spawn") or {}, out.get("fork-server") or {}
+    try:
+        out["memory_ratio"] = ((f["memory_after_ml"]["workers_pss_mb"] + f["memory_after_ml"]["template_pss_mb"])
+                               / s["memory_after_ml"]["workers_rss_mb"])
+    except (KeyError, TypeError, ZeroDivisionError):
+        out["memory_ratio"] = None
+    return out
+
+
 # ============================================================================================ kernels
 
 def run_kernels(run_idx, jmh_ready):
@@ -786,6 +891,8 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
             res["rf_c4"]["ours_1w"] = {"error": str(e)}
         finally:
             e1.stop()
+    if "fork_server" in scenarios:
+        res["fork_server"] = safe(run_fork_server)
     if "kernels" in scenarios:
         log("kernels: JMH and numpy")
         res["kernels"] = safe(run_kernels, run_idx, jmh_ready)
@@ -963,6 +1070,19 @@ def build_rows(runs):
     o = [get(r, "worker_replace", "replace_s") for r in runs]
     row("worker replacement after kill -9", o, [], [], "", "≤ 2 s", lambda ov, r: ov <= 2, "s", 2,
         first_error(runs, "worker_replace"), base_text="—")
+    for mode in ("spawn", "fork-server"):
+        o = [get(r, "fork_server", mode, "first_over_warm") for r in runs]
+        row("first kmeans (3000 pts) on a fresh worker / warm, worker_start=%s" % mode, o, [], [], "", "≤ 2×",
+            lambda ov, r: ov <= 2, "×", 1, first_error(runs, "fork_server", mode), base_text="—")
+        o = [get(r, "fork_server", mode, "replace_s") for r in runs]
+        row("replacement after kill -9 to ready, worker_start=%s" % mode, o, [], [], "", "≤ 0.1 s",
+            lambda ov, r: ov <= 0.1, "s", 3, first_error(runs, "fork_server", mode), base_text="—")
+        o = [get(r, "fork_server", mode, "after_replace_over_warm") for r in runs]
+        row("next kmeans after the replacement / warm, worker_start=%s" % mode, o, [], [], "", "warm (≤ 2×)",
+            lambda ov, r: ov <= 2, "×", 1, first_error(runs, "fork_server", mode), base_text="—")
+    o = [get(r, "fork_server", "memory_ratio") for r in runs]
+    row("idle memory after ML load: fork-server PSS (template + workers) / spawn sum of worker RSS", o, [], [], "",
+        "≤ 60 %", lambda ov, r: ov <= 0.6, "", 2, first_error(runs, "fork_server", "fork-server"), base_text="—")
     return rows
 
 
