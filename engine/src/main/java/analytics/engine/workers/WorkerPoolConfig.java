@@ -21,7 +21,7 @@ import java.util.Objects;
  * @param maxRequests         recycle a worker after this many requests (±10% jitter); 0 = never
  * @param maxRssBytes         recycle a worker whose resident set exceeds this; 0 = never
  * @param killGrace           SIGTERM → SIGKILL grace (also shutdown-message → SIGTERM)
- * @param restartBackoffInitial first restart delay after a crash; doubles per consecutive crash
+ * @param restartBackoffInitial restart delay after the 2nd consecutive crash (the 1st is replaced at once); doubles per further crash
  * @param restartBackoffMax   cap of the restart delay
  * @param crashLoopLimit      after this many consecutive crashes a slot stays down until {@code reload()}
  * @param breakerFailureRate  circuit breaker failure rate threshold in percent

@@ -414,9 +414,11 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
                 signalAvailability();
                 return;
             }
+            // Issue 11: the first failure of a slot that was healthy is replaced at once (a fork is cheap, and a
+            // one-off crash is not a loop); consecutive failures back off initial × 2^(n-2), capped.
             long initial = config.restartBackoffInitial().toMillis();
-            int shift = Math.min(30, slot.consecutiveFailures - 1);
-            delayMs = Math.min(config.restartBackoffMax().toMillis(), initial << shift);
+            int shift = Math.min(30, slot.consecutiveFailures - 2);
+            delayMs = slot.consecutiveFailures <= 1 ? 0 : Math.min(config.restartBackoffMax().toMillis(), initial << shift);
             slot.pendingRestart = scheduler.schedule(() -> spawn(slot), delayMs, TimeUnit.MILLISECONDS);
         }
         log.info("worker[{}] restarting in {} ms (consecutive failures: {})", slot.id, delayMs, slot.consecutiveFailures);
