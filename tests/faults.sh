@@ -54,7 +54,10 @@ def run_worker(socket_path, *args, **kwargs):
         os._exit(3)
     return real_run_worker(socket_path, *args, **kwargs)
 server.run_worker = run_worker
-sys.exit(server.main(sys.argv[1:]))' "\$@"
+argv = sys.argv[1:]
+if argv[:2] == ["-m", "analytics_worker"]:
+    argv = argv[2:]
+sys.exit(server.main(argv))' "\$@"
 fi
 exec "$REAL_PY" "\$@"
 WRAP

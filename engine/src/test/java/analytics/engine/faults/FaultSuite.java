@@ -363,6 +363,13 @@ public final class FaultSuite {
         Map<String, Integer> names0 = threadNames();
         int fds0 = count("fd");
         List<Long> children0 = children();
+        // The default start mode must really be in use: a template that could not start would fall back to
+        // spawning silently as far as these scenarios are concerned.
+        String startMode = health() == null ? "?" : health().path("python").path("worker_start").path("mode").asText("?");
+        summary.put("worker_start", startMode);
+        if (!startMode.equals("fork-server")) {
+            failures.add("workers are not forked from a template (worker_start mode " + startMode + ", see the engine log)");
+        }
         long rss0 = rssKb(engine.pid());
         summary.put("baseline", Map.of("threads", threads0, "fds", fds0, "children", children0.size(), "rss_kb", rss0));
 
