@@ -251,6 +251,11 @@ class Template:
         os.set_blocking(w, False)
         signal.signal(signal.SIGCHLD, lambda *a: None)
         signal.set_wakeup_fd(w)
+        # Clean stop: when the whole unit or process group gets SIGTERM, the template must not die (the engine
+        # would start a new one during its drain). It ends when the engine closes the control channel, or
+        # dies (EOF, parent-death signal).
+        signal.signal(signal.SIGTERM, lambda *a: self.log("SIGTERM ignored: the template ends when the engine "
+                                                          "closes its control channel"))
         self.private_fds = (r, w)
         stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
         buf = b""

@@ -120,8 +120,9 @@ def test_forked_workers_are_full_workers(tpl):
     assert "kmeans" in w1.hello["algorithms"] and "_test_random" in w1.hello["algorithms"]
     r = w1.request("mean", [1.0, 2.0, 3.0])
     assert r["ok"] and r["result_json"] == "2.0"
-    with open("/proc/%d/cmdline" % ev1["pid"], "rb") as f:
-        assert f.read().startswith(b"analytics-worker[1] idle")
+    # the title goes back to idle right after the response is sent: await it
+    _wait(lambda: open("/proc/%d/cmdline" % ev1["pid"], "rb").read().startswith(b"analytics-worker[1] idle"),
+          what="idle title of the forked worker")
     # every child reseeds after the fork: otherwise all would replay the template's random streams
     a = json.loads(w1.request("_test_random", [])["result_json"])
     b = json.loads(w2.request("_test_random", [])["result_json"])
@@ -213,3 +214,11 @@ def test_template_that_cannot_import_exits_with_a_clear_message(tmp_path):
                        env=env, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
     assert p.returncode == template.EXIT_IMPORT
     assert b"cannot import the worker libraries" in p.stderr and b"simulated broken scikit-learn" in p.stderr
+
+
+def test_template_survives_sigterm_and_still_forks(tpl):
+    tpl.proc.send_signal(signal.SIGTERM)
+    ev, w = tpl.fork(8, "tok-8")
+    assert w.request("count", [1.0, 2.0])["ok"]
+    _wait(lambda: any("SIGTERM ignored" in l for l in tpl.stderr_lines), what="SIGTERM log line")
+    assert tpl.proc.poll() is None
