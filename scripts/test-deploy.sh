@@ -386,9 +386,11 @@ stop_under_load() { # stop_under_load stop|restart
     : > "$work/inflight-$action.txt"
     n=$(wc -w <<<"$(worker_pids)")
     for (( i = 0; i < n; i++ )); do
-        ( s=$(now_ms); out=$(ct bash -c "${GRPC[*]} -max-time 90 -d @ 127.0.0.1:50051 analytics.AnalyticsEngine/Analyze < /tmp/slow-req.json" 2>&1)
+        # (set -e is on: a failing grpcurl must still write its "fail" line)
+        ( s=$(now_ms); rc=0
+          out=$(ct bash -c "${GRPC[*]} -max-time 90 -d @ 127.0.0.1:50051 analytics.AnalyticsEngine/Analyze < /tmp/slow-req.json" 2>&1) || rc=$?
           e=$(now_ms)
-          if grep -q '"success": true' <<<"$out"; then echo "ok $s $e"; else echo "fail $s $e $(tr '\n' ' ' <<<"$out" | cut -c1-200)"; fi
+          if (( rc == 0 )) && grep -q '"success": true' <<<"$out"; then echo "ok $s $e"; else echo "fail $s $e rc=$rc $(tr '\n' ' ' <<<"$out" | cut -c1-200)"; fi
         ) >> "$work/inflight-$action.txt" &
         pids+=($!)
     done
