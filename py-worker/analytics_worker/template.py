@@ -222,6 +222,7 @@ class Template:
             for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as in any Python process: EPIPE, not death
+            server.Title(worker_id).set("starting")  # before hello: never seen under the template's title
             err = TaggedStream(2, "stderr")
             sys.stderr = err
             sys.stdout = TaggedStream(2, "stdout")

@@ -281,7 +281,10 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
             retire(h, RetireReason.START_FAILED);
             return;
         }
-        if (msg.get("pid") instanceof Long pid && pid != h.pid) {
+        if (msg.get("pid") instanceof Long pid && h.pid <= 0) {
+            // A forked worker can say hello before its launcher has learnt its pid from the template.
+            h.pid = pid;
+        } else if (msg.get("pid") instanceof Long pid && pid != h.pid) {
             log.warn("worker[{}] hello reports pid {} but we spawned pid {}", h.slot, pid, h.pid);
         }
         h.connection = conn;
