@@ -429,7 +429,10 @@ wait_health_200 120 || fatal "not healthy after systemctl restart under load"
 
 # ------------------------------------------------------------------ 5. kill -9
 log_step "5. kill -9 of the JVM"
+# every worker up (a starting slot shows pid -1), so the orphan check below looks at real processes
+deadline=$((SECONDS + 60)); while [[ "$(worker_pids)" == *-1* || -z "$(worker_pids)" ]] && (( SECONDS < deadline )); do sleep 0.1; done
 old=$(main_pid); old_workers=$(worker_pids)
+old_python=$(ct pgrep -u analytics -f 'analytics-worker|analytics_worker' | paste -sd' ' - || true)  # template + workers (retitled)
 restart_sec=$(unit_prop RestartUSec)
 n0=$(unit_prop NRestarts)
 t0=$(now_ms)
@@ -443,6 +446,10 @@ check "NRestarts went up ($n0 -> $(unit_prop NRestarts))" ok '(( $(unit_prop NRe
 orphans=()
 for p in $old_workers; do ct kill -0 "$p" 2>/dev/null && orphans+=("$p"); done
 (( ${#orphans[@]} == 0 )) && pass "no orphan worker: old workers ($old_workers) are gone" || fail "orphan workers still alive: ${orphans[*]}"
+left=()
+for p in $old_python; do ct kill -0 "$p" 2>/dev/null && left+=("$p"); done
+(( ${#left[@]} == 0 )) && pass "no Python process of the killed engine left (template and workers: ${old_python:-none})" \
+    || fail "Python processes of the killed engine still alive: ${left[*]}"
 check "every analytics process is in the service's cgroup" ok '
     a=$(ct pgrep -u analytics | sort -n | paste -sd" " -); c=$(cgroup_pids); [[ -n "$a" && "$a" == "$c" ]] || { echo "user procs: $a / cgroup: $c" >&2; false; }'
 
