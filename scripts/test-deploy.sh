@@ -455,6 +455,7 @@ check "every analytics process is in the service's cgroup" ok '
 
 # ------------------------------------------------------------------ 6. reload under load
 log_step "6. systemctl reload under client load"
+deadline=$((SECONDS + 60)); while [[ "$(worker_pids)" == *-1* || -z "$(worker_pids)" ]] && (( SECONDS < deadline )); do sleep 0.1; done
 before_workers=$(worker_pids); mp=$(main_pid)
 ctsh "cat > /tmp/load.sh" <<EOF
 #!/bin/bash
