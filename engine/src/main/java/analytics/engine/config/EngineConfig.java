@@ -163,6 +163,11 @@ public final class EngineConfig {
         Map<String, Object> flat = new LinkedHashMap<>();
         flatten("", tree, flat);
         for (Map.Entry<String, Object> e : flat.entrySet()) {
+            if (e.getKey().equals("worker_preload")) { // removed by issue 11: say what replaces it
+                throw new ConfigException("setting 'worker_preload' in " + file + " was replaced by worker_start: "
+                        + "worker_start = \"spawn-preload\" is the old worker_preload = true; the default, "
+                        + "\"fork-server\", starts every worker warm (see README)");
+            }
             if (!values.containsKey(e.getKey())) {
                 throw new ConfigException("unknown setting '" + e.getKey() + "' in " + file
                         + " (known: " + String.join(", ", values.keySet()) + ")");
