@@ -232,7 +232,8 @@ class Template:
             import numpy as np
             np.random.seed(int.from_bytes(os.urandom(4), "little"))
             gc.enable()  # the template's objects stay frozen (shared pages); the child's own are collected
-            watch_engine(self.args.engine_pid, self.engine_pidfd)
+            if self.args.engine_pid > 0:  # without --engine-pid (by hand): EOF on the socket only
+                watch_engine(self.args.engine_pid, self.engine_pidfd)
             status = server.run_worker(self.args.socket, worker_id, token, self.args.max_frame,
                                        self.args.enable_test_algorithms)
         except BaseException:  # noqa: B902 - a child must never return into the template's loop
@@ -243,7 +244,7 @@ class Template:
         finally:
             if err is not None:
                 err.close_out()
-                sys.stdout.close_out()
+                getattr(sys.stdout, "close_out", lambda: None)()
             os._exit(status)
 
     def serve(self):
