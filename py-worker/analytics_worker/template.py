@@ -253,11 +253,6 @@ class Template:
         os.set_blocking(w, False)
         signal.signal(signal.SIGCHLD, lambda *a: None)
         signal.set_wakeup_fd(w)
-        # Clean stop: when the whole unit or process group gets SIGTERM, the template must not die (the engine
-        # would start a new one during its drain). It ends when the engine closes the control channel, or
-        # dies (EOF, parent-death signal).
-        signal.signal(signal.SIGTERM, lambda *a: self.log("SIGTERM ignored: the template ends when the engine "
-                                                          "closes its control channel"))
         self.private_fds = (r, w)
         stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
         buf = b""
@@ -303,6 +298,11 @@ def main(args):
     from . import server
     log = server.Log(-1)
     log.prefix = "analytics-worker-template "
+    # Clean stop: when the whole unit or process group gets SIGTERM, the template must not die (the engine
+    # would start a new one during its drain). It ends when the engine closes the control channel, or dies
+    # (EOF, parent-death signal). Installed first thing, so that holds during the imports too.
+    signal.signal(signal.SIGTERM, lambda *a: log("SIGTERM ignored: the template ends when the engine "
+                                                 "closes its control channel"))
     server.set_parent_death_signal()  # the template is the engine's own child: PDEATHSIG is right here
     server.Title(0).set_raw("analytics-worker-template starting")
     t0 = time.perf_counter()
