@@ -26,7 +26,9 @@ check() { # check NAME EXPECTED-SUBSTRING OUTPUT
 }
 
 WORKERS="${E2E_WORKERS:-1}"
-ANALYTICS_TEST_MODE=$(( WORKERS > 0 ? 1 : 0 )) ANALYTICS_PYTHON="$ROOT/py-worker/.venv/bin/python" java -jar engine/target/analytics-engine.jar \
+# In its own process group (setsid execs java: same pid), so the stop below can signal the engine, its
+# fork-server template and its workers at once, as systemd's KillMode=control-group would.
+ANALYTICS_TEST_MODE=$(( WORKERS > 0 ? 1 : 0 )) ANALYTICS_PYTHON="$ROOT/py-worker/.venv/bin/python" setsid java -jar engine/target/analytics-engine.jar \
   --listen "$ADDR" --socket "$SOCK" --workers "$WORKERS" >"$LOG" 2>&1 &
 ENGINE_PID=$!
 if ! wait_healthy "http://$ADDR/health" 60; then cat "$LOG"; exit 1; fi
@@ -98,11 +100,29 @@ if (( WORKERS > 0 )); then
     sleep 0.05
   done
 fi
-kill -TERM "$ENGINE_PID"
+py_pids=""
+if (( WORKERS > 0 )); then
+  py_pids=$(curl -fsS "http://$ADDR/health" | python3 -c 'import json, sys
+p = json.load(sys.stdin)["python"]
+print(" ".join(str(w["pid"]) for w in p["workers"] if w["pid"] > 0), p.get("worker_start", {}).get("template_pid", -1))')
+fi
+# SIGTERM to the whole process group: engine, template and workers get it at the same moment
+log_lines=$(wc -l <"$LOG")
+kill -TERM -- "-$ENGINE_PID"
 rc=0; wait "$ENGINE_PID" || rc=$?
 if (( WORKERS > 0 )); then
   wait "$CLIENT_PID" || true
-  check "in-flight request answered during the drain" '"success": true' "$(cat "$WORK/inflight.out")"
+  check "in-flight request answered during the drain (process-group SIGTERM)" '"success": true' "$(cat "$WORK/inflight.out")"
+  check "no worker or template started while stopping" "none" \
+    "$(tail -n +"$((log_lines + 1))" "$LOG" | grep -E 'restarting in|spawned pid|forked pid|starting a new template' || echo none)"
+  left=""
+  end=$((SECONDS + 10))
+  for p in $py_pids; do
+    (( p > 0 )) || continue
+    while kill -0 "$p" 2>/dev/null && (( SECONDS < end )); do sleep 0.05; done
+    kill -0 "$p" 2>/dev/null && left="$left $p"
+  done
+  check "no Python process left after the stop (workers + template: $py_pids)" "none" "${left:-none}"
 fi
 ENGINE_PID=""
 check "SIGTERM exits 0" "rc=0" "rc=$rc"

@@ -54,3 +54,10 @@ def test_garbage(inp):
 @algorithm("_test_echo", "TEST: returns n, sum(data) and shape (transport tests)", input="matrix", test_only=True)
 def test_echo(inp):
     return {"n": int(inp.data.size), "sum": float(np.sum(inp.data)), "shape": list(inp.shape)}
+
+
+@algorithm("_test_random", "TEST: first draws of this worker's random and numpy global generators", test_only=True)
+def test_random(inp):
+    import random
+    return {"pid": os.getpid(), "random": [random.random() for _ in range(3)],
+            "numpy": [float(x) for x in np.random.random(3)]}

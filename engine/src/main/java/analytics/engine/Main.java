@@ -305,6 +305,9 @@ public final class Main implements Callable<Integer> {
         }
         CountDownLatch stopped = new CountDownLatch(1);
         Runnable stop = () -> {
+            if (py != null) {
+                py.markStopping(); // before the drain: no worker may start while stopping (issue 11)
+            }
             log.info("stopping: draining in-flight requests (grace {} s)", cfg.shutdownGraceS());
             Signals.notifyStopping();
             server.shutdown(Duration.ofSeconds(cfg.shutdownGraceS()));

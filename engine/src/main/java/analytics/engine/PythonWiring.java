@@ -39,7 +39,7 @@ final class PythonWiring {
                 .withWorkers(workers)
                 .withRuntimeDir(runtime)
                 .withTestMode(cfg.testMode())
-                .withPreload(cfg.workerPreload())
+                .withStartMode(cfg.workerStart())
                 .withRecycling(cfg.workerMaxRequests(), cfg.workerMaxRssBytes())
                 .withLimits(cfg.maxConcurrent(), cfg.rateLimit(), Duration.ofMillis(cfg.queueWaitMs()))
                 .withTimeouts(Duration.ofSeconds(cfg.workerStartupTimeoutS()), d.pingInterval(), d.pingTimeout(),

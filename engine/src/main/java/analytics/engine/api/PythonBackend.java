@@ -25,6 +25,13 @@ public interface PythonBackend extends AutoCloseable {
     /** Pool state for /health, HealthCheck capabilities: JSON-compatible values. */
     Map<String, Object> status();
 
+    /**
+     * The engine is stopping (first SIGTERM, before the drain): requests in flight finish, no worker is started
+     * any more. {@link #close()} follows after the drain.
+     */
+    default void markStopping() {
+    }
+
     /** Rolling restart of every worker, one at a time (SIGHUP). */
     void reload();
 

@@ -1,5 +1,6 @@
 package analytics.engine.config;
 
+import analytics.engine.workers.launch.WorkerStartMode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.dataformat.toml.TomlMapper;
 import java.io.IOException;
@@ -77,9 +78,10 @@ public final class EngineConfig {
                     "recycle a worker whose resident memory exceeds this, in MiB"),
             new Setting("worker_startup_timeout_s", "ANALYTICS_WORKER_STARTUP_TIMEOUT_S", "60",
                     "seconds a worker may take to start and say hello"),
-            new Setting("worker_preload", "ANALYTICS_WORKER_PRELOAD", "false",
-                    "workers import scikit-learn/statsmodels before they report ready: first ML request fast, "
-                    + "~185 MiB instead of ~30 MiB per idle worker"),
+            new Setting("worker_start", "ANALYTICS_WORKER_START", "fork-server",
+                    "how workers start: fork-server (forked warm from one template that imported the libraries once: "
+                    + "fast first request, shared memory), spawn (a fresh interpreter each; first ML request pays the "
+                    + "imports), spawn-preload (a fresh interpreter each that imports everything first, ~185 MiB each)"),
             new Setting("shm_threshold_bytes", "ANALYTICS_SHM_THRESHOLD_BYTES", "1048576",
                     "arrays of at least this many bytes go to the Python workers through a file of the private runtime "
                     + "directory that they map without copying, instead of msgpack bytes (0 = always msgpack)"),
@@ -168,6 +170,11 @@ public final class EngineConfig {
         Map<String, Object> flat = new LinkedHashMap<>();
         flatten("", tree, flat);
         for (Map.Entry<String, Object> e : flat.entrySet()) {
+            if (e.getKey().equals("worker_preload")) { // removed by issue 11: say what replaces it
+                throw new ConfigException("setting 'worker_preload' in " + file + " was replaced by worker_start: "
+                        + "worker_start = \"spawn-preload\" is the old worker_preload = true; the default, "
+                        + "\"fork-server\", starts every worker warm (see README)");
+            }
             if (!values.containsKey(e.getKey())) {
                 throw new ConfigException("unknown setting '" + e.getKey() + "' in " + file
                         + " (known: " + String.join(", ", values.keySet()) + ")");
@@ -213,7 +220,14 @@ public final class EngineConfig {
                 .contains(v.toLowerCase(Locale.ROOT)) ? null : "must be one of error, warn, info, debug, trace");
         check(errors, "log_timestamps", v -> isBool(v) ? null : "must be true or false");
         check(errors, "test_mode", v -> isBool(v) ? null : "must be true or false");
-        check(errors, "worker_preload", v -> isBool(v) ? null : "must be true or false");
+        check(errors, "worker_start", v -> {
+            try {
+                WorkerStartMode.parse(v);
+                return null;
+            } catch (IllegalArgumentException e) {
+                return e.getMessage();
+            }
+        });
         check(errors, "max_message_mb", v -> isInt(v, 1, 2047) ? null : "must be 1..2047");
         if (tlsCert().isEmpty() != tlsKey().isEmpty()) {
             errors.add("tls_cert and tls_key must be set together");
@@ -375,8 +389,8 @@ public final class EngineConfig {
         return Long.parseLong(values.get("shm_threshold_bytes").trim());
     }
 
-    public boolean workerPreload() {
-        return bool(values.get("worker_preload"));
+    public WorkerStartMode workerStart() {
+        return WorkerStartMode.parse(values.get("worker_start"));
     }
 
     public boolean testMode() {

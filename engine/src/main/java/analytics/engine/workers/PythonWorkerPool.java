@@ -6,6 +6,7 @@ import analytics.engine.api.AnalysisInput;
 import analytics.engine.proto.ErrorCode;
 import analytics.engine.workers.WorkerHandle.RetireReason;
 import analytics.engine.workers.WorkerSupervisor.Slot;
+import analytics.engine.workers.launch.ForkServerLauncher;
 import analytics.engine.workers.launch.SpawnLauncher;
 import analytics.engine.workers.launch.WorkerLauncher;
 import analytics.engine.workers.transport.DataFile;
@@ -224,13 +225,20 @@ public final class PythonWorkerPool implements PythonBackend {
                 log.info("removed {} stale data file(s) from {}", stale, runtimeDir);
             }
             List<String> workerArgs = new ArrayList<>(List.of("--max-frame", Integer.toString(config.maxFrameBytes())));
-            if (config.preload()) {
-                workerArgs.add("--preload");
-            }
             if (config.testMode()) {
                 workerArgs.add("--enable-test-algorithms");
             }
-            launcher = new SpawnLauncher(config.python(), sock, workerArgs, config.workingDir(), config.extraEnv());
+            // ---- issue 11: choose how workers start (fork-server by default, spawn as the fallback/option)
+            launcher = switch (config.startMode()) {
+                case FORK_SERVER -> new ForkServerLauncher(config.python(), sock, workerArgs, config.workingDir(),
+                        config.extraEnv(), config.startupTimeout());
+                case SPAWN -> new SpawnLauncher(config.python(), sock, workerArgs, config.workingDir(), config.extraEnv());
+                case SPAWN_PRELOAD -> {
+                    List<String> preload = new ArrayList<>(workerArgs);
+                    preload.add("--preload");
+                    yield new SpawnLauncher(config.python(), sock, preload, config.workingDir(), config.extraEnv());
+                }
+            };
             supervisor = new WorkerSupervisor(config, launcher, scheduler, new Events());
             server = new WorkerSocketServer(sock, config.maxFrameBytes(), config.startupTimeout(), supervisor);
         } catch (IOException e) {
@@ -255,7 +263,7 @@ public final class PythonWorkerPool implements PythonBackend {
         pc.setEvictionPolicy((cfg, underTest, idleCount) -> false); // never evict for idleness; validation pings
         pc.setJmxEnabled(false);
         pool = new GenericObjectPool<>(new Factory(), pc);
-        reloader = new RollingReload(config, supervisor, admission, pool, closed);
+        reloader = new RollingReload(config, supervisor, launcher, admission, pool, closed);
         workerCall = new WorkerCall(runtimeDir, shmThresholdBytes, sharedMemoryRequests, completions,
                 this::giveBack, this::invalidate, supervisor::markHealthy);
         shutdownHook = new Thread(this::closeFromHook, "python-workers-shutdown");
@@ -878,10 +886,22 @@ public final class PythonWorkerPool implements PythonBackend {
         st.put("python", pythonVersions);
         st.put("restarts_total", s == null ? 0 : s.restartsTotal());
         st.put("reloading", reloader != null && reloader.running());
+        WorkerLauncher l = launcher;
+        if (l != null) {
+            st.put("worker_start", l.status()); // mode, fork-server template, spawn fallback and why
+        }
         return st;
     }
 
     // ================================================================= rolling reload
+
+    @Override
+    public void markStopping() {
+        WorkerSupervisor s = supervisor;
+        if (s != null) {
+            s.markStopping();
+        }
+    }
 
     @Override
     public void reload() {

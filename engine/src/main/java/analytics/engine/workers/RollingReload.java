@@ -3,6 +3,7 @@ package analytics.engine.workers;
 import analytics.engine.workers.WorkerHandle.RetireReason;
 import analytics.engine.workers.WorkerHandle.State;
 import analytics.engine.workers.WorkerSupervisor.Slot;
+import analytics.engine.workers.launch.WorkerLauncher;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
@@ -20,15 +21,17 @@ final class RollingReload {
 
     private final WorkerPoolConfig config;
     private final WorkerSupervisor supervisor;
+    private final WorkerLauncher launcher;
     private final Admission admission;
     private final GenericObjectPool<WorkerHandle> pool;
     private final AtomicBoolean closed;
     private final AtomicReference<CompletableFuture<Void>> reloading = new AtomicReference<>();
 
-    RollingReload(WorkerPoolConfig config, WorkerSupervisor supervisor, Admission admission,
+    RollingReload(WorkerPoolConfig config, WorkerSupervisor supervisor, WorkerLauncher launcher, Admission admission,
                   GenericObjectPool<WorkerHandle> pool, AtomicBoolean closed) {
         this.config = config;
         this.supervisor = supervisor;
+        this.launcher = launcher;
         this.admission = admission;
         this.pool = pool;
         this.closed = closed;
@@ -71,6 +74,7 @@ final class RollingReload {
         log.info("rolling reload of {} Python workers", config.workers());
         admission.resetBreaker(); // the operator asks us to try again
         List<String> failures = new ArrayList<>();
+        launcher.reload(); // fork server: a template with the code now on disk, before any worker is replaced
         for (Slot slot : supervisor.slots) {
             if (closed.get()) {
                 return;

@@ -95,6 +95,8 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
     private final ReentrantLock lock = new ReentrantLock();
     private final AtomicLong restartsTotal = new AtomicLong();
     private volatile boolean closing;
+    /** Issue 11 (clean stop): set at the engine's first SIGTERM, before the drain; no worker starts after it. */
+    private volatile boolean stopping;
 
     WorkerSupervisor(WorkerPoolConfig config, WorkerLauncher launcher, ScheduledExecutorService scheduler, Events events) {
         this.config = config;
@@ -117,6 +119,22 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         return closing;
     }
 
+    /**
+     * The engine is stopping (first SIGTERM): requests in flight still finish on their workers, but no worker is
+     * started any more — no restart after a crash, no replacement after a recycle or a timeout kill.
+     */
+    void markStopping() {
+        stopping = true;
+        for (Slot s : slots) {
+            synchronized (s) {
+                if (s.pendingRestart != null) {
+                    s.pendingRestart.cancel(false);
+                    s.pendingRestart = null;
+                }
+            }
+        }
+    }
+
     long restartsTotal() {
         return restartsTotal.get();
     }
@@ -134,7 +152,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
 
     /** Starts a new process for the slot; it becomes the slot's current worker. Call on a supervisor thread. */
     private WorkerHandle spawn(Slot slot) {
-        if (closing) {
+        if (closing || stopping) {
             return null;
         }
         long recycleAfter = 0;
@@ -236,7 +254,10 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
             retire(h, RetireReason.START_FAILED);
             return;
         }
-        if (hello.pid() >= 0 && hello.pid() != h.pid) {
+        if (hello.pid() >= 0 && h.pid <= 0) {
+            // A forked worker can say hello before its launcher has learnt its pid from the template.
+            h.pid = hello.pid();
+        } else if (hello.pid() >= 0 && hello.pid() != h.pid) {
             log.warn("worker[{}] hello reports pid {} but we spawned pid {}", h.slot, hello.pid(), h.pid);
         }
         h.channel = new WorkerChannel(h.name(), conn);
@@ -338,8 +359,8 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         events.workerCrashed(h, what, startup);
         long delayMs;
         synchronized (slot) {
-            if (slot.current != h || closing || !h.replaced.compareAndSet(false, true)) {
-                return; // already replaced
+            if (slot.current != h || closing || stopping || !h.replaced.compareAndSet(false, true)) {
+                return; // already replaced, or the engine is stopping: no new worker
             }
             if (h.readyNanos != 0 && System.nanoTime() - h.readyNanos >= HEALTHY_AFTER_NANOS) {
                 slot.consecutiveFailures = 0; // it ran fine for a while: not a crash loop
@@ -354,9 +375,11 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
                         slot.id, slot.consecutiveFailures, slot.lastFailure);
                 return;
             }
+            // Issue 11: the first failure of a slot that was healthy is replaced at once (a fork is cheap, and a
+            // one-off crash is not a loop); consecutive failures back off initial × 2^(n-2), capped.
             long initial = config.restartBackoffInitial().toMillis();
-            int shift = Math.min(30, slot.consecutiveFailures - 1);
-            delayMs = Math.min(config.restartBackoffMax().toMillis(), initial << shift);
+            int shift = Math.min(30, slot.consecutiveFailures - 2);
+            delayMs = slot.consecutiveFailures <= 1 ? 0 : Math.min(config.restartBackoffMax().toMillis(), initial << shift);
             slot.pendingRestart = scheduler.schedule(() -> spawn(slot), delayMs, TimeUnit.MILLISECONDS);
         }
         log.info("worker[{}] restarting in {} ms (consecutive failures: {})", slot.id, delayMs, slot.consecutiveFailures);
@@ -394,7 +417,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
             crashed(slots[h.slot], h, h.endDescription == null ? "failed to start" : h.endDescription, true);
             return;
         }
-        if (reason.replaceNow && !closing) {
+        if (reason.replaceNow && !closing && !stopping) {
             Slot s = slots[h.slot];
             boolean replace;
             synchronized (s) {
@@ -430,7 +453,9 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
             h.sendShutdown();
             scheduler.schedule(sigterm, grace, TimeUnit.MILLISECONDS);
         } else {
-            sigterm.run();
+            // A worker treats SIGTERM as "finish the current request, then wait for shutdown" (clean stop under
+            // systemd), so a worker that must go now (hung, over its memory limit, no handshake) gets SIGKILL.
+            p.kill();
         }
         return p.exited().thenApply(x -> null);
     }

@@ -397,7 +397,7 @@ class PythonWorkerPoolTest {
                     break;
                 }
             }
-            assertEquals(2, pids.size(), "child JVM did not report its worker pids");
+            assertEquals(3, pids.size(), "child JVM did not report its 2 worker pids and its fork-server template's");
             for (long p : pids) {
                 assertTrue(running(p));
             }
