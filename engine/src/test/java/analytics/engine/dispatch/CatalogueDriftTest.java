@@ -76,7 +76,8 @@ class CatalogueDriftTest {
         AlgorithmSpec arima = hello.get("arima");
         List<AlgorithmSpec.ParamSpec> params = new java.util.ArrayList<>(arima.params());
         AlgorithmSpec.ParamSpec periods = params.stream().filter(p -> p.name().equals("periods")).findFirst().orElseThrow();
-        params.set(params.indexOf(periods), new AlgorithmSpec.ParamSpec(periods.name(), false, periods.type(), "5",
+        params.set(params.indexOf(periods), new AlgorithmSpec.ParamSpec(periods.name(), false, periods.type(),
+                Integer.toString(Integer.parseInt(periods.defaultValue()) + 1), // any default other than the declared one
                 periods.help(), periods.min(), periods.max(), periods.minExclusive(), periods.choices(), periods.words()));
         hello.put("arima", new AlgorithmSpec("arima", arima.category(), arima.description(), false, true,
                 arima.input(), arima.minPoints(), List.copyOf(params)));
