@@ -2,6 +2,7 @@ package analytics.engine.server;
 
 import analytics.engine.dispatch.AlgorithmSpec;
 import analytics.engine.dispatch.AnalysisException;
+import analytics.engine.dispatch.Cancellation;
 import analytics.engine.dispatch.Dispatcher;
 import analytics.engine.dispatch.ResultJson;
 import analytics.engine.metrics.EngineMetrics;
@@ -72,7 +73,12 @@ public final class StreamIngest {
     }
 
     StreamObserver<StreamChunk> open(StreamObserver<AnalysisResponse> out) {
-        return new Call(out);
+        return new Call(out, new Cancellation());
+    }
+
+    /** {@code cancel}: the call's cancellation (a Python algorithm on the gathered series is stopped by it). */
+    StreamObserver<StreamChunk> open(StreamObserver<AnalysisResponse> out, Cancellation cancel) {
+        return new Call(out, cancel);
     }
 
     /** One AnalyzeStream call; gRPC delivers its callbacks one at a time. */
@@ -90,8 +96,11 @@ public final class StreamIngest {
         private long chunks;
         private boolean closed;
 
-        Call(StreamObserver<AnalysisResponse> out) {
+        private final Cancellation cancel;
+
+        Call(StreamObserver<AnalysisResponse> out, Cancellation cancel) {
             this.out = out;
+            this.cancel = cancel;
         }
 
         @Override
@@ -221,7 +230,7 @@ public final class StreamIngest {
             AnalysisRequest req = gather.build();
             gather = null;
             closed = true;
-            dispatcher.analyze(req, -1).whenComplete((resp, err) -> {
+            dispatcher.analyze(req, -1, cancel, analytics.engine.workers.PythonBackend.Listener.NONE).whenComplete((resp, err) -> {
                 if (err != null || resp == null) {
                     out.onError(Status.INTERNAL.withDescription("dispatch failed").asRuntimeException());
                     return;

@@ -2,6 +2,7 @@ package analytics.engine.workers;
 
 import analytics.engine.dispatch.AnalysisException;
 import analytics.engine.dispatch.AnalysisInput;
+import analytics.engine.dispatch.Cancellation;
 import analytics.engine.proto.ErrorCode;
 import analytics.engine.workers.WorkerHandle.RetireReason;
 import analytics.engine.workers.WorkerHandle.State;
@@ -53,6 +54,7 @@ import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 import org.apache.commons.pool2.BasePooledObjectFactory;
 import org.apache.commons.pool2.DestroyMode;
@@ -110,6 +112,16 @@ public final class PythonWorkerPool implements PythonBackend {
     private final Counter retries;
     private final Timer roundTrip;
     private final Counter sharedMemoryRequests;
+    // ---- cancellation (issue 16): see Call.onCancel
+    /** Cancelled requests by how they ended: left the queue, stopped by their worker, worker killed. */
+    private final Counter cancelledQueued;
+    private final Counter cancelledStopped;
+    private final Counter cancelledKilled;
+    /** From the cancellation to its worker being free again (stopped) or replaced (killed). */
+    private final Timer cancelRelease;
+    /** Requests waiting for a worker, by arrival (for AnalyzeWithProgress's queue position). */
+    private final java.util.concurrent.ConcurrentSkipListMap<Long, Call> waiting = new java.util.concurrent.ConcurrentSkipListMap<>();
+    private final AtomicLong queueSeq = new AtomicLong();
     /** Arrays of at least this many bytes go to workers that support it through a file (data_file); 0 = never. */
     private final long shmThresholdBytes;
     private final AtomicBoolean started = new AtomicBoolean();
@@ -128,6 +140,12 @@ public final class PythonWorkerPool implements PythonBackend {
     private GenericObjectPool<WorkerHandle> pool;
     private Thread shutdownHook;
     private final ThreadLocal<Long> borrowDeadline = new ThreadLocal<>();
+
+    /**
+     * How long a worker that was sent a {@code cancel} frame may take to answer it before it is killed and
+     * replaced (it is inside C code that does not return to Python, e.g. one long BLAS call).
+     */
+    public static final long CANCEL_STOP_WAIT_MS = 250;
 
     /** Default of {@code shm_threshold_bytes}: arrays of 1 MiB and more go through the runtime directory. */
     public static final long DEFAULT_SHM_THRESHOLD_BYTES = 1L << 20;
@@ -201,6 +219,14 @@ public final class PythonWorkerPool implements PythonBackend {
         this.retries = Counter.builder("analytics.python.retries").description("requests retried after their worker died").register(meters);
         this.sharedMemoryRequests = Counter.builder("analytics.python.shm.requests")
                 .description("requests whose arrays went to the worker through a runtime-dir file (data_file)").register(meters);
+        Counter.Builder cancelled = Counter.builder("analytics.python.cancellations")
+                .description("Python requests cancelled by their client (or its lost connection), by how they ended");
+        this.cancelledQueued = cancelled.tag("how", "queued").register(meters);
+        this.cancelledStopped = cancelled.tag("how", "stopped").register(meters);
+        this.cancelledKilled = cancelled.tag("how", "killed").register(meters);
+        this.cancelRelease = Timer.builder("analytics.python.cancel.release")
+                .description("from a running request's cancellation to its worker free again (or replaced)")
+                .publishPercentileHistogram().register(meters);
         this.roundTrip = Timer.builder("analytics.python.roundtrip").description("Python request round trip").publishPercentileHistogram().register(meters);
         for (String st : List.of("ready", "busy", "starting", "down")) {
             Gauge.builder("analytics.python.workers", this, p -> p.countByState().getOrDefault(st, 0))
@@ -388,7 +414,14 @@ public final class PythonWorkerPool implements PythonBackend {
     // ================================================================= request path
 
     @Override
-    public CompletableFuture<PythonResult> submit(AnalysisInput input, long timeoutMs) {
+    public CompletableFuture<PythonResult> submit(AnalysisInput input, long timeoutMs, Cancellation cancel,
+                                                  PythonBackend.Listener listener) {
+        Cancellation.Cause gone = cancel.cause();
+        if (gone != null) {
+            return gone.kind() == Cancellation.Kind.DEADLINE
+                    ? failed(ErrorCode.TIMEOUT, "the call's deadline passed before the request started")
+                    : failed(ErrorCode.CANCELLED, "request cancelled before it started: " + gone.reason());
+        }
         if (!started.get() || closed.get()) {
             return failed(ErrorCode.UNAVAILABLE, closed.get() ? "the Python worker pool is shut down"
                     : "the Python worker pool is not started");
@@ -427,9 +460,13 @@ public final class PythonWorkerPool implements PythonBackend {
             breaker.onError(0, TimeUnit.NANOSECONDS, e);
             return CompletableFuture.failedFuture(e);
         }
-        Call call = new Call(input, timeoutMs);
+        Call call = new Call(input, timeoutMs, listener == null ? PythonBackend.Listener.NONE : listener);
         call.result.whenComplete((r, e) -> finish(call, r, e));
         call.deadlineTask = deadlines.schedule(call::onDeadline, timeoutMs, TimeUnit.MILLISECONDS);
+        call.unlisten = cancel.onCancel(call::onCancel); // runs at once if it was cancelled meanwhile
+        if (call.result.isDone()) {
+            call.unlisten.run(); // answered before the listener was in place (finish saw none)
+        }
         retry.executeCompletionStage(scheduler, () -> attempt(call)).whenComplete((r, e) -> {
             if (e == null) {
                 call.result.complete(r);
@@ -473,12 +510,20 @@ public final class PythonWorkerPool implements PythonBackend {
         final CompletableFuture<PythonResult> result = new CompletableFuture<>();
         final AtomicReference<WorkerHandle> onWorker = new AtomicReference<>();
         final AtomicInteger attempts = new AtomicInteger();
+        final PythonBackend.Listener listener;
         volatile ScheduledFuture<?> deadlineTask;
         volatile boolean everSent;
+        /** Deregisters this call from its Cancellation (set once submitted). */
+        volatile Runnable unlisten;
+        /** When a CANCELLED cancellation answered this call ({@link System#nanoTime()}), else 0. */
+        volatile long cancelledAtNanos;
+        /** Queue position last reported to the listener. */
+        int reportedPosition;
 
-        Call(AnalysisInput input, long timeoutMs) {
+        Call(AnalysisInput input, long timeoutMs, PythonBackend.Listener listener) {
             this.input = input;
             this.timeoutMs = timeoutMs;
+            this.listener = listener;
             this.deadlineNanos = startNanos + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
             this.id = input.requestId() == null || input.requestId().isEmpty()
                     ? UUID.randomUUID().toString() : input.requestId();
@@ -500,6 +545,60 @@ public final class PythonWorkerPool implements PythonBackend {
                 }
             }
         }
+
+        /**
+         * The caller's cancellation. A deadline is the same as this call's own deadline. Otherwise the call is
+         * answered CANCELLED at once (nothing is retried after it); a queued request leaves the queue (its
+         * borrower gives up at its next check); a running one is stopped on its worker: a cancel frame when the
+         * worker offers it (it answers CANCELLED and goes back to the pool), else — or when it does not answer
+         * within CANCEL_STOP_WAIT_MS — the worker is killed and replaced.
+         */
+        void onCancel(Cancellation.Cause cause) {
+            if (cause.kind() == Cancellation.Kind.DEADLINE) {
+                onDeadline();
+                return;
+            }
+            if (!result.completeExceptionally(new AnalysisException(ErrorCode.CANCELLED,
+                    "request cancelled: " + cause.reason()))) {
+                return; // answered already
+            }
+            cancelledAtNanos = cause.atNanos();
+            waiting.values().remove(this);
+            WorkerHandle w = onWorker.get();
+            if (w == null) {
+                cancelledQueued.increment();
+                log.info("request {} ({}) cancelled while waiting for a worker ({})", id, input.algorithm(), cause.reason());
+                return;
+            }
+            log.info("request {} ({}) cancelled on worker[{}] pid {} ({}): stopping it", id, input.algorithm(), w.slot,
+                    w.pid, cause.reason());
+            stopOnWorker(this, w);
+        }
+    }
+
+    /** Stops a cancelled call's computation on {@code w} (safe to call twice: both steps check ownership). */
+    private void stopOnWorker(Call call, WorkerHandle w) {
+        if (w.sendCancel(call.id)) {
+            try {
+                deadlines.schedule(() -> {
+                    if (call.onWorker.compareAndSet(w, null)) {
+                        log.warn("worker[{}] pid {} did not stop request {} within {} ms of the cancel: replacing it",
+                                w.slot, w.pid, call.id, CANCEL_STOP_WAIT_MS);
+                        killForCancel(call, w);
+                    }
+                }, CANCEL_STOP_WAIT_MS, TimeUnit.MILLISECONDS);
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                // closing: the workers are being stopped anyway
+            }
+        } else if (call.onWorker.compareAndSet(w, null)) {
+            killForCancel(call, w);
+        }
+    }
+
+    private void killForCancel(Call call, WorkerHandle w) {
+        cancelledKilled.increment();
+        invalidate(w, RetireReason.CANCELLED);
+        cancelRelease.record(System.nanoTime() - call.cancelledAtNanos, TimeUnit.NANOSECONDS);
     }
 
     private CompletionStage<PythonResult> attempt(Call call) {
@@ -560,6 +659,13 @@ public final class PythonWorkerPool implements PythonBackend {
             out.completeExceptionally(new CancelledAttempt());
             return;
         }
+        call.listener.running(h.slot);
+        boolean watched = call.listener != PythonBackend.Listener.NONE && h.features.contains("progress");
+        java.util.function.Consumer<Map<String, Object>> progress = !watched ? null : msg -> {
+            if (msg.get("fraction") instanceof Double f && Double.isFinite(f)) {
+                call.listener.progress(Math.max(0, Math.min(1, f)), msg.get("detail") instanceof String d ? d : "");
+            }
+        };
         AnalysisInput in = call.input;
         ByteBuf frame;
         DataFile[] files = toFiles(h, in);
@@ -580,7 +686,7 @@ public final class PythonWorkerPool implements PythonBackend {
         try {
             long left = Math.max(1, TimeUnit.NANOSECONDS.toMillis(call.deadlineNanos - System.nanoTime()));
             frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, call.id, in.algorithm(), in.params(),
-                    in.data(), in.rows(), in.cols(), in.matrix(), in.target(), in.texts(), left, files[0], files[1]);
+                    in.data(), in.rows(), in.cols(), in.matrix(), in.target(), in.texts(), left, files[0], files[1], watched);
         } catch (IOException | RuntimeException e) {
             dropFiles.run();
             if (call.onWorker.compareAndSet(h, null)) {
@@ -592,7 +698,10 @@ public final class PythonWorkerPool implements PythonBackend {
         long sent = System.nanoTime();
         call.everSent = true;
         // Continue off the socket's event loop: pool bookkeeping and the caller's continuations must not run there.
-        CompletableFuture<Map<String, Object>> sentFuture = h.send(call.id, frame);
+        CompletableFuture<Map<String, Object>> sentFuture = h.send(call.id, frame, progress);
+        if (call.cancelledAtNanos != 0 && call.onWorker.get() == h) {
+            stopOnWorker(call, h); // cancelled while the frame was being prepared: the cancel must follow the request
+        }
         if (files[0] != null || files[1] != null) {
             // unlinking a large tmpfs file frees its pages: not on the socket's event loop
             sentFuture.whenCompleteAsync((msg, err) -> dropFiles.run(), completions);
@@ -616,6 +725,13 @@ public final class PythonWorkerPool implements PythonBackend {
             supervisor.markHealthy(h);
             if (mine) {
                 giveBack(h);
+                if (call.cancelledAtNanos != 0) {
+                    long ns = System.nanoTime() - call.cancelledAtNanos;
+                    cancelledStopped.increment();
+                    cancelRelease.record(ns, TimeUnit.NANOSECONDS);
+                    log.info("worker[{}] stopped cancelled request {}: free again {} ms after the cancel", h.slot,
+                            call.id, String.format(java.util.Locale.ROOT, "%.1f", ns / 1e6));
+                }
             }
             try {
                 out.complete(toResult(h, msg, rtt));
@@ -677,6 +793,7 @@ public final class PythonWorkerPool implements PythonBackend {
             case "INVALID_ARGUMENT" -> ec = ErrorCode.INVALID_ARGUMENT;
             case "UNKNOWN_ALGORITHM" -> ec = ErrorCode.UNKNOWN_ALGORITHM;
             case "TIMEOUT" -> ec = ErrorCode.TIMEOUT;
+            case "CANCELLED" -> ec = ErrorCode.CANCELLED;
             default -> ec = ErrorCode.INTERNAL;
         }
         throw new AnalysisException(ec, message);
@@ -695,8 +812,29 @@ public final class PythonWorkerPool implements PythonBackend {
         long hardEnd = Math.min(call.deadlineNanos,
                 start + Math.max(budget, config.startupTimeout().toNanos()));
         long slice = TimeUnit.MILLISECONDS.toNanos(200);
+        long ticket = queueSeq.incrementAndGet();
+        waiting.put(ticket, call);
+        try {
+            return borrowQueued(call, start, budget, hardEnd, slice, ticket);
+        } finally {
+            waiting.remove(ticket);
+        }
+    }
+
+    private WorkerHandle borrowQueued(Call call, long start, long budget, long hardEnd, long slice, long ticket)
+            throws AnalysisException {
         long overloadWaited = 0;
         while (!closed.get()) {
+            if (call.result.isDone()) { // cancelled (or past its deadline) while queued: leave the queue
+                throw new AnalysisException(ErrorCode.CANCELLED, "request " + call.id + " left the queue");
+            }
+            if (call.listener != PythonBackend.Listener.NONE) {
+                int position = waiting.headMap(ticket).size() + 1;
+                if (position != call.reportedPosition) {
+                    call.reportedPosition = position;
+                    call.listener.queued(position);
+                }
+            }
             long now = System.nanoTime();
             long left = Math.min(hardEnd - now, budget - overloadWaited);
             if (left <= 0) {
@@ -772,6 +910,10 @@ public final class PythonWorkerPool implements PythonBackend {
         if (t != null) {
             t.cancel(false);
         }
+        Runnable unlisten = call.unlisten;
+        if (unlisten != null) {
+            unlisten.run();
+        }
         bulkhead.onComplete();
         long elapsed = System.nanoTime() - call.startNanos;
         roundTrip.record(elapsed, TimeUnit.NANOSECONDS);
@@ -783,7 +925,8 @@ public final class PythonWorkerPool implements PythonBackend {
         ErrorCode code = c instanceof AnalysisException ae ? ae.code() : ErrorCode.INTERNAL;
         switch (code) {
             case TIMEOUT, WORKER_FAILED -> breaker.onError(elapsed, TimeUnit.NANOSECONDS, c);
-            case OVERLOADED, UNAVAILABLE -> breaker.releasePermission();
+            // a cancellation says nothing about the workers' health: not counted either way
+            case OVERLOADED, UNAVAILABLE, CANCELLED -> breaker.releasePermission();
             default -> breaker.onSuccess(elapsed, TimeUnit.NANOSECONDS); // algorithm errors: the worker is fine
         }
     }

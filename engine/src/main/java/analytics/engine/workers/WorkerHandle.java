@@ -37,7 +37,10 @@ final class WorkerHandle {
         /** engine shutdown. */
         SHUTDOWN(true, false),
         /** did not complete its hello in time or spoke the wrong protocol: counts as a start failure. */
-        START_FAILED(false, false);
+        START_FAILED(false, false),
+        /** its request was cancelled and it cannot stop (no cancel feature, or no answer to the cancel frame):
+         *  SIGTERM → grace → SIGKILL, replace now. */
+        CANCELLED(false, true);
 
         final boolean graceful;
         final boolean replaceNow;
@@ -48,8 +51,12 @@ final class WorkerHandle {
         }
     }
 
-    /** The request currently on this worker. */
-    record InFlight(String id, CompletableFuture<Map<String, Object>> response) {
+    /** The request currently on this worker; {@code progress} receives its progress frames (revision 3). */
+    record InFlight(String id, CompletableFuture<Map<String, Object>> response,
+                    java.util.function.Consumer<Map<String, Object>> progress) {
+        InFlight(String id, CompletableFuture<Map<String, Object>> response) {
+            this(id, response, null);
+        }
     }
 
     final int slot;
@@ -135,8 +142,14 @@ final class WorkerHandle {
 
     /** Sends a complete request frame; the returned future completes with the worker's response map. */
     CompletableFuture<Map<String, Object>> send(String id, ByteBuf frame) {
+        return send(id, frame, null);
+    }
+
+    /** As {@link #send(String, ByteBuf)}; {@code progress} (may be null) gets the request's progress frames. */
+    CompletableFuture<Map<String, Object>> send(String id, ByteBuf frame,
+                                                java.util.function.Consumer<Map<String, Object>> progress) {
         CompletableFuture<Map<String, Object>> f = new CompletableFuture<>();
-        InFlight mine = new InFlight(id, f);
+        InFlight mine = new InFlight(id, f, progress);
         if (!inFlight.compareAndSet(null, mine)) {
             frame.release();
             // never two requests on one worker: a bug if it happens, so make it loud
@@ -180,6 +193,26 @@ final class WorkerHandle {
             f.completeExceptionally(e);
         }
         return f;
+    }
+
+    /**
+     * Asks the worker to stop the computation of request {@code id} (PROTOCOL.md revision 3, {@code cancel}).
+     * Returns false when this worker does not offer it or is not connected: the caller kills it instead.
+     */
+    boolean sendCancel(String id) {
+        Connection c = connection;
+        if (!features.contains("cancel") || c == null || !c.isActive()) {
+            return false;
+        }
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("type", "cancel");
+        m.put("id", id);
+        try {
+            c.channel().writeAndFlush(WireCodec.encodeSimple(c.channel().alloc(), m));
+            return true;
+        } catch (IOException e) {
+            return false;
+        }
     }
 
     void sendShutdown() {

@@ -223,6 +223,16 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
                 }
                 r.response().complete(msg);
             }
+        } else if ("progress".equals(type)) {
+            // revision 3: progress of the request in flight; one for a request we stopped waiting for is stale
+            WorkerHandle.InFlight r = h.inFlight.get();
+            if (r != null && r.progress() != null && r.id().equals(msg.get("id"))) {
+                try {
+                    r.progress().accept(msg);
+                } catch (RuntimeException e) {
+                    log.warn("worker[{}] progress listener failed: {}", h.slot, e.toString());
+                }
+            }
         } else if ("pong".equals(type)) {
             WorkerHandle.InFlight p = h.pendingPing.get();
             if (p == null || !p.id().equals(msg.get("id"))) {

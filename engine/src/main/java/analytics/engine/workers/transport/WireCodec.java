@@ -52,6 +52,18 @@ public final class WireCodec {
                                         double[] data, int rows, int cols, boolean matrix, double[] target,
                                         List<String> texts, long timeoutMs, DataFile dataFile, DataFile targetFile)
             throws IOException {
+        return encodeRequest(alloc, id, algorithm, params, data, rows, cols, matrix, target, texts, timeoutMs, dataFile,
+                targetFile, false);
+    }
+
+    /**
+     * As above; {@code progress} adds {@code "progress": true} (PROTOCOL.md revision 3): the worker then sends
+     * progress frames while it computes. Only for a worker whose hello listed the {@code progress} feature.
+     */
+    public static ByteBuf encodeRequest(ByteBufAllocator alloc, String id, String algorithm, Map<String, String> params,
+                                        double[] data, int rows, int cols, boolean matrix, double[] target,
+                                        List<String> texts, long timeoutMs, DataFile dataFile, DataFile targetFile,
+                                        boolean progress) throws IOException {
         long dataBytes = 8L * rows * cols;
         long targetBytes = target == null ? 0 : 8L * target.length;
         if (dataFile != null && dataFile.nbytes() != dataBytes) {
@@ -65,7 +77,7 @@ public final class WireCodec {
         }
         boolean hasTexts = texts != null && !texts.isEmpty();
         MessageBufferPacker pk = MessagePack.newDefaultBufferPacker();
-        pk.packMapHeader(7 + (target != null ? 1 : 0) + (hasTexts ? 1 : 0));
+        pk.packMapHeader(7 + (target != null ? 1 : 0) + (hasTexts ? 1 : 0) + (progress ? 1 : 0));
         pk.packString("type").packString("request");
         pk.packString("id").packString(id);
         pk.packString("algorithm").packString(algorithm);
@@ -82,6 +94,9 @@ public final class WireCodec {
             pk.packArrayHeader(1).packInt(rows);
         }
         pk.packString("timeout_ms").packLong(timeoutMs);
+        if (progress) {
+            pk.packString("progress").packBoolean(true);
+        }
         if (dataFile != null) {
             packFileRef(pk, "data_file", dataFile);
         } else {
