@@ -1,6 +1,7 @@
 """Test-only algorithms (registered only with --enable-test-algorithms; see PROTOCOL.md)."""
 
 import os
+import signal
 import time
 
 import numpy as np
@@ -18,8 +19,12 @@ def test_sleep(inp):
     return {"slept": seconds}
 
 
-@algorithm("_test_hang", "TEST: never returns (pure-Python busy loop)", test_only=True)
+@algorithm("_test_hang", "TEST: never returns (pure-Python busy loop)", optional={"uncancellable": "false"},
+           test_only=True)
 def test_hang(inp):
+    if inp.p.bool("uncancellable") and hasattr(signal, "pthread_sigmask"):
+        # like one long call into C code: no cancel frame can stop it (the engine must kill the worker)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGIO])
     x = 0
     while True:
         x = (x + 1) & 0xFFFF

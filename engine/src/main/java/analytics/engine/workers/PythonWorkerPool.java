@@ -113,7 +113,7 @@ public final class PythonWorkerPool implements PythonBackend {
     private final Timer roundTrip;
     private final Counter sharedMemoryRequests;
     // ---- cancellation (issue 16): see Call.onCancel
-    /** Cancelled requests by how they ended: left the queue, stopped by their worker, worker killed. */
+    /** Cancelled requests by how they ended: before a worker took them (queued), stopped by their worker, worker killed. */
     private final Counter cancelledQueued;
     private final Counter cancelledStopped;
     private final Counter cancelledKilled;
@@ -418,9 +418,11 @@ public final class PythonWorkerPool implements PythonBackend {
                                                   PythonBackend.Listener listener) {
         Cancellation.Cause gone = cancel.cause();
         if (gone != null) {
-            return gone.kind() == Cancellation.Kind.DEADLINE
-                    ? failed(ErrorCode.TIMEOUT, "the call's deadline passed before the request started")
-                    : failed(ErrorCode.CANCELLED, "request cancelled before it started: " + gone.reason());
+            if (gone.kind() == Cancellation.Kind.DEADLINE) {
+                return failed(ErrorCode.TIMEOUT, "the call's deadline passed before the request started");
+            }
+            cancelledQueued.increment(); // never reached a worker
+            return failed(ErrorCode.CANCELLED, "request cancelled before it started: " + gone.reason());
         }
         if (!started.get() || closed.get()) {
             return failed(ErrorCode.UNAVAILABLE, closed.get() ? "the Python worker pool is shut down"
@@ -460,7 +462,7 @@ public final class PythonWorkerPool implements PythonBackend {
             breaker.onError(0, TimeUnit.NANOSECONDS, e);
             return CompletableFuture.failedFuture(e);
         }
-        Call call = new Call(input, timeoutMs, listener == null ? PythonBackend.Listener.NONE : listener);
+        Call call = new Call(input, timeoutMs, cancel, listener == null ? PythonBackend.Listener.NONE : listener);
         call.result.whenComplete((r, e) -> finish(call, r, e));
         call.deadlineTask = deadlines.schedule(call::onDeadline, timeoutMs, TimeUnit.MILLISECONDS);
         call.unlisten = cancel.onCancel(call::onCancel); // runs at once if it was cancelled meanwhile
@@ -511,6 +513,7 @@ public final class PythonWorkerPool implements PythonBackend {
         final AtomicReference<WorkerHandle> onWorker = new AtomicReference<>();
         final AtomicInteger attempts = new AtomicInteger();
         final PythonBackend.Listener listener;
+        final Cancellation cancel;
         volatile ScheduledFuture<?> deadlineTask;
         volatile boolean everSent;
         /** Deregisters this call from its Cancellation (set once submitted). */
@@ -520,9 +523,10 @@ public final class PythonWorkerPool implements PythonBackend {
         /** Queue position last reported to the listener. */
         int reportedPosition;
 
-        Call(AnalysisInput input, long timeoutMs, PythonBackend.Listener listener) {
+        Call(AnalysisInput input, long timeoutMs, Cancellation cancel, PythonBackend.Listener listener) {
             this.input = input;
             this.timeoutMs = timeoutMs;
+            this.cancel = cancel;
             this.listener = listener;
             this.deadlineNanos = startNanos + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
             this.id = input.requestId() == null || input.requestId().isEmpty()
@@ -544,6 +548,19 @@ public final class PythonWorkerPool implements PythonBackend {
                     invalidate(w, RetireReason.TIMEOUT);
                 }
             }
+        }
+
+        /**
+         * True when this call was answered (deadline, cancellation). A Cancellation is set before its listeners
+         * run — one at a time, for every item of a batch — so this applies it at once rather than let a borrower
+         * that got a worker meanwhile start work nobody wants.
+         */
+        boolean abandoned() {
+            Cancellation.Cause c = cancel.cause();
+            if (c != null && c.kind() == Cancellation.Kind.CANCELLED) {
+                onCancel(c); // idempotent: the first of this and the listener answers and counts
+            }
+            return result.isDone();
         }
 
         /**
@@ -648,7 +665,7 @@ public final class PythonWorkerPool implements PythonBackend {
     }
 
     private void runAttempt(Call call, CompletableFuture<PythonResult> out, WorkerHandle h) {
-        if (call.result.isDone()) {
+        if (call.abandoned()) {
             giveBack(h);
             out.completeExceptionally(new CancelledAttempt());
             return;
@@ -825,7 +842,7 @@ public final class PythonWorkerPool implements PythonBackend {
             throws AnalysisException {
         long overloadWaited = 0;
         while (!closed.get()) {
-            if (call.result.isDone()) { // cancelled (or past its deadline) while queued: leave the queue
+            if (call.abandoned()) { // cancelled or past its deadline: leave the queue
                 throw new AnalysisException(ErrorCode.CANCELLED, "request " + call.id + " left the queue");
             }
             if (call.listener != PythonBackend.Listener.NONE) {
