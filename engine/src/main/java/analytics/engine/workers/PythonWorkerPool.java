@@ -520,6 +520,10 @@ public final class PythonWorkerPool implements PythonBackend {
         volatile Runnable unlisten;
         /** When a CANCELLED cancellation answered this call ({@link System#nanoTime()}), else 0. */
         volatile long cancelledAtNanos;
+        /** Why this call's computation is being stopped on its worker (CANCELLED, TIMEOUT), else null. */
+        volatile RetireReason stopReason;
+        /** When the stop was asked for ({@link System#nanoTime()}). */
+        volatile long stopAtNanos;
         /** Queue position last reported to the listener. */
         int reportedPosition;
 
@@ -541,11 +545,11 @@ public final class PythonWorkerPool implements PythonBackend {
                     : "request timed out after " + timeoutMs + " ms waiting for a free Python worker";
             if (result.completeExceptionally(new AnalysisException(ErrorCode.TIMEOUT, msg))) {
                 timeouts.increment();
-                WorkerHandle w = onWorker.getAndSet(null);
+                WorkerHandle w = onWorker.get();
                 if (w != null) {
-                    log.warn("request {} ({}) passed its {} ms deadline on worker[{}] pid {}: replacing the worker",
-                            id, input.algorithm(), timeoutMs, w.slot, w.pid);
-                    invalidate(w, RetireReason.TIMEOUT);
+                    log.warn("request {} ({}) passed its {} ms deadline on worker[{}] pid {}: stopping it", id,
+                            input.algorithm(), timeoutMs, w.slot, w.pid);
+                    stopOnWorker(this, w, RetireReason.TIMEOUT);
                 }
             }
         }
@@ -589,33 +593,44 @@ public final class PythonWorkerPool implements PythonBackend {
             }
             log.info("request {} ({}) cancelled on worker[{}] pid {} ({}): stopping it", id, input.algorithm(), w.slot,
                     w.pid, cause.reason());
-            stopOnWorker(this, w);
+            stopOnWorker(this, w, RetireReason.CANCELLED);
         }
     }
 
-    /** Stops a cancelled call's computation on {@code w} (safe to call twice: both steps check ownership). */
-    private void stopOnWorker(Call call, WorkerHandle w) {
+    /**
+     * Stops the computation of an answered call (cancelled: CANCELLED; past its deadline: TIMEOUT) on {@code w}: a
+     * {@code cancel} frame, after which the worker answers CANCELLED and goes back to the pool; a worker that does not
+     * offer it, or does not answer within {@link #CANCEL_STOP_WAIT_MS}, is killed and replaced. Safe to call twice
+     * (both steps check that the call still owns the worker).
+     */
+    private void stopOnWorker(Call call, WorkerHandle w, RetireReason reason) {
+        if (call.stopReason == null) {
+            call.stopAtNanos = System.nanoTime();
+            call.stopReason = reason;
+        }
         if (w.sendCancel(call.id)) {
             try {
                 deadlines.schedule(() -> {
                     if (call.onWorker.compareAndSet(w, null)) {
                         log.warn("worker[{}] pid {} did not stop request {} within {} ms of the cancel: replacing it",
                                 w.slot, w.pid, call.id, CANCEL_STOP_WAIT_MS);
-                        killForCancel(call, w);
+                        killStuck(call, w);
                     }
                 }, CANCEL_STOP_WAIT_MS, TimeUnit.MILLISECONDS);
             } catch (java.util.concurrent.RejectedExecutionException e) {
                 // closing: the workers are being stopped anyway
             }
         } else if (call.onWorker.compareAndSet(w, null)) {
-            killForCancel(call, w);
+            killStuck(call, w);
         }
     }
 
-    private void killForCancel(Call call, WorkerHandle w) {
-        cancelledKilled.increment();
-        invalidate(w, RetireReason.CANCELLED);
-        cancelRelease.record(System.nanoTime() - call.cancelledAtNanos, TimeUnit.NANOSECONDS);
+    private void killStuck(Call call, WorkerHandle w) {
+        invalidate(w, call.stopReason);
+        if (call.stopReason == RetireReason.CANCELLED) {
+            cancelledKilled.increment();
+            cancelRelease.record(System.nanoTime() - call.cancelledAtNanos, TimeUnit.NANOSECONDS);
+        }
     }
 
     private CompletionStage<PythonResult> attempt(Call call) {
@@ -716,8 +731,9 @@ public final class PythonWorkerPool implements PythonBackend {
         call.everSent = true;
         // Continue off the socket's event loop: pool bookkeeping and the caller's continuations must not run there.
         CompletableFuture<Map<String, Object>> sentFuture = h.send(call.id, frame, progress);
-        if (call.cancelledAtNanos != 0 && call.onWorker.get() == h) {
-            stopOnWorker(call, h); // cancelled while the frame was being prepared: the cancel must follow the request
+        RetireReason stopping = call.stopReason;
+        if (stopping != null && call.onWorker.get() == h) {
+            stopOnWorker(call, h, stopping); // stopped while the frame was prepared: a cancel must follow the request
         }
         if (files[0] != null || files[1] != null) {
             // unlinking a large tmpfs file frees its pages: not on the socket's event loop
@@ -742,12 +758,15 @@ public final class PythonWorkerPool implements PythonBackend {
             supervisor.markHealthy(h);
             if (mine) {
                 giveBack(h);
-                if (call.cancelledAtNanos != 0) {
-                    long ns = System.nanoTime() - call.cancelledAtNanos;
-                    cancelledStopped.increment();
-                    cancelRelease.record(ns, TimeUnit.NANOSECONDS);
-                    log.info("worker[{}] stopped cancelled request {}: free again {} ms after the cancel", h.slot,
-                            call.id, String.format(java.util.Locale.ROOT, "%.1f", ns / 1e6));
+                if (call.stopReason != null) {
+                    long ns = System.nanoTime() - call.stopAtNanos;
+                    if (call.cancelledAtNanos != 0) {
+                        cancelledStopped.increment();
+                        cancelRelease.record(System.nanoTime() - call.cancelledAtNanos, TimeUnit.NANOSECONDS);
+                    }
+                    log.info("worker[{}] stopped request {} ({}): free again {} ms after the stop was asked", h.slot,
+                            call.id, call.stopReason == RetireReason.CANCELLED ? "cancelled" : "past its deadline",
+                            String.format(java.util.Locale.ROOT, "%.1f", ns / 1e6));
                 }
             }
             try {

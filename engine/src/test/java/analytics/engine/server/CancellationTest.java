@@ -201,6 +201,7 @@ class CancellationTest {
     @Test
     void expiredDeadlineFreesTheWorker() throws Exception {
         start(1);
+        long pid = pidOf(pool, 0);
         long t0 = System.nanoTime();
         StatusRuntimeException e = org.junit.jupiter.api.Assertions.assertThrows(StatusRuntimeException.class,
                 () -> engine.stub.withDeadlineAfter(1, TimeUnit.SECONDS).analyze(longKmeans("km-deadline")));
@@ -208,15 +209,34 @@ class CancellationTest {
         long deadlineAt = t0 + TimeUnit.SECONDS.toNanos(1);
         System.out.printf("CANCEL kmeans (deadline): /health busy 0 seen %d ms after the deadline%n",
                 awaitFree(deadlineAt));
-        // At its deadline the client cancels the call (RST_STREAM); the engine's copy of the deadline passes a
-        // moment later. Whichever the engine sees first decides: a cancellation (the worker stops the kmeans and
-        // stays) or TIMEOUT (the worker is killed and replaced). Either way exactly one outcome, worker free.
+        // At its deadline the client cancels the call (RST_STREAM) while the engine's copy of the deadline passes:
+        // whichever the engine sees first names the outcome (CANCELLED or TIMEOUT); either way the worker is asked
+        // to stop the kmeans, does, and stays.
         await("the request to be counted", Duration.ofSeconds(5),
                 () -> uncheckedRequests("kmeans", "CANCELLED") + uncheckedRequests("kmeans", "TIMEOUT") == 1.0);
         double timeouts = meters.get("analytics.python.timeouts").counter().count();
         assertEquals(1.0, timeouts + cancellations("stopped"), "TIMEOUT " + timeouts + ", stopped "
                 + cancellations("stopped"));
+        assertEquals(pid, pidOf(pool, 0), "stopped, not replaced");
+        assertEquals(0.0, cancellations("killed"));
         AnalysisResponse next = engine.stub.withDeadlineAfter(60, TimeUnit.SECONDS).analyze(smallKmeans("after-deadline"));
+        assertTrue(next.getSuccess(), next.getErrorMessage());
+    }
+
+    @Test
+    void timeoutMsAnswersTimeoutAndTheWorkerStopsAndStays() throws Exception {
+        start(1);
+        long pid = pidOf(pool, 0);
+        AnalysisRequest slow = AnalysisRequest.newBuilder().setRequestId("slow").setAlgorithm("_test_sleep")
+                .putParams("seconds", "600")
+                .setOptions(AnalysisOptions.newBuilder().setAllowPython(true).setTimeoutMs(700)).build();
+        AnalysisResponse r = engine.stub.withDeadlineAfter(60, TimeUnit.SECONDS).analyze(slow);
+        assertEquals(analytics.engine.proto.ErrorCode.TIMEOUT, r.getErrorCode(), r.getErrorMessage());
+        awaitFree(System.nanoTime());
+        assertEquals(pid, pidOf(pool, 0), "the worker stopped the sleep and stays");
+        assertEquals(1.0, meters.get("analytics.python.timeouts").counter().count());
+        assertEquals(0.0, cancellations("stopped") + cancellations("killed"), "a timeout is not a cancellation");
+        AnalysisResponse next = engine.stub.withDeadlineAfter(30, TimeUnit.SECONDS).analyze(smallKmeans("after-timeout"));
         assertTrue(next.getSuccess(), next.getErrorMessage());
     }
 
