@@ -626,11 +626,11 @@ public final class PythonWorkerPool implements PythonBackend {
     }
 
     private void killStuck(Call call, WorkerHandle w) {
-        invalidate(w, call.stopReason);
-        if (call.stopReason == RetireReason.CANCELLED) {
+        if (call.stopReason == RetireReason.CANCELLED) { // counted before the worker leaves: /health shows both at once
             cancelledKilled.increment();
             cancelRelease.record(System.nanoTime() - call.cancelledAtNanos, TimeUnit.NANOSECONDS);
         }
+        invalidate(w, call.stopReason);
     }
 
     private CompletionStage<PythonResult> attempt(Call call) {
@@ -757,8 +757,7 @@ public final class PythonWorkerPool implements PythonBackend {
             }
             supervisor.markHealthy(h);
             if (mine) {
-                giveBack(h);
-                if (call.stopReason != null) {
+                if (call.stopReason != null) { // counted before the worker is lent again
                     long ns = System.nanoTime() - call.stopAtNanos;
                     if (call.cancelledAtNanos != 0) {
                         cancelledStopped.increment();
@@ -768,6 +767,7 @@ public final class PythonWorkerPool implements PythonBackend {
                             call.id, call.stopReason == RetireReason.CANCELLED ? "cancelled" : "past its deadline",
                             String.format(java.util.Locale.ROOT, "%.1f", ns / 1e6));
                 }
+                giveBack(h);
             }
             try {
                 out.complete(toResult(h, msg, rtt));
