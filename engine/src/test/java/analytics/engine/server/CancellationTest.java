@@ -320,6 +320,29 @@ class CancellationTest {
     }
 
     @Test
+    void cancelledAnalyzeStreamStopsItsPythonComputation() throws Exception {
+        start(1);
+        long pid = pidOf(pool, 0);
+        Context.CancellableContext ctx = Context.current().withCancellation();
+        Outcome<AnalysisResponse> call = new Outcome<>();
+        ctx.run(() -> {
+            StreamObserver<analytics.engine.proto.StreamChunk> in = AnalyticsEngineGrpc.newStub(engine.channel)
+                    .analyzeStream(call);
+            in.onNext(analytics.engine.proto.StreamChunk.newBuilder().setRequestId("st").setAlgorithm("_test_sleep")
+                    .putParams("seconds", "600").addData(1).build());
+            in.onNext(analytics.engine.proto.StreamChunk.newBuilder().addData(2).build());
+            in.onCompleted(); // the gathered series goes to the worker now
+        });
+        await("the streamed request to run", Duration.ofSeconds(30), () -> count(pool, "busy") == 1);
+        long t0 = System.nanoTime();
+        ctx.cancel(null);
+        assertEquals(Status.Code.CANCELLED, call.code());
+        printRelease("AnalyzeStream (client cancel)", awaitFree(t0));
+        awaitCancellations("stopped", 1.0);
+        assertEquals(pid, pidOf(pool, 0));
+    }
+
+    @Test
     void hundredStartCancelCyclesUnderLoadLeakNothing() throws Exception {
         start(2);
         List<Long> pids = List.of(pidOf(pool, 0), pidOf(pool, 1));
