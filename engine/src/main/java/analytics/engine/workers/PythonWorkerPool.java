@@ -146,6 +146,7 @@ public final class PythonWorkerPool implements PythonBackend {
      * replaced (it is inside C code that does not return to Python, e.g. one long BLAS call).
      */
     public static final long CANCEL_STOP_WAIT_MS = 250;
+    private volatile long cancelStopWaitMs = CANCEL_STOP_WAIT_MS;
 
     /** Default of {@code shm_threshold_bytes}: arrays of 1 MiB and more go through the runtime directory. */
     public static final long DEFAULT_SHM_THRESHOLD_BYTES = 1L << 20;
@@ -600,7 +601,8 @@ public final class PythonWorkerPool implements PythonBackend {
     /**
      * Stops the computation of an answered call (cancelled: CANCELLED; past its deadline: TIMEOUT) on {@code w}: a
      * {@code cancel} frame, after which the worker answers CANCELLED and goes back to the pool; a worker that does not
-     * offer it, or does not answer within {@link #CANCEL_STOP_WAIT_MS}, is killed and replaced. Safe to call twice
+     * offer it, or does not answer within {@link #CANCEL_STOP_WAIT_MS} (see {@link #cancelStopWait}), is killed and
+     * replaced. Safe to call twice
      * (both steps check that the call still owns the worker).
      */
     private void stopOnWorker(Call call, WorkerHandle w, RetireReason reason) {
@@ -613,10 +615,10 @@ public final class PythonWorkerPool implements PythonBackend {
                 deadlines.schedule(() -> {
                     if (call.onWorker.compareAndSet(w, null)) {
                         log.warn("worker[{}] pid {} did not stop request {} within {} ms of the cancel: replacing it",
-                                w.slot, w.pid, call.id, CANCEL_STOP_WAIT_MS);
+                                w.slot, w.pid, call.id, cancelStopWaitMs);
                         killStuck(call, w);
                     }
-                }, CANCEL_STOP_WAIT_MS, TimeUnit.MILLISECONDS);
+                }, cancelStopWaitMs, TimeUnit.MILLISECONDS);
             } catch (java.util.concurrent.RejectedExecutionException e) {
                 // closing: the workers are being stopped anyway
             }
@@ -804,6 +806,18 @@ public final class PythonWorkerPool implements PythonBackend {
             return new DataFile[2];
         }
         return out;
+    }
+
+    /**
+     * Replaces {@link #CANCEL_STOP_WAIT_MS} (tests: a long wait keeps a slow, loaded machine from turning a stop into
+     * a kill). Returns this pool.
+     */
+    public PythonWorkerPool cancelStopWait(Duration wait) {
+        if (wait.isNegative()) {
+            throw new IllegalArgumentException("cancel stop wait must be >= 0, got " + wait);
+        }
+        cancelStopWaitMs = wait.toMillis();
+        return this;
     }
 
     /** Threshold for the shared-memory (runtime-dir file) hand-off, in bytes; 0 = off. */

@@ -66,9 +66,17 @@ class CancellationTest {
         }
     }
 
+    /**
+     * {@code workers} real workers behind a TestEngine. The pool waits 10 s (not 250 ms) for a worker to stop a
+     * cancelled computation before it kills it: a loaded test machine must not turn a stop into a kill.
+     */
     private void start(int workers) throws Exception {
+        start(workers, Duration.ofSeconds(10));
+    }
+
+    private void start(int workers, Duration stopWait) throws Exception {
         meters = new SimpleMeterRegistry();
-        pool = new PythonWorkerPool(WorkerTestSupport.config().withWorkers(workers), meters);
+        pool = new PythonWorkerPool(WorkerTestSupport.config().withWorkers(workers), meters).cancelStopWait(stopWait);
         open.add(pool);
         pool.start();
         assertTrue(pool.awaitReady(Duration.ofSeconds(60), true), "workers did not start: " + pool.status());
@@ -266,7 +274,7 @@ class CancellationTest {
 
     @Test
     void aWorkerThatCannotStopIsKilledAndReplaced() throws Exception {
-        start(1);
+        start(1, Duration.ofMillis(PythonWorkerPool.CANCEL_STOP_WAIT_MS));
         long pid = pidOf(pool, 0);
         Context.CancellableContext ctx = Context.current().withCancellation();
         Outcome<AnalysisResponse> call = new Outcome<>();
@@ -383,6 +391,8 @@ class CancellationTest {
                 && ((Number) pool.status().get("in_flight")).intValue() == 0
                 && ((Map<?, ?>) pool.status().get("pool")).get("idle").equals(2));
         assertEquals(pids, List.of(pidOf(pool, 0), pidOf(pool, 1)), "no worker was killed or leaked");
+        await("exactly the pool's 2 worker processes alive (no leaked child): " + workerProcesses(), Duration.ofSeconds(20),
+                () -> workerProcesses().size() == 2);
         awaitCancellations("killed", 0.0);
         // a call cancelled before its handler reached the pool is not a pool cancellation; all others are
         double pooled = cancellations("stopped") + cancellations("queued");
@@ -397,6 +407,12 @@ class CancellationTest {
             assertEquals(List.of("workers.sock"), files.map(p -> p.getFileName().toString()).toList());
         }
         printRelease("100 cycles (client cancel)", -1);
+    }
+
+    /** The JVM's live child processes (pid, executable): only workers in this test JVM. */
+    private static List<String> workerProcesses() {
+        return ProcessHandle.current().descendants().filter(ProcessHandle::isAlive)
+                .map(p -> p.pid() + " " + p.info().command().orElse("?")).toList();
     }
 
     private static long openFds() {
