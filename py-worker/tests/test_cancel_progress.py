@@ -128,3 +128,20 @@ def test_stale_and_foreign_cancels_are_ignored(worker):
 def test_progress_field_must_be_boolean(worker):
     r = worker.request("mean", [1, 2], progress="yes")
     assert r["error_code"] == "INVALID_ARGUMENT" and "progress" in r["error_message"]
+
+
+def test_arima_reports_optimizer_iterations_and_the_same_result(worker):
+    rng = np.random.default_rng(5)
+    y = np.cumsum(rng.normal(size=400))
+    base = {"type": "request", "algorithm": "arima", "params": {"order": "2,1,2", "periods": "5"},
+            "data": f64(y), "timeout_ms": 600000}
+    worker.send(dict(base, id="a-plain"))
+    none, plain = _collect(worker, "a-plain")
+    worker.send(dict(base, id="a-watched", progress=True))
+    frames, watched = _collect(worker, "a-watched")
+    assert plain["ok"] and watched["ok"], (plain, watched)
+    assert watched["result_json"] == plain["result_json"]
+    assert none == [] and frames, frames
+    assert frames[0]["detail"].startswith("optimizer iteration 1 ")
+    fractions = [f["fraction"] for f in frames]
+    assert fractions == sorted(fractions) and fractions[-1] < 1.0
