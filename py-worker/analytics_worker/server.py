@@ -558,6 +558,8 @@ def main(argv=None):
     testing.CONNECTION["sock"] = sock
     worker = Worker(sock, args.worker_id, args.max_frame, args.enable_test_algorithms, log,
                     data_dir=os.path.dirname(os.path.abspath(args.socket)))
+    # before the hello, which lists "cancel" only when SIGIO on this socket works (every way of starting a
+    # worker process must do this, in the process that serves the socket)
     worker.enable_cancel()
     try:
         try:
