@@ -589,10 +589,10 @@ public final class PythonWorkerPool implements PythonBackend {
             WorkerHandle w = onWorker.get();
             if (w == null) {
                 cancelledQueued.increment();
-                log.info("request {} ({}) cancelled while waiting for a worker ({})", id, input.algorithm(), cause.reason());
+                log.debug("request {} ({}) cancelled while waiting for a worker ({})", id, input.algorithm(), cause.reason());
                 return;
             }
-            log.info("request {} ({}) cancelled on worker[{}] pid {} ({}): stopping it", id, input.algorithm(), w.slot,
+            log.debug("request {} ({}) cancelled on worker[{}] pid {} ({}): stopping it", id, input.algorithm(), w.slot,
                     w.pid, cause.reason());
             stopOnWorker(this, w, RetireReason.CANCELLED);
         }
