@@ -178,6 +178,16 @@ PROGRESS_FEATURE = "progress"
 # At most one progress frame per this many seconds (the last one, fraction 1, always goes out).
 PROGRESS_MIN_INTERVAL_S = 0.1
 _F_SETOWN = getattr(fcntl, "F_SETOWN", 8)  # 8 on Linux
+# A cancel that arrives while a module is being imported (algorithms import scikit-learn/statsmodels on first
+# use) waits until the import is over, looking again this often: an import cut in half can leave a package
+# half-initialised for every later request of this worker.
+CANCEL_RECHECK_S = 0.01
+
+
+def _importing():
+    """True while some module is being imported (the import system holds a per-module lock meanwhile)."""
+    import importlib._bootstrap as bootstrap
+    return bool(getattr(bootstrap, "_module_locks", None))
 _MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _DATA_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}\Z")
 
@@ -326,6 +336,7 @@ class Worker:
             return False
         try:
             signal.signal(signal.SIGIO, self._on_sigio)
+            signal.signal(signal.SIGALRM, self._on_recheck)
             fd = self.sock.fileno()
             fcntl.fcntl(fd, _F_SETOWN, os.getpid())
             fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
@@ -338,9 +349,22 @@ class Worker:
         if self.computing is None or self.reading:
             return  # serve() reads the frame itself / the running read loop picks it up
         self._read_available()
-        if self.cancel_seen and not self.sending:
-            self.cancel_seen = False
-            raise Cancelled()
+        self._raise_if_cancelled()
+
+    def _on_recheck(self, signum, frame):
+        if self.computing is not None:
+            self._raise_if_cancelled()
+
+    def _raise_if_cancelled(self):
+        """Raises Cancelled for a cancel of the running request, unless a frame is being written (send() raises
+        after it) or a module is being imported (looked at again in CANCEL_RECHECK_S)."""
+        if not self.cancel_seen or self.sending or self.computing is None:
+            return
+        if _importing():
+            signal.setitimer(signal.ITIMER_REAL, CANCEL_RECHECK_S)
+            return
+        self.cancel_seen = False
+        raise Cancelled()
 
     def _read_available(self):
         """Reads every complete frame waiting on the socket without blocking (while computing only)."""
@@ -410,9 +434,7 @@ class Worker:
             write_raw(self.sock, header, body)
         finally:
             self.sending = False
-        if self.cancel_seen and self.computing is not None:
-            self.cancel_seen = False
-            raise Cancelled()
+        self._raise_if_cancelled()
 
     def handle_request(self, msg):
         req_id = msg["id"]
@@ -434,13 +456,14 @@ class Worker:
             self.last_progress = 0.0
             self.computing = req_id
             try:
-                self._read_available() if self.cancel_supported else None  # a cancel that came with the request
-                if self.cancel_seen:
-                    self.cancel_seen = False
-                    raise Cancelled()
+                if self.cancel_supported:
+                    self._read_available()  # a cancel that came right behind the request
+                    self._raise_if_cancelled()
                 result = algo.func(inp)
             finally:
                 self.computing = None
+                if self.cancel_supported:
+                    signal.setitimer(signal.ITIMER_REAL, 0)  # no recheck left for the next request
                 t2 = time.perf_counter()
                 timings["compute_us"] = int((t2 - t1) * 1e6)
             result_json = to_json(result)

@@ -145,3 +145,42 @@ def test_arima_reports_optimizer_iterations_and_the_same_result(worker):
     assert frames[0]["detail"].startswith("optimizer iteration 1 ")
     fractions = [f["fraction"] for f in frames]
     assert fractions == sorted(fractions) and fractions[-1] < 1.0
+
+
+def test_a_cancel_waits_while_a_module_is_imported(monkeypatch):
+    """An import cut in half could break the worker for later requests: the cancel waits for its end."""
+    import signal
+    import socket
+
+    from analytics_worker import server
+    from analytics_worker.core import Cancelled
+
+    a, b = socket.socketpair()
+    try:
+        w = server.Worker(a, 9, 1 << 20, False, server.Log(9))
+        signal.signal(signal.SIGALRM, lambda *_: None)  # the recheck timer set below must not end pytest
+        w.computing = "r1"
+        w.cancel_seen = True
+        monkeypatch.setattr(server, "_importing", lambda: True)
+        w._raise_if_cancelled()  # deferred: no exception, a recheck is scheduled
+        assert signal.getitimer(signal.ITIMER_REAL)[0] > 0
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        monkeypatch.setattr(server, "_importing", lambda: False)
+        with pytest.raises(Cancelled):
+            w._raise_if_cancelled()
+        assert w.cancel_seen is False
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        a.close()
+        b.close()
+
+
+def test_importing_detects_an_import_in_progress(tmp_path, monkeypatch):
+    from analytics_worker import server
+    (tmp_path / "aw_probe_module.py").write_text(
+        "from analytics_worker import server\nDURING = server._importing()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import aw_probe_module
+    assert aw_probe_module.DURING is True
+    assert server._importing() is False
