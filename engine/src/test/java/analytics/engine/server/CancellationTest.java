@@ -485,6 +485,31 @@ class CancellationTest {
     }
 
     @Test
+    void cancellingAWatchedForestStopsIt() throws Exception {
+        start(1);
+        long pid = pidOf(pool, 0);
+        Random r = new Random(8);
+        AnalysisRequest.Builder b = AnalysisRequest.newBuilder().setRequestId("rf-cancel").setAlgorithm("random_forest")
+                .putParams("n_estimators", "5000")
+                .setOptions(AnalysisOptions.newBuilder().setAllowPython(true).setTimeoutMs(600_000));
+        for (int i = 0; i < 3000; i++) {
+            b.addData(r.nextGaussian());
+        }
+        Context.CancellableContext ctx = Context.current().withCancellation();
+        Outcome<ProgressUpdate> watch = new Outcome<>();
+        ctx.run(() -> AnalyticsEngineGrpc.newStub(engine.channel).analyzeWithProgress(b.build(), watch));
+        await("a progress update", Duration.ofSeconds(60), () -> watch.received.stream()
+                .anyMatch(u -> u.getUpdateCase() == ProgressUpdate.UpdateCase.PROGRESS));
+        long t0 = System.nanoTime();
+        ctx.cancel(null);
+        assertEquals(Status.Code.CANCELLED, watch.code());
+        printRelease("AnalyzeWithProgress random_forest (client cancel)", awaitFree(t0));
+        awaitCancellations("stopped", 1.0);
+        assertEquals(pid, pidOf(pool, 0));
+        assertTrue(watch.received.stream().noneMatch(u -> u.getUpdateCase() == ProgressUpdate.UpdateCase.RESULT));
+    }
+
+    @Test
     void analyzeWithProgressOfANativeStatisticIsJustTheResult() throws Exception {
         start(1);
         AnalysisRequest req = AnalysisRequest.newBuilder().setRequestId("m").setAlgorithm("mean")
