@@ -1,5 +1,6 @@
 package analytics.engine.dispatch;
 
+import analytics.engine.api.Cancellation;
 import analytics.engine.dispatch.AlgorithmSpec.ParamSpec;
 import analytics.engine.metrics.EngineMetrics;
 import analytics.engine.proto.AnalysisOptions;

@@ -1,7 +1,7 @@
 package analytics.engine.server;
 
 import analytics.engine.dispatch.AlgorithmSpec;
-import analytics.engine.dispatch.Cancellation;
+import analytics.engine.api.Cancellation;
 import analytics.engine.dispatch.Dispatcher;
 import analytics.engine.proto.AlgorithmInfo;
 import analytics.engine.proto.AnalysisRequest;

@@ -1,6 +1,6 @@
 package analytics.engine.server;
 
-import analytics.engine.dispatch.Cancellation;
+import analytics.engine.api.Cancellation;
 import com.google.common.util.concurrent.MoreExecutors;
 import io.grpc.Context;
 import io.grpc.Deadline;

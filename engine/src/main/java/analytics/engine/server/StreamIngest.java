@@ -2,7 +2,7 @@ package analytics.engine.server;
 
 import analytics.engine.dispatch.AlgorithmSpec;
 import analytics.engine.dispatch.AnalysisException;
-import analytics.engine.dispatch.Cancellation;
+import analytics.engine.api.Cancellation;
 import analytics.engine.dispatch.Dispatcher;
 import analytics.engine.dispatch.ResultJson;
 import analytics.engine.metrics.EngineMetrics;

@@ -1,7 +1,7 @@
 package analytics.engine.workers;
 
 import analytics.engine.dispatch.AnalysisInput;
-import analytics.engine.dispatch.Cancellation;
+import analytics.engine.api.Cancellation;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;

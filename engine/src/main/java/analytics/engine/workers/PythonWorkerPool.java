@@ -2,7 +2,7 @@ package analytics.engine.workers;
 
 import analytics.engine.dispatch.AnalysisException;
 import analytics.engine.dispatch.AnalysisInput;
-import analytics.engine.dispatch.Cancellation;
+import analytics.engine.api.Cancellation;
 import analytics.engine.proto.ErrorCode;
 import analytics.engine.workers.WorkerHandle.RetireReason;
 import analytics.engine.workers.WorkerHandle.State;

@@ -1,7 +1,7 @@
 package analytics.engine.workers;
 
 import analytics.engine.dispatch.AnalysisInput;
-import analytics.engine.dispatch.Cancellation;
+import analytics.engine.api.Cancellation;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.nio.file.Path;
 import java.time.Duration;

@@ -1,4 +1,4 @@
-package analytics.engine.dispatch;
+package analytics.engine.api;
 
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicReference;
@@ -8,7 +8,7 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The one signal that a call's work is no longer wanted, created by the gRPC layer (client cancelled, its
- * connection closed, or its deadline passed) and passed down through the {@link Dispatcher} to the Python
+ * connection closed, or its deadline passed) and passed down through the {@code Dispatcher} to the Python
  * backend, which takes a queued request out of the queue and stops a running one on its worker. One
  * instance may cover many requests (every item of a BatchAnalyze call). Cancelling is idempotent: the first
  * cause wins and listeners run once, on the cancelling thread (they must be quick and must not block).

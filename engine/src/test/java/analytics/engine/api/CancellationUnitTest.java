@@ -1,4 +1,4 @@
-package analytics.engine.dispatch;
+package analytics.engine.api;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
