@@ -16,7 +16,10 @@ Runs, in order (each suite prints its own summary; the script exits non-zero if 
   5. tests/fuzz.sh               (bounded coverage-guided fuzzing with Jazzer, committed corpus)
   6. tests/faults.sh             (fault injection under load: kill -9, hang, memory, garbage, overload)
   7. tests/scaleout.sh           (three engines behind nginx, one killed mid-run)
-  8. scripts/test-deploy.sh      (deployment inside a real systemd, systemd-nspawn)
+  8. tests/monitoring.sh         (deploy/prometheus + deploy/grafana: metric-name contract against a real
+                                  engine, promtool rule unit tests, a real Prometheus firing and resolving
+                                  the crash-loop and overload alerts; installs Debian's prometheus if missing)
+  9. scripts/test-deploy.sh      (deployment inside a real systemd, systemd-nspawn)
 A suite that cannot run on this machine (e.g. the systemd container test without root) exits 77:
 it is reported as SKIPPED in the summary, loudly, and never counted as passed.
 Environment: SKIP_DEPLOY_TEST=1 skips the systemd deployment test (it says so loudly).
@@ -38,7 +41,7 @@ run() {
 ./scripts/build.sh
 run "python worker (pytest)" py-worker/.venv/bin/python -m pytest -q py-worker/tests
 run "engine (JUnit)" mvn -q -B test -Dgit.commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-for suite in tests/e2e.sh tests/fuzz.sh tests/faults.sh tests/scaleout.sh scripts/test-deploy.sh; do
+for suite in tests/e2e.sh tests/fuzz.sh tests/faults.sh tests/scaleout.sh tests/monitoring.sh scripts/test-deploy.sh; do
   if [[ -x "$suite" ]]; then run "$suite" "$suite"; fi
 done
 echo

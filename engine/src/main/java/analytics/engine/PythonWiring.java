@@ -3,6 +3,7 @@ package analytics.engine;
 import analytics.engine.config.EngineConfig;
 import analytics.engine.dispatch.AnalysisInput;
 import analytics.engine.metrics.EngineMetrics;
+import analytics.engine.metrics.WorkerSlotMetrics;
 import analytics.engine.workers.PythonBackend;
 import analytics.engine.workers.PythonWorkerPool;
 import analytics.engine.workers.WorkerPoolConfig;
@@ -49,6 +50,7 @@ final class PythonWiring {
         checkPython(python);
         PythonWorkerPool pool = new PythonWorkerPool(poolConfig(cfg, python, cfg.workers()), metrics.registry(),
                 cfg.shmThresholdBytes());
+        WorkerSlotMetrics.bind(metrics.registry(), cfg.workers(), pool, PythonWorkerPool::status); // per-worker meters (monitoring)
         pool.start();
         return pool;
     }

@@ -40,6 +40,24 @@ public final class EngineMetrics {
         new FileDescriptorMetrics().bindTo(registry);
         Gauge.builder("analytics.requests.inflight", inFlight, AtomicInteger::get)
                 .description("Analysis requests being computed now").register(registry);
+        // Micrometer has no resident-memory meter; the name is the one Prometheus client libraries use, so
+        // the memory alert of deploy/prometheus compares it (plus the workers') with the unit's MemoryMax.
+        Gauge.builder("process.resident.memory", EngineMetrics::residentBytes).baseUnit("bytes")
+                .description("Resident set size of the engine (JVM) process, from /proc/self/status").register(registry);
+    }
+
+    /** VmRSS of this process in bytes, NaN where /proc is not available (not Linux). */
+    static double residentBytes() {
+        try {
+            for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/self/status"))) {
+                if (line.startsWith("VmRSS:")) {
+                    return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024.0;
+                }
+            }
+        } catch (java.io.IOException | RuntimeException e) {
+            // not Linux / no /proc: no value rather than a wrong one
+        }
+        return Double.NaN;
     }
 
     public MeterRegistry registry() {

@@ -234,7 +234,18 @@ public final class PythonWorkerPool implements PythonBackend {
                     .tag("state", st).description("Python workers by state").register(meters);
         }
         Gauge.builder("analytics.python.breaker.open", this, p -> p.breaker.getState() == CircuitBreaker.State.OPEN ? 1 : 0)
+                .description("1 while the Python circuit breaker is open (Python requests answered UNAVAILABLE), else 0")
                 .register(meters);
+        // Monitoring (deploy/prometheus): the workers share the unit's cgroup, so MemoryMax covers them too.
+        Gauge.builder("analytics.python.workers.resident.memory", this, PythonWorkerPool::workersRssBytes)
+                .baseUnit("bytes")
+                .description("Resident memory of all live Python worker processes, as last measured by their pings")
+                .register(meters);
+    }
+
+    private long workersRssBytes() {
+        WorkerSupervisor s = supervisor;
+        return s == null ? 0 : s.live.stream().mapToLong(h -> Math.max(0, h.rssBytes)).sum();
     }
 
     private static java.util.concurrent.ThreadFactory daemon(String name) {

@@ -292,6 +292,10 @@ class EngineServerTest {
         assertTrue(metrics.contains("analytics_request_duration_seconds_bucket"), "no latency histogram");
         assertTrue(metrics.contains("analytics_requests_inflight"), "no in-flight gauge");
         assertTrue(metrics.contains("jvm_memory_used_bytes"), "no JVM metrics");
+        var rss = java.util.regex.Pattern.compile("(?m)^process_resident_memory_bytes\\{[^}]*\\} (\\S+)$").matcher(metrics);
+        assertTrue(rss.find(), "no process_resident_memory_bytes");
+        double rssBytes = Double.parseDouble(rss.group(1));
+        assertTrue(rssBytes > 10e6 && rssBytes < 64e9, "engine RSS " + rssBytes);
 
         assertTrue(engine.get("/nope").startsWith("HTTP/1.1 404"));
         assertTrue(engine.http("POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").startsWith("HTTP/1.1 405"));

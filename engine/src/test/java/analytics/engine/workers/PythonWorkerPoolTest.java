@@ -338,6 +338,19 @@ class PythonWorkerPoolTest {
         assertEquals(Map.of("ready", 2, "busy", 0, "starting", 0, "down", 0), st.get("workers"));
         assertTrue(String.valueOf(st.get("python")).contains("numpy"), st.toString());
         assertEquals(2.0, meters.get("analytics.python.workers").tag("state", "ready").gauge().value());
+        long sum = workerList(pool).stream().mapToLong(w -> ((Number) w.get("rss_bytes")).longValue()).sum();
+        // the gauge re-reads the handles: a ping may have refreshed them in between, so compare loosely
+        assertEquals(sum, meters.get("analytics.python.workers.resident.memory").gauge().value(), sum * 0.5);
+        // the per-worker meters of the dashboard read the same status map: they fail here if its keys drift
+        analytics.engine.metrics.WorkerSlotMetrics.bind(meters, 2, pool, PythonWorkerPool::status);
+        System.gc(); // the meters must survive a collection (Micrometer holds gauge state weakly)
+        for (String slot : List.of("0", "1")) {
+            assertEquals(1.0, meters.get("analytics.python.slot.state").tags("worker", slot, "state", "ready").gauge().value());
+            assertEquals(0.0, meters.get("analytics.python.slot.state").tags("worker", slot, "state", "busy").gauge().value());
+            assertTrue(meters.get("analytics.python.slot.resident.memory").tag("worker", slot).gauge().value() > 1_000_000);
+            assertEquals(0.0, meters.get("analytics.python.slot.restarts").tag("worker", slot).functionCounter().count());
+            assertTrue(meters.get("analytics.python.slot.requests").tag("worker", slot).functionCounter().count() >= 0);
+        }
     }
 
     @Test
