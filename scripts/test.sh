@@ -11,7 +11,8 @@ Runs, in order (each suite prints its own summary; the script exits non-zero if 
   1. scripts/build.sh            (JDK/Maven/python3 checks, jar, py-worker/.venv)
   2. pytest py-worker/tests      (Python worker: algorithms, protocol over a real Unix socket)
   3. mvn test                    (JUnit: native statistics vs numpy fixtures, gRPC/HTTP end to end,
-                                  real Python worker pool: kill/hang/crash-loop/reload)
+                                  real Python worker pool: kill/hang/crash-loop/reload, and
+                                  V7CompatibilityTest: the earlier engine's answers to v7 clients)
   4. tests/e2e.sh                (grpcurl and curl against a running engine, README examples)
   5. tests/fuzz.sh               (bounded coverage-guided fuzzing with Jazzer, committed corpus)
   6. tests/faults.sh             (fault injection under load: kill -9, hang, memory, garbage, overload)

@@ -1,8 +1,9 @@
 """The baseline's algorithms: what a team would write in-process with numpy / scipy / scikit-learn.
 
 Semantics follow the v7 wire contract (and the engine's definitions): sample std/variance (ddof=1),
-numpy's default 'linear' percentile, bias-corrected skewness/kurtosis, lag-1 autocorrelation as the
-Pearson r of x[:-1] and x[1:], mode over values rounded to 6 decimals. ML algorithms take 1-D data like
+numpy's default 'linear' percentile, bias-corrected skewness/kurtosis (0.0 for constant data), lag-1
+autocorrelation with the global mean, mode binned at 6 decimals half away from zero (the last raw value
+of each bin), as the earlier engine answered v7 clients. ML algorithms take 1-D data like
 the old engine (k-means clusters the scalars, regression/forest fit the series against its index) or a
 row-major matrix with its shape and a target vector.
 """
@@ -62,14 +63,14 @@ def _float(params, name, default):
 
 
 def _autocorr(x):
-    if x.size < 3:
+    """Lag-1 autocorrelation with the global mean (the earlier engine's, as the engine); constant -> 0.0."""
+    if x.size < 2:
         return None
-    a, b = x[:-1], x[1:]
-    da, db = a - a.mean(), b - b.mean()
-    saa, sbb = float(np.dot(da, da)), float(np.dot(db, db))
-    if saa == 0.0 or sbb == 0.0:
-        return None
-    return max(-1.0, min(1.0, float(np.dot(da, db)) / math.sqrt(saa * sbb)))
+    d = x - x.mean()
+    den = float(np.dot(d, d))
+    if den == 0.0:
+        return 0.0
+    return max(-1.0, min(1.0, float(np.dot(d[:-1], d[1:])) / den))
 
 
 def _features_target(data, shape, target, params):
@@ -110,32 +111,30 @@ def _summary(x):
 
 
 def _mode(x):
-    values, counts = np.unique(np.round(x, 6), return_counts=True)
+    # the earlier engine's bins (x*1e6 rounded half away from zero), each mode the last raw value in its bin
+    y = x * 1e6
+    bins = np.sign(y) * np.floor(np.abs(y) + 0.5)
+    values, inverse, counts = np.unique(bins, return_inverse=True, return_counts=True)
+    last = np.full(values.size, -1)
+    np.maximum.at(last, inverse.reshape(-1), np.arange(x.size))
     top = int(counts.max())
-    modes = values[counts == top]
-    return {"modes": [float(v) + 0.0 for v in modes], "count": int(modes.size), "frequency": top,
+    modes = x[last[counts == top]]
+    return {"modes": [float(v) for v in modes], "count": int(modes.size), "frequency": top,
             "is_multimodal": bool(modes.size > 1), "data_size": int(x.size)}
 
 
 def _skew(x):
     v = float(sps.skew(x, bias=False))
-    if not math.isfinite(v):
-        raise BadInput("skewness is undefined for constant data")
-    return v
+    return v if math.isfinite(v) else 0.0  # constant data, as the engine
 
 
 def _kurt(x):
     v = float(sps.kurtosis(x, bias=False))
-    if not math.isfinite(v):
-        raise BadInput("kurtosis is undefined for constant data")
-    return v
+    return v if math.isfinite(v) else 0.0
 
 
 def _corr(x):
-    v = _autocorr(x)
-    if v is None:
-        raise BadInput("lag-1 autocorrelation is undefined for constant data")
-    return v
+    return _autocorr(x)
 
 
 def _percentile(x, params):
@@ -162,7 +161,7 @@ STATS = {
     "skewness": (3, lambda x, p: _skew(x)),
     "kurtosis": (4, lambda x, p: _kurt(x)),
     "count": (0, lambda x, p: int(x.size)),
-    "correlation": (3, lambda x, p: _corr(x)),
+    "correlation": (2, lambda x, p: _corr(x)),
     "summary": (2, lambda x, p: _summary(x)),
 }
 
@@ -172,9 +171,7 @@ STATS = {
 def kmeans(data, shape, target, params):
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
-    k = _int(params, "k", None, lo=1) if "k" in params else None
-    if k is None:
-        raise BadInput("param 'k' is required")
+    k = _int(params, "k", "3", lo=1)
     X, _ = _matrix(data, shape)
     if k > X.shape[0]:
         raise BadInput("k=%d exceeds the number of points (%d)" % (k, X.shape[0]))
@@ -183,7 +180,7 @@ def kmeans(data, shape, target, params):
                 n_init=_int(params, "n_init", "10", lo=1), random_state=rs).fit(X)
     labels = km.labels_
     n_labels = len(np.unique(labels))
-    sil = None
+    sil = 0.0
     if 2 <= n_labels <= X.shape[0] - 1:
         if X.shape[0] > 10000:
             sil = float(silhouette_score(X, labels, sample_size=10000, random_state=rs))
@@ -211,7 +208,8 @@ def pca(data, shape, target, params):
     X, matrix = _matrix(data, shape)
     if not matrix:
         y = X[:, 0]
-        X = np.column_stack([np.arange(y.size, dtype=np.float64), y])
+        X = np.column_stack([y, np.roll(y, 1)])
+        X = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
     nc = _int(params, "n_components", str(min(2, *X.shape)), lo=1)
     model = PCA(n_components=nc, svd_solver="full")
     T = model.fit_transform(X)
@@ -252,18 +250,17 @@ def anomaly_detection(data, shape, target, params):
     x = _series(data, 2)
     method = params.get("method", "zscore")
     if method == "zscore":
-        threshold = _float(params, "threshold", "3.0") if params.get("threshold", "auto") != "auto" else 3.0
+        threshold = _float(params, "threshold", "2.0") if params.get("threshold", "auto") != "auto" else 2.0
         sd = float(np.std(x, ddof=1))
         scores = np.abs(x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
     elif method == "iqr":
-        threshold = _float(params, "threshold", "1.5") if params.get("threshold", "auto") != "auto" else 1.5
+        threshold = _float(params, "threshold", "2.0") if params.get("threshold", "auto") != "auto" else 2.0
         q1, q3 = np.percentile(x, [25, 75])
         iqr = q3 - q1
-        dist = np.maximum(q1 - x, x - q3).clip(min=0)
-        scores = dist / iqr if iqr > 0 else np.where(dist == 0, 0.0, np.inf)
+        scores = np.maximum(q1 - threshold * iqr - x, x - q3 - threshold * iqr).clip(min=0)
     else:
         raise BadInput("method must be zscore or iqr in the baseline, got %r" % method)
-    anomalies = np.flatnonzero(scores > threshold)
+    anomalies = np.flatnonzero(scores > (0.0 if method == "iqr" else threshold))
     return {"anomalies": anomalies.tolist(),
             "scores": [None if not math.isfinite(s) else float(s) for s in scores.tolist()],
             "method": method, "threshold": threshold, "n_anomalies": int(anomalies.size),

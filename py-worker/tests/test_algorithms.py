@@ -53,16 +53,19 @@ def test_kmeans_deterministic():
     ({"k": "abc"}, "param 'k' must be an integer >= 1, got 'abc'"),
     ({"k": "0"}, "param 'k' must be an integer >= 1, got '0'"),
     ({"k": "2.5"}, "param 'k' must be an integer >= 1, got '2.5'"),
-    ({}, "missing required param 'k'"),
     ({"k": "2", "max_iter": "-3"}, "param 'max_iter' must be an integer between 1 and 100000, got '-3'"),
 ])
 def test_kmeans_bad_input(params, msg):
     assert error("kmeans", [1.0, 2.0, 3.0, 4.0, 5.0], params=params) == ("INVALID_ARGUMENT", msg)
 
 
-def test_kmeans_single_cluster_has_null_silhouette():
+def test_kmeans_like_the_earlier_engine_k_defaults_to_3_and_silhouette_is_a_number():
+    r = run("kmeans", [1.0, 1.1, 5.0, 5.2, 9.0, 9.1])
+    assert r["n_clusters"] == 3 and len(set(r["clusters"])) == 3
+    # k = 1 and k = n: the silhouette is undefined; the earlier engine answered 0.0 (never null)
     r = run("kmeans", [1.0, 2.0, 3.0], params={"k": "1"})
-    assert r["silhouette_score"] is None and r["clusters"] == [0, 0, 0]
+    assert r["silhouette_score"] == 0.0 and r["clusters"] == [0, 0, 0]
+    assert run("kmeans", [1.0, 2.0, 3.0], params={"k": "3"})["silhouette_score"] == 0.0
 
 
 # ----------------------------------------------------------------------------------- dbscan
@@ -100,13 +103,16 @@ def test_pca_matrix_matches_sklearn():
     assert_close(r["total_variance_explained"], p.explained_variance_ratio_.sum())
 
 
-def test_pca_1d_uses_index_and_value():
+def test_pca_1d_uses_standardised_lag_columns_like_the_earlier_engine():
     from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
     r = run("pca", SERIES)
-    X = np.column_stack([np.arange(len(SERIES)), SERIES])
+    x = np.asarray(SERIES)
+    X = StandardScaler().fit_transform(np.column_stack([x, np.concatenate([[x[-1]], x[:-1]])]))
     p = PCA(n_components=2, svd_solver="full")
     assert_close(r["transformed_data"], p.fit_transform(X))
-    assert r["input"] == "index,value"
+    assert_close(r["explained_variance_ratio"], p.explained_variance_ratio_)
+    assert r["input"] == "x,x_shifted_standardised"
 
 
 def test_pca_bad_n_components():
@@ -239,27 +245,38 @@ def test_arima_too_short_and_nan_omit_refused():
 def test_seasonal_decompose_matches_statsmodels(model):
     from statsmodels.tsa.seasonal import seasonal_decompose
     r = run("seasonal_decompose", SEASONAL, params={"period": "12", "model": model})
-    res = seasonal_decompose(SEASONAL, model=model, period=12)
+    res = seasonal_decompose(SEASONAL, model=model, period=12, extrapolate_trend=11)  # = "freq"
     for key, want in (("trend", res.trend), ("seasonal", res.seasonal), ("residual", res.resid)):
-        got = np.array([np.nan if v is None else v for v in r[key]])
-        assert_close(got, want)
+        assert all(isinstance(v, float) for v in r[key]), key  # no null: v7 clients parse numbers
+        assert_close(np.array(r[key]), want)
     assert r["period"] == 12 and r["model"] == model and r["original"] == SEASONAL.tolist()
-    assert r["trend"][0] is None  # edges of the moving average: NaN -> null
+    assert r["period_adjusted"] is False
+    # extrapolate_trend=0 keeps statsmodels' NaN edges (null) for those who ask
+    r0 = run("seasonal_decompose", SEASONAL, params={"period": "12", "model": model, "extrapolate_trend": "0"})
+    assert r0["trend"][0] is None
 
 
 def test_seasonal_decompose_detects_period():
-    r = run("seasonal_decompose", SEASONAL)
+    r = run("seasonal_decompose", SEASONAL, params={"period": "auto"})
     assert r["period"] == 12 and r["period_detected"] is True
 
 
+def test_seasonal_decompose_v7_period_default_and_adjustment():
+    r = run("seasonal_decompose", SEASONAL)
+    assert r["period"] == 4 and r["period_detected"] is False and r["period_adjusted"] is False
+    # the earlier engine: a period longer than half the series becomes max(2, n // 2), said in extra keys
+    r = run("seasonal_decompose", SEASONAL[:20], params={"period": "12"})
+    assert r["period"] == 10 and r["period_requested"] == 12 and r["period_adjusted"] is True
+    r = run("seasonal_decompose", [1.0, 3.0, 2.0, 4.0, 3.0], params={"period": "7"})
+    assert r["period"] == 2 and all(isinstance(v, float) for v in r["trend"] + r["residual"])
+
+
 def test_seasonal_decompose_bad_input():
-    assert error("seasonal_decompose", SEASONAL[:20], params={"period": "12"})[1] == \
-        "seasonal_decompose needs 2 full periods: period=12 needs at least 24 data points, got 20"
     assert error("seasonal_decompose", SEASONAL - 20, params={"period": "12", "model": "multiplicative"})[1] == \
         "the multiplicative model needs strictly positive data"
     assert error("seasonal_decompose", SEASONAL, params={"model": "fancy"})[1] == \
         "param 'model' must be one of additive, multiplicative, got 'fancy'"
-    assert error("seasonal_decompose", [1.0] * 30)[1] == \
+    assert error("seasonal_decompose", [1.0] * 30, params={"period": "auto"})[1] == \
         "seasonal_decompose could not detect a seasonal period; pass param 'period'"
 
 
@@ -319,23 +336,37 @@ def test_anomaly_zscore_matches_scipy():
     r = run("anomaly_detection", SPIKY)
     z = np.abs(zscore(SPIKY))
     assert_close(r["scores"], z)
-    assert r["anomalies"] == np.flatnonzero(z > 3.0).tolist() == [100, 101]
-    assert r["method"] == "zscore" and r["threshold"] == 3.0
-    assert r["n_anomalies"] == 2 and r["data_length"] == 102
-    assert math.isclose(r["anomaly_rate"], 2 / 102, rel_tol=1e-12)
+    assert r["anomalies"] == np.flatnonzero(z > 2.0).tolist()  # the earlier engine's default 2.0
+    assert r["method"] == "zscore" and r["threshold"] == 2.0
+    assert r["n_anomalies"] == len(r["anomalies"]) and r["data_length"] == 102
+    assert math.isclose(r["anomaly_rate"], len(r["anomalies"]) / 102, rel_tol=1e-12)
 
 
 def test_anomaly_iqr_and_mad_definitions():
     q1, q3 = np.percentile(SPIKY, [25, 75])
     r = run("anomaly_detection", SPIKY, params={"method": "iqr", "threshold": "1.5"})
-    want = np.flatnonzero((SPIKY < q1 - 1.5 * (q3 - q1)) | (SPIKY > q3 + 1.5 * (q3 - q1))).tolist()
+    lo, hi = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
+    want = np.flatnonzero((SPIKY < lo) | (SPIKY > hi)).tolist()
     assert r["anomalies"] == want and 100 in want and 101 in want
+    # scores: distance beyond the fences in data units (the earlier engine's)
+    assert_close(r["scores"], np.maximum(np.maximum(lo - SPIKY, SPIKY - hi), 0.0))
+    assert run("anomaly_detection", SPIKY, params={"method": "iqr"})["threshold"] == 2.0
     med = np.median(SPIKY)
     mad = np.median(np.abs(SPIKY - med))
     r = run("anomaly_detection", SPIKY, params={"method": "mad"})
     m = 0.6745 * np.abs(SPIKY - med) / mad
     assert_close(r["scores"], m)
     assert r["anomalies"] == np.flatnonzero(m > 3.5).tolist() and r["threshold"] == 3.5
+
+
+def test_anomaly_isolation_is_the_earlier_engines_distance_quantile():
+    r = run("anomaly_detection", SPIKY, params={"method": "isolation"})
+    d = np.abs(SPIKY - SPIKY.mean())
+    assert r["threshold"] == 2.0 and r["method"] == "isolation"
+    assert r["anomalies"] == np.flatnonzero(d > np.quantile(d, 0.8)).tolist()
+    assert_close(r["scores"], d)
+    assert error("anomaly_detection", SPIKY, params={"method": "isolation", "threshold": "11"})[1].startswith(
+        "method 'isolation' needs a threshold in (0, 10]")
 
 
 def test_anomaly_isolation_forest_matches_sklearn():
@@ -356,7 +387,7 @@ def test_anomaly_nan_omit_keeps_original_indices():
 
 def test_anomaly_bad_input():
     assert error("anomaly_detection", SPIKY, params={"method": "magic"})[1] == \
-        "param 'method' must be one of zscore, iqr, mad, isolation_forest, got 'magic'"
+        "param 'method' must be one of zscore, iqr, isolation, mad, isolation_forest, got 'magic'"
     assert error("anomaly_detection", BLOBS.ravel(), shape=BLOBS.shape)[1] == \
         "anomaly_detection method 'zscore' expects a series (1-D data), got shape [120, 3]"
     assert error("anomaly_detection", SPIKY, params={"threshold": "-1"})[1] == \
@@ -380,26 +411,44 @@ def test_sentiment_matches_vader():
         s = sia.polarity_scores(text)
         assert r["sentiment_score"] == s["compound"] and r["sentiment_label"] == label
         assert r["method"] == "vader" and 0.0 <= r["confidence"] <= 1.0
+    # the earlier engine's keys, and VADER's reading of negation
+    r = run("sentiment_analysis", params={"text": "This is not good at all."})
+    assert r["sentiment_label"] == "negative"
+    assert (r["positive_words_count"], r["negative_words_count"], r["total_words"]) == (1, 0, 6)
+    r = run("sentiment_analysis", params={"text": "Great service, awful food, a good view"})
+    assert (r["positive_words_count"], r["negative_words_count"], r["total_words"]) == (2, 1, 7)
 
 
 def test_sentiment_multiple_texts():
     r = run("sentiment_analysis", texts=["great", "awful", "superb"])
     assert len(r["documents"]) == 3 and r["n_documents"] == 3
+    assert (r["positive_words_count"], r["negative_words_count"], r["total_words"]) == (2, 1, 3)
     assert_close(r["sentiment_score"], np.mean([d["sentiment_score"] for d in r["documents"]]))
 
 
-def test_text_similarity_matches_tfidf_cosine():
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.metrics.pairwise import cosine_similarity
-    a, b = "the quick brown fox jumps", "the lazy brown dog sleeps"
+def test_text_similarity_earlier_engine_methods_and_keys():
+    a, b = "the quick brown fox jumps", "The lazy brown dog, the end"
     r = run("text_similarity", params={"text1": a, "text2": b})
-    M = TfidfVectorizer().fit_transform([a, b])
-    assert_close(r["similarity"], cosine_similarity(M)[0, 1])
+    # cosine of raw counts: a = {the, quick, brown, fox, jumps}, b = {the: 2, lazy, brown, dog, end}
+    assert_close(r["similarity"], (1 * 2 + 1 * 1) / (math.sqrt(5) * math.sqrt(8)))
     assert r["method"] == "cosine"
+    assert (r["text1_words"], r["text2_words"], r["common_words"], r["total_unique_words"]) == (5, 5, 2, 8)
     assert run("text_similarity", params={"text1": a, "text2": a})["similarity"] == 1.0
     r3 = run("text_similarity", texts=[a, b, "brown bread"])
     assert len(r3["similarity_matrix"]) == 3 and r3["similarity_matrix"][0][0] == 1.0
-    assert run("text_similarity", texts=["a b cc dd", "cc dd ee"], params={"method": "jaccard"})["similarity"] == 2 / 3
+    # one-letter words count (the earlier engine's \b\w+\b)
+    assert run("text_similarity", texts=["a b cc dd", "cc dd ee"], params={"method": "jaccard"})["similarity"] == 2 / 5
+    lev = run("text_similarity", params={"text1": "kitten", "text2": "sitting", "method": "levenshtein"})
+    assert_close(lev["similarity"], 1 - 3 / 7)
+
+
+def test_text_similarity_tfidf_cosine_matches_sklearn():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics.pairwise import cosine_similarity
+    a, b = "the quick brown fox jumps", "the lazy brown dog sleeps"
+    r = run("text_similarity", params={"text1": a, "text2": b, "method": "tfidf_cosine"})
+    M = TfidfVectorizer().fit_transform([a, b])
+    assert_close(r["similarity"], cosine_similarity(M)[0, 1])
 
 
 def test_keyword_extraction_matches_tfidf():
@@ -413,7 +462,9 @@ def test_keyword_extraction_matches_tfidf():
     order = sorted(range(len(names)), key=lambda i: (-w[i], names[i]))[:3]
     assert r["keywords"] == [names[i] for i in order] == ["workers", "analytics", "requests"]
     assert_close(r["scores"], w[order])
-    assert r["method"] == "tfidf" and r["total_words"] == 14
+    # the earlier engine's counts after stop-word removal ("the", "to"): 12 words, 8 distinct
+    assert r["method"] == "tfidf" and r["total_words"] == 12 and r["unique_words"] == 8
+    assert r["n_keywords"] == 3
     f = run("keyword_extraction", params={"text": text, "method": "frequency", "n_keywords": "1"})
     assert f["keywords"] == ["workers"] and f["scores"] == [3.0]
 
@@ -422,8 +473,6 @@ def test_keyword_extraction_matches_tfidf():
     ("sentiment_analysis", {}, "sentiment_analysis needs 1 text: send 'texts' or param 'text'"),
     ("sentiment_analysis", {"texts": ["fine", "  "]}, "sentiment_analysis: texts[1] is empty"),
     ("keyword_extraction", {"params": {"text": ""}}, "keyword_extraction: param 'text' is empty"),
-    ("keyword_extraction", {"params": {"text": "the and of it"}},
-     "the texts contain no words other than English stop words (empty vocabulary)"),
     ("keyword_extraction", {"params": {"text": "x", "n_keywords": "five"}},
      "param 'n_keywords' must be an integer between 1 and 1000, got 'five'"),
     ("text_similarity", {"params": {"text1": "only one"}},
@@ -432,6 +481,11 @@ def test_keyword_extraction_matches_tfidf():
 ])
 def test_text_bad_input(name, kwargs, msg):
     assert error(name, **kwargs) == ("INVALID_ARGUMENT", msg)
+
+
+def test_keyword_extraction_stop_words_only_is_empty_like_the_earlier_engine():
+    r = run("keyword_extraction", params={"text": "the and of it"})
+    assert r["keywords"] == [] and r["scores"] == [] and r["total_words"] == 0 and r["n_keywords"] == 0
 
 
 def test_vader_needs_no_network_and_no_requests():

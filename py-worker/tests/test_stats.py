@@ -23,6 +23,15 @@ def close(a, b, rel=1e-12, abs_=1e-12):
     return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
 
 
+def global_lag1(x):
+    """The earlier engine's lag-1 autocorrelation (global mean), exactly."""
+    from fractions import Fraction
+    fx = [Fraction(float(v)) for v in x]
+    m = sum(fx) / len(fx)
+    d = [v - m for v in fx]
+    return float(sum(a * b for a, b in zip(d[:-1], d[1:])) / sum(v * v for v in d))
+
+
 def exact_moment_stats(x):
     """Bias-corrected skewness and excess kurtosis computed exactly (fractions) from the float64 data.
 
@@ -59,7 +68,7 @@ def test_scalar_stats_match_numpy_scipy(ds):
         "iqr": np.percentile(x, 75) - np.percentile(x, 25),
         "skewness": exact_moment_stats(x)[0],
         "kurtosis": exact_moment_stats(x)[1],
-        "correlation": np.corrcoef(x[:-1], x[1:])[0, 1],
+        "correlation": global_lag1(x),
     }
     for name, want in expect.items():
         got = run(name, x)
@@ -94,19 +103,27 @@ def test_percentile_bad_param(bad):
 def test_mode_object():
     r = run("mode", [3.0, 1.0, 2.0, 2.0, 3.0, 5.0])
     assert r == {"modes": [2.0, 3.0], "count": 2, "frequency": 2, "is_multimodal": True, "data_size": 6}
-    r = run("mode", [1.0000001, 1.0000004, 7.0])  # both round to 1.0 at 6 decimals
-    assert r == {"modes": [1.0], "count": 1, "frequency": 2, "is_multimodal": False, "data_size": 3}
+    r = run("mode", [1.0000001, 1.0000004, 7.0])  # one bin at 6 decimals; its last raw value
+    assert r == {"modes": [1.0000004], "count": 1, "frequency": 2, "is_multimodal": False, "data_size": 3}
+    # the earlier engine's binning: half away from zero, the last raw value reported
+    r = run("mode", [2.5e-6, 2.5e-6, 3e-6])
+    assert r == {"modes": [3e-6], "count": 1, "frequency": 3, "is_multimodal": False, "data_size": 3}
     r = run("mode", [4.0])
     assert r == {"modes": [4.0], "count": 1, "frequency": 1, "is_multimodal": False, "data_size": 1}
 
 
-def test_mode_matches_rint_definition():
-    x = RNG.normal(0, 1, 1000).round(3)
+def test_mode_matches_half_away_binning_in_input_order():
+    x = RNG.normal(0, 1, 1000).round(3) + RNG.integers(-4, 5, 1000) * 1e-8  # jitter inside bins
     r = run("mode", x)
-    rounded = np.rint(x * 1e6) / 1e6
-    vals, counts = np.unique(rounded, return_counts=True)
-    assert r["modes"] == vals[counts == counts.max()].tolist()
-    assert r["frequency"] == counts.max()
+    bins = {}
+    for v in x.tolist():
+        y = v * 1e6
+        key = math.floor(abs(y) + 0.5) * (1 if y >= 0 else -1)  # exact enough: no ties here
+        cnt, _ = bins.get(key, (0, None))
+        bins[key] = (cnt + 1, v)
+    best = max(c for c, _ in bins.values())
+    assert r["modes"] == [last for _, (c, last) in sorted(bins.items()) if c == best]
+    assert r["frequency"] == best
 
 
 def test_summary_matches_definitions():
@@ -123,9 +140,9 @@ def test_summary_matches_definitions():
 
 def test_summary_small_and_constant():
     s = run("summary", [1.0, 2.0])
-    assert s["autocorr"] is None and s["skewness"] is None and s["kurtosis"] is None
-    s = run("summary", [5.0] * 6)
-    assert s["std"] == 0.0 and s["autocorr"] is None and s["skewness"] is None and s["kurtosis"] is None
+    assert s["autocorr"] == -0.5 and s["skewness"] is None and s["kurtosis"] is None
+    s = run("summary", [5.0] * 6)  # constant: 0.0, as the earlier engine
+    assert s["std"] == 0.0 and s["autocorr"] == 0.0 and s["skewness"] == 0.0 and s["kurtosis"] == 0.0
     s = run("summary", [1.0, 2.0, 4.0])
     assert s["autocorr"] is not None and s["skewness"] is not None and s["kurtosis"] is None
 
@@ -133,7 +150,7 @@ def test_summary_small_and_constant():
 @pytest.mark.parametrize("name,need", [
     ("mean", 1), ("median", 1), ("min", 1), ("max", 1), ("range", 1), ("percentile", 1), ("q1", 1),
     ("q3", 1), ("iqr", 1), ("mode", 1), ("std", 2), ("variance", 2), ("summary", 2), ("skewness", 3),
-    ("correlation", 3), ("kurtosis", 4), ("count", 1),
+    ("correlation", 2), ("kurtosis", 4), ("count", 1),
 ])
 def test_too_few_points(name, need):
     code, msg = error(name, [1.0, 2.0, 3.0][: need - 1])
@@ -141,13 +158,11 @@ def test_too_few_points(name, need):
     assert msg == "%s needs at least %d data point%s, got %d" % (name, need, "" if need == 1 else "s", need - 1)
 
 
-def test_constant_data_errors():
-    assert error("correlation", [2.0] * 5) == ("INVALID_ARGUMENT",
-                                               "lag-1 autocorrelation is undefined for constant data")
-    assert error("skewness", [2.0] * 5)[1] == "skewness is undefined for constant data (zero variance)"
-    assert error("kurtosis", [2.0] * 5)[1] == "kurtosis is undefined for constant data (zero variance)"
-    with pytest.warns(RuntimeWarning, match="Precision loss"):
-        assert math.isnan(sps.skew([2.0] * 5, bias=False))  # scipy agrees: undefined
+def test_constant_data_gives_zero_like_the_earlier_engine():
+    for name in ("correlation", "skewness", "kurtosis"):
+        assert run(name, [2.0] * 5) == 0.0, name
+    assert run("correlation", [1.0, 2.0, 4.0]) == pytest.approx(-1 / 42, rel=1e-15)
+    assert run("correlation", [3.0, 5.0]) == -0.5
 
 
 def test_nan_policy():

@@ -3,7 +3,7 @@
 Input conventions (see README.md):
   * 1-D data (no shape, or shape [n]) behaves like the old engine: k-means/DBSCAN cluster the scalars,
     regression and random forest fit the series against its index 0..n-1, PCA uses the two columns
-    [index, value].
+    [x, x shifted by one (circular)], standardised.
   * matrix data: shape [n, d], row-major. Supervised algorithms take the target from the request's
     target vector, or from param 'target' = a column index (that column is removed from the features).
 """
@@ -22,10 +22,10 @@ def _random_state(inp):
     return inp.p.int("random_state", min=0, max=2 ** 32 - 1)
 
 
-@algorithm("kmeans", "K-means clustering (scikit-learn KMeans)", input="matrix", required=["k"],
-           optional={"max_iter": "300", "n_init": "10", "random_state": "42", **NAN})
+@algorithm("kmeans", "K-means clustering (scikit-learn KMeans); k defaults to 3 as in the earlier engine",
+           input="matrix", optional={"k": "3", "max_iter": "300", "n_init": "10", "random_state": "42", **NAN})
 def kmeans(inp):
-    k = inp.p.int("k", min=1, required=True)
+    k = inp.p.int("k", min=1)
     max_iter = inp.p.int("max_iter", min=1, max=100000)
     n_init = inp.p.int("n_init", min=1, max=1000)
     rs = _random_state(inp)
@@ -46,7 +46,8 @@ def kmeans(inp):
         "centers": km.cluster_centers_,
         "n_clusters": k,
         "inertia": float(km.inertia_),
-        "silhouette_score": _silhouette(X, labels, n_labels, rs),
+        # undefined for k = 1 or k = n: 0.0, the earlier engine's answer (v7 clients parse a number)
+        "silhouette_score": _silhouette(X, labels, n_labels, rs) or 0.0,
         "n_iter": int(km.n_iter_),
         "cluster_sizes": np.bincount(labels, minlength=k),
         "n_points": n,
@@ -97,14 +98,24 @@ def _silhouette_non_noise(X, labels):
     return _silhouette(Xc, lc, len(np.unique(lc)), 42)
 
 
-@algorithm("pca", "Principal component analysis (scikit-learn PCA, full SVD); 1-D data uses columns "
-                  "[index, value]", input="matrix", optional={"n_components": "2", **NAN})
+def lag_columns(y):
+    """The earlier engine's 2-D view of a 1-D series for PCA: columns [x, x shifted by one] with the
+    shift circular (x[-1] first), each standardised to zero mean and unit (population) variance; a
+    constant column stays zero."""
+    X = np.column_stack([y, np.roll(y, 1)])
+    X = X - X.mean(axis=0)
+    sd = X.std(axis=0)
+    return X / np.where(sd > 0, sd, 1.0)
+
+
+@algorithm("pca", "Principal component analysis (scikit-learn PCA, full SVD); 1-D data uses the standardised "
+                  "columns [x, x shifted by one] as the earlier engine", input="matrix",
+           optional={"n_components": "2", **NAN})
 def pca(inp):
     if inp.matrix:
         X = inp.points(2)
     else:
-        y = inp.series(min_points=2)
-        X = np.column_stack([np.arange(len(y), dtype=np.float64), y])
+        X = lag_columns(inp.series(min_points=2))
     n, d = X.shape
     limit = min(n, d)
     if inp.p.has("n_components"):
@@ -125,7 +136,7 @@ def pca(inp):
         "total_variance_explained": float(np.sum(model.explained_variance_ratio_)),
         "singular_values": model.singular_values_,
         "mean": model.mean_,
-        "input": "matrix" if inp.matrix else "index,value",
+        "input": "matrix" if inp.matrix else "x,x_shifted_standardised",
     }
 
 

@@ -5,19 +5,22 @@ Definitions (the Java side implements exactly these):
   std, variance                         sample (ddof = 1), >= 2 points
   percentile                            numpy 'linear' interpolation, param percentile in [0, 100], default 50
   q1, q3, iqr                           percentile 25 / 75 / (75 - 25)
-  mode                                  values rounded with numpy.round(x, 6) (= rint(x * 1e6) / 1e6,
-                                        -0.0 -> 0.0, values too large to scale kept as they are);
+  mode                                  the earlier engine's binning: x * 1e6 rounded half away from
+                                        zero (-0.0 -> 0.0, values too large to scale are their own bin);
+                                        each mode is the last raw value seen in its bin;
                                         {modes (ascending), count, frequency, is_multimodal, data_size}
   skewness                              bias-corrected (scipy.stats.skew(bias=False)), >= 3 points
   kurtosis                              bias-corrected excess (scipy.stats.kurtosis(bias=False)), >= 4 points
   count                                 integer, >= 1 point
-  correlation                           lag-1 autocorrelation: Pearson r of x[:-1] and x[1:], >= 3 points;
-                                        an error when either slice is exactly constant (min == max)
+  correlation                           lag-1 autocorrelation with the global mean m (the earlier
+                                        engine's formula): sum (x_i - m)(x_i+1 - m) / sum (x_i - m)^2,
+                                        >= 2 points; 0.0 for constant data
   summary                               object, >= 2 points
-Skewness/kurtosis of (numerically) constant data are undefined: INVALID_ARGUMENT as a scalar, null
-inside summary. The zero-variance test is scipy's: m2 <= (1e-15 * mean)**2 (m2 = biased 2nd moment).
+Skewness/kurtosis of (numerically) constant data are 0.0 (as the earlier engine answered), also inside
+summary. The zero-variance test is scipy's: m2 <= (1e-15 * mean)**2 (m2 = biased 2nd moment).
 A result beyond the double range is an INVALID_ARGUMENT ("... overflows double precision ..."), never
-Infinity; inside summary, autocorr/skewness/kurtosis that are undefined or overflow are null.
+Infinity; inside summary, autocorr/skewness/kurtosis that overflow (and skewness/kurtosis with too few
+points) are null.
 This mirrors engine/.../stats/NativeStatistics.java (messages included).
 """
 
@@ -142,45 +145,49 @@ def _finite_or_none(v):
 
 
 def autocorr_value(x):
-    """Pearson r of x[:-1] and x[1:]; None when either slice is exactly constant, inf on overflow."""
-    a = x[:-1]
-    b = x[1:]
-    if a.min() == a.max() or b.min() == b.max():
-        return None
-    m = len(a)
+    """Lag-1 autocorrelation with the global mean (the earlier engine's definition):
+    sum_{i<n-1} (x_i - m)(x_{i+1} - m) / sum (x_i - m)^2 for n >= 2, both sums shifted exactly from
+    the rounded mean to the true one (as the variance); 0.0 for constant data, inf on overflow."""
+    n = len(x)
+    if x.min() == x.max():
+        return 0.0
+    m = mean_of(x)
     with np.errstate(over="ignore", invalid="ignore"):
-        # corrected two-pass sums (remove the rounding error of the slice means)
-        da = a - mean_of(a)
-        db = b - mean_of(b)
-        sa, sb = float(np.sum(da)), float(np.sum(db))
-        saa = float(np.sum(da * da)) - sa * sa / m
-        sbb = float(np.sum(db * db)) - sb * sb / m
-        sab = float(np.sum(da * db)) - sa * sb / m
-    if not (math.isfinite(saa) and math.isfinite(sbb) and math.isfinite(sab)):
+        d = x - m
+        s0 = float(np.sum(d))
+        s1 = float(np.sum(d * d))
+        p = float(np.sum(d[:-1] * d[1:]))
+        delta = s0 / n
+        num = p - delta * ((s0 - float(d[-1])) + (s0 - float(d[0]))) + (n - 1) * delta * delta
+        den = s1 - s0 * s0 / n
+    if not (math.isfinite(num) and math.isfinite(den)):
         return math.inf
-    if not (saa > 0 and sbb > 0):
-        return None
-    r = sab / math.sqrt(saa) / math.sqrt(sbb)
-    return max(-1.0, min(1.0, r))
+    if not den > 0:
+        return 0.0
+    return max(-1.0, min(1.0, num / den))
 
 
-def round6(x):
-    """numpy.round(x, 6) elementwise, except that values too large to scale by 1e6 are kept
-    (they are integers already) and -0.0 becomes 0.0."""
-    with np.errstate(over="ignore"):
+def mode_bins(x):
+    """The earlier engine's mode bins: x * 1e6 rounded half away from zero, / 1e6 (so bins sort like
+    the values); -0.0 -> 0.0; values too large to scale by 1e6 are integers and their own bin."""
+    with np.errstate(over="ignore", invalid="ignore"):
         y = x * 1e6
+        t = np.trunc(y)  # y - t is exact
+        r = np.where(np.abs(y - t) >= 0.5, t + np.sign(y), t) / 1e6
     big = ~np.isfinite(y)
-    r = np.rint(y) / 1e6
     if big.any():
         r = np.where(big, x, r)
     return r + 0.0
 
 
 def mode_result(x):
-    r = round6(x)
-    values, counts = np.unique(r, return_counts=True)
+    bins = mode_bins(x)
+    values, inverse, counts = np.unique(bins, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    last = np.full(len(values), -1, dtype=np.int64)
+    np.maximum.at(last, inverse, np.arange(len(x), dtype=np.int64))  # last position in each bin
     top = int(counts.max())
-    modes = values[counts == top]
+    modes = x[last[counts == top]]  # the last raw value seen in each most frequent bin
     return {
         "modes": [float(v) for v in modes],
         "count": int(len(modes)),
@@ -254,7 +261,7 @@ def iqr(inp):
     return _finite("iqr", _quiet(percentile, x, 75.0) - _quiet(percentile, x, 25.0))
 
 
-@algorithm("mode", "Most frequent value(s), values rounded to 6 decimals", optional=NAN_POLICY)
+@algorithm("mode", "Most frequent value(s), values binned at 6 decimals (half away from zero)", optional=NAN_POLICY)
 def mode(inp):
     return mode_result(_x(inp, 1))
 
@@ -262,17 +269,13 @@ def mode(inp):
 @algorithm("skewness", "Bias-corrected sample skewness", optional=NAN_POLICY)
 def skewness(inp):
     v = skewness_value(_x(inp, 3))
-    if v is None:
-        raise InvalidArgument("skewness is undefined for constant data (zero variance)")
-    return _finite("skewness", v)
+    return 0.0 if v is None else _finite("skewness", v)  # constant data: 0.0, as the earlier engine
 
 
 @algorithm("kurtosis", "Bias-corrected sample excess kurtosis", optional=NAN_POLICY)
 def kurtosis(inp):
     v = kurtosis_value(_x(inp, 4))
-    if v is None:
-        raise InvalidArgument("kurtosis is undefined for constant data (zero variance)")
-    return _finite("kurtosis", v)
+    return 0.0 if v is None else _finite("kurtosis", v)  # constant data: 0.0, as the earlier engine
 
 
 @algorithm("count", "Number of data points", optional=NAN_POLICY)
@@ -280,12 +283,10 @@ def count(inp):
     return int(len(_x(inp, 1)))
 
 
-@algorithm("correlation", "Lag-1 autocorrelation (Pearson r of x[:-1] and x[1:])", optional=NAN_POLICY)
+@algorithm("correlation", "Lag-1 autocorrelation with the global mean (as the earlier engine)",
+           optional=NAN_POLICY)
 def correlation(inp):
-    v = autocorr_value(_x(inp, 3))
-    if v is None:
-        raise InvalidArgument("lag-1 autocorrelation is undefined for constant data")
-    return _finite("correlation", v)
+    return _finite("correlation", autocorr_value(_x(inp, 2)))
 
 
 @algorithm("summary", "Descriptive summary object", optional=NAN_POLICY)
@@ -311,11 +312,15 @@ def summary(inp):
     for k, v in out.items():
         if isinstance(v, float):
             _finite("summary", v)
-    # undefined (too few points, constant data) or beyond double range: null, not an error
-    out["autocorr"] = _finite_or_none(autocorr_value(x)) if n >= 3 else None
-    out["skewness"] = _finite_or_none(skewness_value(x)) if n >= 3 else None
-    out["kurtosis"] = _finite_or_none(kurtosis_value(x)) if n >= 4 else None
+    # too few points or beyond double range: null, not an error; constant data: 0.0
+    out["autocorr"] = _finite_or_none(autocorr_value(x))
+    out["skewness"] = _finite_or_none(_zero_if_none(skewness_value(x))) if n >= 3 else None
+    out["kurtosis"] = _finite_or_none(_zero_if_none(kurtosis_value(x))) if n >= 4 else None
     return out
+
+
+def _zero_if_none(v):
+    return 0.0 if v is None else v
 
 
 def _quiet(fn, *args):

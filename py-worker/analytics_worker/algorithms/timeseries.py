@@ -58,7 +58,7 @@ def _arima_progress(inp):
 
 
 @algorithm("arima", "ARIMA(p,d,q) fit and forecast with confidence intervals (statsmodels)",
-           optional={"order": "1,1,1", "periods": "10", "alpha": "0.05"})
+           optional={"order": "1,1,1", "periods": "5", "alpha": "0.05"})
 def arima(inp):
     order = _parse_order(inp)
     periods = inp.p.int("periods", min=1, max=100000)
@@ -123,14 +123,22 @@ def detect_period(y):
 
 
 @algorithm("seasonal_decompose", "Classical seasonal decomposition by moving averages (statsmodels); "
-                                 "period=auto detects it from the autocorrelation",
-           optional={"period": "auto", "model": "additive", "extrapolate_trend": "0"})
+                                 "period defaults to 4 as in the earlier engine, period=auto detects it "
+                                 "from the autocorrelation",
+           optional={"period": "4", "model": "additive", "extrapolate_trend": "freq"})
 def seasonal_decompose(inp):
     model = inp.p.choice("model", ("additive", "multiplicative"))
-    extrapolate = inp.p.int("extrapolate_trend", min=0)
+    # "freq" (default; "period" is the same): the trend's edges are extrapolated from the period - 1
+    # nearest points, so no array holds NaN (null in JSON), which v7 clients parsing numbers cannot
+    # read; 0 keeps statsmodels' NaN edges
+    if inp.p.get_str("extrapolate_trend").strip().lower() in ("freq", "period"):
+        extrapolate = None  # period - 1 once the period is known (statsmodels' own meaning of "freq")
+    else:
+        extrapolate = inp.p.int("extrapolate_trend", min=0)
     y = inp.series(min_points=4, allow_omit=False)
     n = len(y)
     raw_period = inp.p.get_str("period").strip().lower()
+    requested = None
     if raw_period == "auto":
         period = detect_period(y)
         if period is None:
@@ -139,12 +147,16 @@ def seasonal_decompose(inp):
     else:
         period = inp.p.int("period", min=2)
         detected = False
-    if n < 2 * period:
-        raise InvalidArgument("seasonal_decompose needs 2 full periods: period=%d needs at least %d data points, "
-                              "got %d" % (period, 2 * period, n))
+        if n < 2 * period:
+            # the earlier engine's rule, which v7 clients rely on: a period longer than half the series
+            # becomes max(2, n // 2); period_requested / period_adjusted say so
+            requested = period
+            period = max(2, n // 2)
     if model == "multiplicative" and not np.all(y > 0):
         raise InvalidArgument("the multiplicative model needs strictly positive data")
     from statsmodels.tsa.seasonal import seasonal_decompose as sm_decompose
+    if extrapolate is None:
+        extrapolate = period - 1
     res = sm_decompose(y, model=model, period=period, extrapolate_trend=extrapolate)
     seasonal = np.asarray(res.seasonal)
     return {
@@ -153,6 +165,8 @@ def seasonal_decompose(inp):
         "residual": np.asarray(res.resid),
         "period": period,
         "period_detected": detected,
+        "period_adjusted": requested is not None,
+        "period_requested": requested if requested is not None else period,
         "model": model,
         "original": y,
         "seasonal_pattern": seasonal[:period],
@@ -229,7 +243,9 @@ def trend_analysis(inp):
 
 # ----------------------------------------------------------------------------- anomaly_detection
 
-DEFAULT_THRESHOLDS = {"zscore": 3.0, "iqr": 1.5, "mad": 3.5}
+# zscore, iqr and isolation: 2.0, the earlier engine's default for all three (v7 clients rely on which
+# points are flagged); mad: the Iglewicz & Hoaglin cut-off (the earlier engine had no mad)
+DEFAULT_THRESHOLDS = {"zscore": 2.0, "iqr": 2.0, "isolation": 2.0, "mad": 3.5}
 MAD_SCALE = 0.6745  # Iglewicz & Hoaglin modified z-score
 
 
@@ -240,12 +256,12 @@ def _ratio(num, den):
     return np.where(num == 0, 0.0, np.inf)
 
 
-@algorithm("anomaly_detection", "Anomaly detection: zscore, iqr, mad (series) or isolation_forest "
-                                "(series or matrix)", input="matrix",
+@algorithm("anomaly_detection", "Anomaly detection: zscore, iqr, isolation (the earlier engine's methods), mad "
+                                "(series) or isolation_forest (series or matrix)", input="matrix",
            optional={"method": "zscore", "threshold": "auto", "contamination": "auto",
                      "n_estimators": "100", "random_state": "42", "nan_policy": "raise"})
 def anomaly_detection(inp):
-    method = inp.p.choice("method", ("zscore", "iqr", "mad", "isolation_forest"))
+    method = inp.p.choice("method", ("zscore", "iqr", "isolation", "mad", "isolation_forest"))
     extra = {}
     if method == "isolation_forest":
         X, idx = inp.points(2, with_index=True)
@@ -274,18 +290,34 @@ def anomaly_detection(inp):
             scores = _ratio(np.abs(x - mean), std)
             extra = {"mean": mean, "std": std}
         elif method == "iqr":
+            # the earlier engine's scores: distance beyond the fences, in data units
             q1, q3 = (float(v) for v in np.percentile(x, [25.0, 75.0]))
             iqr = q3 - q1
-            outside = np.maximum(np.maximum(q1 - x, x - q3), 0.0)
-            scores = _ratio(outside, iqr)  # distance outside [q1, q3] in units of the IQR
-            extra = {"q1": q1, "q3": q3, "iqr": iqr,
-                     "lower_bound": q1 - threshold * iqr, "upper_bound": q3 + threshold * iqr}
+            lower, upper = q1 - threshold * iqr, q3 + threshold * iqr
+            scores = np.maximum(np.maximum(lower - x, x - upper), 0.0)
+            extra = {"q1": q1, "q3": q3, "iqr": iqr, "lower_bound": lower, "upper_bound": upper}
+        elif method == "isolation":
+            # the earlier engine's "isolation": the points whose distance from the mean is above the
+            # (1 - threshold/10) quantile of those distances (numpy's linear interpolation)
+            if threshold > 10.0:
+                raise InvalidArgument("method 'isolation' needs a threshold in (0, 10] (it flags the points "
+                                      "beyond the 1 - threshold/10 quantile of the distances), got %r"
+                                      % inp.p.get_str("threshold"))
+            mean = float(np.mean(x))
+            scores = np.abs(x - mean)
+            cut = float(np.quantile(scores, 1.0 - threshold / 10.0))
+            extra = {"mean": mean, "distance_cutoff": cut}
         else:
             med = float(np.median(x))
             mad = float(np.median(np.abs(x - med)))
             scores = _ratio(MAD_SCALE * np.abs(x - med), mad)
             extra = {"median": med, "mad": mad}
-        flags = scores > threshold
+        if method == "iqr":
+            flags = scores > 0.0
+        elif method == "isolation":
+            flags = scores > extra["distance_cutoff"]
+        else:
+            flags = scores > threshold
     anomalies = idx[flags]
     out = {
         "anomalies": anomalies,

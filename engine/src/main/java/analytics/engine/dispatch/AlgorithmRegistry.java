@@ -41,23 +41,23 @@ public final class AlgorithmRegistry {
         stat("q1", 1, "First quartile (25th percentile)");
         stat("q3", 1, "Third quartile (75th percentile)");
         stat("iqr", 1, "Interquartile range q3 - q1");
-        stat("mode", 1, "Most frequent value(s), values rounded to 6 decimals");
+        stat("mode", 1, "Most frequent value(s), values binned at 6 decimals (half away from zero)");
         stat("skewness", 3, "Bias-corrected sample skewness");
         stat("kurtosis", 4, "Bias-corrected sample excess kurtosis");
         stat("count", 1, "Number of data points (integer)");
-        stat("correlation", 3, "Lag-1 autocorrelation (Pearson correlation of x[:-1] and x[1:])");
+        stat("correlation", 2, "Lag-1 autocorrelation with the global mean (as the earlier engine)");
         stat("summary", 2, "count, mean, median, std, variance, min, max, range, q25, q75, autocorr, "
                 + "skewness, kurtosis in one pass");
 
         py("kmeans", "ml", "matrix", 1, "K-means clustering (scikit-learn KMeans); 1-D data clusters scalars",
-                ParamSpec.req("k", Type.INT, "number of clusters"),
+                ParamSpec.opt("k", Type.INT, "3", "number of clusters (3 when absent, as the earlier engine)"),
                 ParamSpec.opt("max_iter", Type.INT, "300", "maximum iterations"),
                 ParamSpec.opt("random_state", Type.INT, "42", "seed"));
         py("dbscan", "ml", "matrix", 1, "Density-based clustering (scikit-learn DBSCAN)",
                 ParamSpec.opt("eps", Type.NUMBER, "0.5", "neighbourhood radius"),
                 ParamSpec.opt("min_samples", Type.INT, "5", "points to form a core point"));
-        py("pca", "ml", "matrix", 2, "Principal component analysis (scikit-learn PCA); 1-D data uses "
-                        + "columns [index, value]",
+        py("pca", "ml", "matrix", 2, "Principal component analysis (scikit-learn PCA); 1-D data uses the "
+                        + "standardised columns [x, x shifted by one], as the earlier engine",
                 ParamSpec.opt("n_components", Type.INT, "2", "components to keep"));
         py("linear_regression", "ml", "matrix", 2, "Least-squares linear regression; 1-D data is fitted "
                         + "against its index; matrix data uses the target vector or the target column",
@@ -73,23 +73,30 @@ public final class AlgorithmRegistry {
                 ParamSpec.opt("order", Type.INT_LIST, "1,1,1", "p,d,q"),
                 ParamSpec.opt("periods", Type.INT, "5", "steps to forecast"));
         py("seasonal_decompose", "timeseries", "series", 4, "Seasonal decomposition (statsmodels)",
-                ParamSpec.opt("period", Type.INT, "", "season length (empty = guessed)"),
-                ParamSpec.opt("model", Type.STRING, "additive", "additive or multiplicative"));
+                ParamSpec.opt("period", Type.STRING, "4", "season length, or auto (detected); longer than half "
+                        + "the series: max(2, n // 2)"),
+                ParamSpec.opt("model", Type.STRING, "additive", "additive or multiplicative"),
+                ParamSpec.opt("extrapolate_trend", Type.STRING, "freq", "freq: extrapolate the trend's edges "
+                        + "(no null); 0: leave them NaN"));
         py("trend_analysis", "timeseries", "series", 3, "Mann-Kendall trend test with Theil-Sen slope",
                 ParamSpec.opt("alpha", Type.NUMBER, "0.05", "significance level"));
-        py("anomaly_detection", "timeseries", "series", 3, "Anomalies by zscore, iqr, mad or isolation_forest",
-                ParamSpec.opt("method", Type.STRING, "zscore", "zscore, iqr, mad or isolation_forest"),
-                ParamSpec.opt("threshold", Type.NUMBER, "3.0", "score threshold (method dependent)"));
-        py("sentiment_analysis", "text", "text", 0, "Lexicon sentiment (VADER) of texts or params.text",
+        py("anomaly_detection", "timeseries", "series", 3, "Anomalies by zscore, iqr, isolation, mad or "
+                        + "isolation_forest",
+                ParamSpec.opt("method", Type.STRING, "zscore", "zscore, iqr, isolation, mad or isolation_forest"),
+                ParamSpec.opt("threshold", Type.NUMBER, "", "2.0 for zscore, iqr and isolation (as the earlier "
+                        + "engine), 3.5 for mad; isolation_forest: the model's own"));
+        py("sentiment_analysis", "text", "text", 0, "Lexicon sentiment (VADER) of texts or params.text, with the "
+                        + "earlier engine's word counts",
                 ParamSpec.opt("text", Type.STRING, "", "text (when no texts are given)"));
-        py("text_similarity", "text", "text", 0, "TF-IDF cosine similarity of text1/text2 or a pairwise matrix of texts",
+        py("text_similarity", "text", "text", 0, "Similarity of text1/text2 or a pairwise matrix of texts",
                 ParamSpec.opt("text1", Type.STRING, "", "first text"),
                 ParamSpec.opt("text2", Type.STRING, "", "second text"),
-                ParamSpec.opt("method", Type.STRING, "cosine", "cosine"));
+                ParamSpec.opt("method", Type.STRING, "cosine", "cosine (word counts), jaccard, levenshtein or "
+                        + "tfidf_cosine"));
         py("keyword_extraction", "text", "text", 0, "Top keywords by TF-IDF",
                 ParamSpec.opt("text", Type.STRING, "", "text (when no texts are given)"),
                 ParamSpec.opt("n_keywords", Type.INT, "5", "keywords to return"),
-                ParamSpec.opt("method", Type.STRING, "tfidf", "tfidf"));
+                ParamSpec.opt("method", Type.STRING, "tfidf", "tfidf or frequency"));
         if (testMode) {
             testOnly();
         }

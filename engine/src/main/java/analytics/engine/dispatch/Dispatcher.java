@@ -81,7 +81,6 @@ public final class Dispatcher {
         String requestId = req.getRequestId().isEmpty() ? UUID.randomUUID().toString() : req.getRequestId();
         String algorithm = req.getAlgorithm().trim();
         AlgorithmSpec spec = registry.get(algorithm);
-        boolean withMetadata = !req.hasOptions() || req.getOptions().getIncludeMetadata();
         EngineMetrics.InFlight inFlight = metrics.started();
         CompletableFuture<Outcome> outcome;
         String chosen = "none"; // stays "none" when the request is refused before anything runs
@@ -115,18 +114,20 @@ public final class Dispatcher {
                 b.setSuccess(false).setErrorCode(ae.code()).setErrorMessage(ae.getMessage());
                 logFailure(requestId, algorithm, ae);
             }
-            if (withMetadata) {
-                ExecutionMetadata.Builder m = ExecutionMetadata.newBuilder()
-                        .setImplementation(impl)
-                        .setExecutionTimeMs(micros / 1000)
-                        .setAlgorithm(algorithm)
-                        .setDataSize(req.getDataCount())
-                        .putStats("execution_time_us", Long.toString(micros));
-                if (out != null) {
-                    m.putAllStats(out.stats);
-                }
-                b.setMetadata(m);
+            // Metadata on every answer, whatever options.include_metadata says: the earlier engine
+            // sent it always, and v7 clients that set options without include_metadata (proto
+            // default false) read it. data_points is the earlier engine's stats key.
+            ExecutionMetadata.Builder m = ExecutionMetadata.newBuilder()
+                    .setImplementation(impl)
+                    .setExecutionTimeMs(micros / 1000)
+                    .setAlgorithm(algorithm)
+                    .setDataSize(req.getDataCount())
+                    .putStats("execution_time_us", Long.toString(micros))
+                    .putStats("data_points", Integer.toString(req.getDataCount()));
+            if (out != null) {
+                m.putAllStats(out.stats);
             }
+            b.setMetadata(m);
             AnalysisResponse resp = b.build();
             inFlight.finished(metricAlgorithm, impl, resp.getSuccess() ? "success" : resp.getErrorCode().name(),
                     System.nanoTime() - start);

@@ -208,12 +208,11 @@ public final class StreamIngest {
                     String json = ResultJson.write(r.value());
                     AnalysisResponse.Builder b = AnalysisResponse.newBuilder().setRequestId(requestId)
                             .setSuccess(true).setResultJson(json);
-                    if (withMetadata()) {
-                        ExecutionMetadata.Builder m = metadata("native");
-                        m.putStats("finish_us", Long.toString((System.nanoTime() - t0) / 1000));
-                        m.putAllStats(r.stats());
-                        b.setMetadata(m);
-                    }
+                    // metadata always, like Analyze (the earlier engine sent it on every answer)
+                    ExecutionMetadata.Builder m = metadata("native");
+                    m.putStats("finish_us", Long.toString((System.nanoTime() - t0) / 1000));
+                    m.putAllStats(r.stats());
+                    b.setMetadata(m);
                     acc = null;
                     reply(b.build(), "native");
                 } catch (AnalysisException e) {
@@ -242,10 +241,6 @@ public final class StreamIngest {
                 out.onNext(b.build());
                 out.onCompleted();
             });
-        }
-
-        private boolean withMetadata() {
-            return header == null || !header.hasOptions() || header.getOptions().getIncludeMetadata();
         }
 
         private ExecutionMetadata.Builder metadata(String impl) {
@@ -279,9 +274,7 @@ public final class StreamIngest {
             AnalysisResponse.Builder b = AnalysisResponse.newBuilder()
                     .setRequestId(requestId == null ? "" : requestId)
                     .setSuccess(false).setErrorCode(e.code()).setErrorMessage(e.getMessage());
-            if (withMetadata()) {
-                b.setMetadata(metadata("native"));
-            }
+            b.setMetadata(metadata("native"));
             if (acc != null) {
                 acc.close();
             }

@@ -28,20 +28,23 @@ import java.util.regex.Pattern;
  *       {@code q1}/{@code q3} = percentile 25/75, {@code iqr} = q3 - q1. Order statistics come from
  *       introselect on one private copy (see {@link Selection}); the caller's array is never
  *       modified.
- *   <li>{@code mode}: values rounded like {@code np.round(x, 6)} (x·1e6, round half to even,
- *       /1e6; -0.0 counts as 0.0; a value too large to scale is already integral and kept);
+ *   <li>{@code mode} (the earlier engine's binning, kept for v7 clients): values are binned by
+ *       x·1e6 rounded half <em>away from zero</em> (-0.0 counts as 0.0; a value too large to
+ *       scale is already integral and is its own bin); each mode is reported as the <em>last raw
+ *       value</em> seen in its bin, so [2.5e-6, 2.5e-6, 3e-6] gives modes [3e-6], frequency 3;
  *       result {@code {modes, count, frequency, is_multimodal, data_size}}, modes ascending.
  *   <li>{@code skewness} = {@code scipy.stats.skew(x, bias=False)} (needs 3 points),
  *       {@code kurtosis} = {@code scipy.stats.kurtosis(x, bias=False)} (excess, needs 4), from
  *       central moments corrected for the rounding of the mean the same way (see
  *       {@link #centralMoments}). Where scipy returns NaN because the data are (numerically)
- *       constant — m2 &lt;= (1e-15·mean)^2, scipy's own test — the kernel raises an error.
- *   <li>{@code correlation}: lag-1 autocorrelation, Pearson r of x[:-1] and x[1:]
- *       ({@code np.corrcoef(x[:-1], x[1:])[0, 1]}), two-pass over each slice, needs 3 points; an
- *       error when either slice is constant.
- *   <li>{@code summary}: count, mean, median, std, variance, min, max, range, q25, q75, autocorr,
- *       skewness, kurtosis (the last three null when undefined or too few points); needs 2
- *       points. The mean pass, a fused min/max pass, then one fused pass for all central moments
+ *       constant — m2 &lt;= (1e-15·mean)^2, scipy's own test — the result is 0.0, as the earlier
+ *       engine answered v7 clients.
+ *   <li>{@code correlation}: lag-1 autocorrelation with the <em>global</em> mean (the earlier
+ *       engine's formula): sum_{i&lt;n-1} (x_i - m)(x_{i+1} - m) / sum (x_i - m)^2, needs 2 points
+ *       ([1, 2, 4] gives -1/42, [3, 5] gives -0.5); 0.0 for constant data.
+ *   <li>{@code summary}: count, mean, median, std, variance, min, max, range, q25, q75, autocorr
+ *       (as {@code correlation}), skewness, kurtosis (the last two null with too few points, 0.0
+ *       for constant data, null beyond double range); needs 2 points. The mean pass, a fused min/max pass, then one fused pass for all central moments
  *       and the lag products;
  *       one copy for median/q25/q75 placed by a single multi-rank selection.
  * </ul>
@@ -76,7 +79,7 @@ public final class NativeStatistics {
         reg(k, mp, "skewness", 3, NativeStatistics::skewness);
         reg(k, mp, "kurtosis", 4, NativeStatistics::kurtosis);
         reg(k, mp, "count", 1, (d, p) -> (long) d.length);
-        reg(k, mp, "correlation", 3, NativeStatistics::correlation);
+        reg(k, mp, "correlation", 2, NativeStatistics::correlation);
         reg(k, mp, "summary", 2, NativeStatistics::summary);
         MIN_POINTS = Collections.unmodifiableMap(mp);
         KERNELS = Collections.unmodifiableMap(k);
@@ -234,84 +237,66 @@ public final class NativeStatistics {
         return Double.isFinite(v) ? v : null;
     }
 
-    private static Object skewness(double[] d, Map<String, String> p) throws AnalysisException {
+    private static Object skewness(double[] d, Map<String, String> p) {
         int n = d.length;
         double m = meanOf(d);
         double[] s = new double[7];
         Summation.moments(d, m, false, s);
         double[] c = centralMoments(n, s);
         double v = skewFrom(n, c[0], c[1], m);
-        if (Double.isNaN(v)) {
-            throw AnalysisException.invalid("skewness is undefined for constant data (zero variance)");
-        }
-        return v;
+        return Double.isNaN(v) ? 0.0 : v; // constant data: 0.0, as the earlier engine answered
     }
 
-    private static Object kurtosis(double[] d, Map<String, String> p) throws AnalysisException {
+    private static Object kurtosis(double[] d, Map<String, String> p) {
         int n = d.length;
         double m = meanOf(d);
         double[] s = new double[7];
         Summation.moments(d, m, false, s);
         double[] c = centralMoments(n, s);
         double v = kurtFrom(n, c[0], c[2], m);
-        if (Double.isNaN(v)) {
-            throw AnalysisException.invalid("kurtosis is undefined for constant data (zero variance)");
-        }
-        return v;
+        return Double.isNaN(v) ? 0.0 : v; // constant data: 0.0, as the earlier engine answered
     }
 
     // ---------------------------------------------------------------- lag-1 autocorrelation
 
     /**
-     * Pearson r of x[:-1] and x[1:], two-pass on each slice; NaN when either slice is constant
-     * (checked exactly with min == max, so rounding in the slice mean cannot fake a spread),
+     * Lag-1 autocorrelation with the global mean m (the earlier engine's definition, which v7
+     * clients rely on): sum_{i<n-1} (x_i - m)(x_{i+1} - m) / sum_i (x_i - m)^2, for n &gt;= 2.
+     * {@code s} holds the fused pass about the rounded mean {@code mr} ({@link Summation#moments}
+     * with lag): s[0] = sum d, s[1] = sum d^2, s[4] = P = sum d_{i-1} d_i. Both sums are shifted
+     * exactly to the true mean mr + delta (delta = s[0]/n, the rounding error of mr), as for the
+     * variance. 0.0 for constant data (checked exactly by the caller or here via the spread),
      * +Infinity when the sums overflow double precision.
      */
-    static double lag1(double[] x) {
+    static double autocorrFrom(double[] x, double mr, double[] s) {
         int n = x.length;
-        if (n < 3) {
+        if (n < 2) {
             return Double.NaN;
         }
-        // exact constancy of either slice (the scan stops at the first differing value)
-        if (allEqual(x, 0, n - 1) || allEqual(x, 1, n)) {
-            return Double.NaN;
+        double s0 = s[0];
+        double delta = s0 / n;
+        double d0 = x[0] - mr;
+        double dl = x[n - 1] - mr;
+        double num = s[4] - delta * ((s0 - dl) + (s0 - d0)) + (n - 1) * delta * delta;
+        double den = s[1] - s0 * s0 / n;
+        if (!Double.isFinite(num) || !Double.isFinite(den)) {
+            return Double.POSITIVE_INFINITY;
         }
-        // pass 1: sum of the inner points x[1..n-2], shared by both slice means
-        double inner = Summation.sum(x, 1, n - 2);
-        double ma = (x[0] + inner) / (n - 1);
-        double mb = (inner + x[n - 1]) / (n - 1);
-        // pass 2: co-moment, the two sums of squares and the two deviation sums (for the
-        // corrected two-pass formulas, removing the rounding error of ma and mb); two chains each
-        double sxy0 = 0, sxy1 = 0, sxx0 = 0, sxx1 = 0, syy0 = 0, syy1 = 0;
-        double sa0 = 0, sa1 = 0, sb0 = 0, sb1 = 0;
-        int i = 0;
-        int last = n - 1; // pairs (i, i+1) for i in [0, n-1)
-        for (; i + 1 < last; i += 2) {
-            double a0 = x[i] - ma, b0 = x[i + 1] - mb;
-            double a1 = x[i + 1] - ma, b1 = x[i + 2] - mb;
-            sxy0 += a0 * b0;
-            sxx0 += a0 * a0;
-            syy0 += b0 * b0;
-            sa0 += a0;
-            sb0 += b0;
-            sxy1 += a1 * b1;
-            sxx1 += a1 * a1;
-            syy1 += b1 * b1;
-            sa1 += a1;
-            sb1 += b1;
+        if (!(den > 0)) {
+            return 0.0; // no spread: the earlier engine's 0.0
         }
-        for (; i < last; i++) {
-            double a0 = x[i] - ma, b0 = x[i + 1] - mb;
-            sxy0 += a0 * b0;
-            sxx0 += a0 * a0;
-            syy0 += b0 * b0;
-            sa0 += a0;
-            sb0 += b0;
+        // |r| <= 1 holds exactly (Cauchy-Schwarz); clamp the rounding
+        return Math.max(-1.0, Math.min(1.0, num / den));
+    }
+
+    private static Object correlation(double[] d, Map<String, String> p) {
+        if (allEqual(d, 0, d.length)) {
+            return 0.0; // constant data, exactly (a rounded mean could fake a spread)
         }
-        double sa = sa0 + sa1;
-        double sb = sb0 + sb1;
-        return pearson((sxy0 + sxy1) - sa * sb / last, (sxx0 + sxx1) - sa * sa / last,
-                (syy0 + syy1) - sb * sb / last);
+        double m = meanOf(d);
+        double[] s = new double[7];
+        Summation.moments(d, m, true, s);
+        return autocorrFrom(d, m, s);
     }
 
     private static boolean allEqual(double[] x, int from, int to) {
@@ -322,26 +307,6 @@ public final class NativeStatistics {
             }
         }
         return true;
-    }
-
-    /** r from the centred sums; NaN if a slice has no spread, +Infinity if the sums overflowed. */
-    private static double pearson(double sxy, double sxx, double syy) {
-        if (!Double.isFinite(sxy) || !Double.isFinite(sxx) || !Double.isFinite(syy)) {
-            return Double.POSITIVE_INFINITY;
-        }
-        if (!(sxx > 0) || !(syy > 0)) {
-            return Double.NaN;
-        }
-        double r = sxy / Math.sqrt(sxx) / Math.sqrt(syy);
-        return Math.max(-1.0, Math.min(1.0, r));
-    }
-
-    private static Object correlation(double[] d, Map<String, String> p) throws AnalysisException {
-        double r = lag1(d);
-        if (Double.isNaN(r)) {
-            throw AnalysisException.invalid("lag-1 autocorrelation is undefined for constant data");
-        }
-        return r;
     }
 
     // ---------------------------------------------------------------- order statistics
@@ -403,34 +368,73 @@ public final class NativeStatistics {
 
     // ---------------------------------------------------------------- mode
 
-    /** {@code np.round(x, 6)}: x*1e6, round half to even, /1e6; -0.0 normalised to 0.0. */
-    static double round6(double x) {
+    /**
+     * The mode bin of x, as the earlier engine formed it: x*1e6 rounded half away from zero, /1e6
+     * (a value in the bin's own units, so bins sort like the values); -0.0 normalised to 0.0. A
+     * value too large to scale is already an integer and is its own bin.
+     */
+    static double modeBin(double x) {
         double y = x * 1e6;
         if (Double.isInfinite(y)) {
-            return x; // |x| > 1.7e302: already an integer, nothing to round
+            return x; // |x| > 1.7e302: already an integer, its own bin
         }
-        return Math.rint(y) / 1e6 + 0.0;
+        // rint (one instruction) rounds half to even; only exact ties (y - r exact, +-0.5) differ
+        // from half away from zero, and they are rare, so the branch is predictable
+        double r = Math.rint(y);
+        if (Math.abs(y - r) == 0.5) {
+            r = y + Math.copySign(0.5, y);
+        }
+        return r / 1e6 + 0.0;
     }
 
     private static Object mode(double[] d, Map<String, String> p) {
         int n = d.length;
-        // Few distinct values (the usual case for a mode): a small hash table that stays in
-        // cache. Once it would outgrow the cache, counting by sorting is faster: LSD radix sort of
-        // the rounded values (streaming passes, no random access into a 10^6-slot table).
+        // Few distinct bins (the usual case for a mode): a small hash table that stays in cache,
+        // counts only; the modes' last raw values come from a short scan from the end. Once it
+        // would outgrow the cache, counting by sorting is faster: LSD radix sort of the bins
+        // (streaming passes, no random access into a 10^6-slot table).
         CountTable t = new CountTable();
         for (int i = 0; i < n; i++) {
-            if (!t.add(Double.doubleToRawLongBits(round6(d[i])))) {
+            if (!t.add(Double.doubleToRawLongBits(modeBin(d[i])))) {
                 return modeBySorting(d);
             }
         }
-        return modeResult(t.modes(), t.best, n);
+        return modeResult(lastRawValues(d, t.modes(), t.best), t.best, n);
     }
 
     /**
-     * Open-addressing hash of the rounded values' bit patterns to their counts, no boxing: key
-     * and count interleaved in one {@code long[]} so a probe touches one cache line. It starts
-     * at 4096 slots and doubles at half load up to {@link #MAX_CAP} slots (2 MiB); {@link #add}
-     * returns false when more distinct values arrive than that holds.
+     * Each mode reported as the last raw value seen in its bin (the earlier engine's answer): one
+     * scan from the end that stops once every mode bin has been met, usually after a few values.
+     * With frequency 1 every value is its own bin's only member, so the values themselves are the
+     * answer (at most {@link CountTable#MAX_CAP} of them on this path). {@code bins} ascending; the
+     * result is in the same order.
+     */
+    private static double[] lastRawValues(double[] d, double[] bins, int frequency) {
+        int k = bins.length;
+        if (frequency == 1) {
+            double[] out = d.clone(); // k == n: every bin holds one value
+            Arrays.sort(out);
+            return out;
+        }
+        double[] out = new double[k];
+        boolean[] found = new boolean[k];
+        int left = k;
+        for (int i = d.length - 1; i >= 0 && left > 0; i--) {
+            int j = Arrays.binarySearch(bins, modeBin(d[i]));
+            if (j >= 0 && !found[j]) {
+                found[j] = true;
+                out[j] = d[i];
+                left--;
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Open-addressing hash of the bins' bit patterns to their counts, no boxing: key and count
+     * interleaved in one {@code long[]} so a probe touches one cache line. It starts at 4096 slots
+     * and doubles at half load up to {@link #MAX_CAP} slots (2 MiB); {@link #add} returns false
+     * when more distinct bins arrive than that holds.
      */
     private static final class CountTable {
         static final int MAX_CAP = 1 << 17;
@@ -504,7 +508,7 @@ public final class NativeStatistics {
             mask = m;
         }
 
-        /** The values with the highest count, ascending. */
+        /** The bins with the highest count, ascending. */
         double[] modes() {
             int k = 0;
             for (int i = 1; i < t.length; i += 2) {
@@ -525,21 +529,25 @@ public final class NativeStatistics {
     }
 
     /**
-     * Mode by sorting: the rounded values mapped to order-preserving unsigned keys, LSD radix
-     * sorted 8 bits at a time (a pass whose digit is the same for every key is skipped, which for
-     * data in a limited range is most of the exponent bits), then one scan over the runs; the
-     * modes come out ascending.
+     * Mode by sorting: the bins mapped to order-preserving unsigned keys, LSD radix sorted 8 bits
+     * at a time together with their positions (a pass whose digit is the same for every key is
+     * skipped, which for data in a limited range is most of the exponent bits), then one scan
+     * over the runs. The sort is stable, so the last position of a run is the last raw value seen
+     * in that bin (no second pass: here there may be ~n modes); the modes come out ascending.
      */
     private static Object modeBySorting(double[] d) {
         int n = d.length;
         long[] a = new long[n];
         long[] b = new long[n];
+        int[] ai = new int[n];
+        int[] bi = new int[n];
         int[][] hist = new int[8][256];
         for (int i = 0; i < n; i++) {
-            long bits = Double.doubleToRawLongBits(round6(d[i]));
+            long bits = Double.doubleToRawLongBits(modeBin(d[i]));
             // signed order of doubles -> unsigned order of longs
             long u = (bits ^ ((bits >> 63) & 0x7FFFFFFFFFFFFFFFL)) ^ Long.MIN_VALUE;
             a[i] = u;
+            ai[i] = i;
             for (int p = 0; p < 8; p++) {
                 hist[p][(int) (u >>> (8 * p)) & 0xFF]++;
             }
@@ -558,14 +566,20 @@ public final class NativeStatistics {
             int shift = 8 * p;
             for (int i = 0; i < n; i++) {
                 long u = a[i];
-                b[h[(int) (u >>> shift) & 0xFF]++] = u;
+                int dst = h[(int) (u >>> shift) & 0xFF]++;
+                b[dst] = u;
+                bi[dst] = ai[i];
             }
             long[] t = a;
             a = b;
             b = t;
+            int[] ti = ai;
+            ai = bi;
+            bi = ti;
         }
         int best = 0;
         int nModes = 0;
+        double[] modes = new double[16];
         for (int i = 0; i < n; ) {
             int j = i + 1;
             while (j < n && a[j] == a[i]) {
@@ -577,16 +591,14 @@ public final class NativeStatistics {
                 nModes = 0;
             }
             if (run == best) {
-                b[nModes++] = a[i];
+                if (nModes == modes.length) {
+                    modes = Arrays.copyOf(modes, 2 * nModes);
+                }
+                modes[nModes++] = d[ai[j - 1]];
             }
             i = j;
         }
-        double[] modes = new double[nModes];
-        for (int i = 0; i < nModes; i++) {
-            long s = b[i] ^ Long.MIN_VALUE;
-            modes[i] = Double.longBitsToDouble(s ^ ((s >> 63) & 0x7FFFFFFFFFFFFFFFL));
-        }
-        return modeResult(modes, best, n);
+        return modeResult(Arrays.copyOf(modes, nModes), best, n);
     }
 
     private static Object modeResult(double[] modes, int best, int n) {
@@ -615,16 +627,13 @@ public final class NativeStatistics {
         double max = mm[1];
         // pass 2: central moments and lag-1 products, fused
         double[] s = new double[7];
-        Summation.moments(x, mean, n >= 3, s);
+        Summation.moments(x, mean, true, s);
         double variance = (s[1] - s[0] * s[0] / n) / (n - 1); // same bits as the variance kernel
         double[] cm = centralMoments(n, s);
-        Double autocorr = null;
-        if (n >= 3) {
-            double r = lag1FromDeviations(x, mean, s[4], s[5], s[6]);
-            autocorr = finiteOrNull(r);
-        }
-        double sk = skewFrom(n, cm[0], cm[1], mean);
-        double ku = kurtFrom(n, cm[0], cm[2], mean);
+        Double autocorr = min == max ? Double.valueOf(0.0) : finiteOrNull(autocorrFrom(x, mean, s));
+        // skewness/kurtosis: null with too few points, 0.0 for (numerically) constant data
+        Double sk = n < 3 ? null : zeroIfConstant(skewFrom(n, cm[0], cm[1], mean));
+        Double ku = n < 4 ? null : zeroIfConstant(kurtFrom(n, cm[0], cm[2], mean));
 
         // order statistics: one copy, ranks of median, q25 and q75 placed together
         double[] c = Scratch.copyOf(x);
@@ -646,37 +655,14 @@ public final class NativeStatistics {
         r.put("q25", Selection.quantileFromPlaced(c, n, 0.25));
         r.put("q75", Selection.quantileFromPlaced(c, n, 0.75));
         r.put("autocorr", autocorr);
-        // undefined (too few points, constant data) or beyond double range: null, not an error
-        r.put("skewness", finiteOrNull(sk));
-        r.put("kurtosis", finiteOrNull(ku));
+        // too few points or beyond double range: null, not an error
+        r.put("skewness", sk);
+        r.put("kurtosis", ku);
         return r;
     }
 
-    /**
-     * Lag-1 autocorrelation from the fused pass (deviations d = x - mean): P = sum d_{i-1} d_i,
-     * S and Q the sum and sum of squares of the inner deviations d_1..d_{n-2}. The slice means are
-     * mean + da, mean + db, and the centred sums follow exactly:
-     * sxx = (d_0^2 + Q) - Da·da, syy = (Q + d_{n-1}^2) - Db·db, sxy = P - Da·db.
-     * When a slice mean is far from the global mean (an extreme point at an end, or very short
-     * data) that correction cancels more than one bit, and the two-pass {@link #lag1} is used
-     * instead, so the answer is always as accurate as the two-pass one.
-     */
-    private static double lag1FromDeviations(double[] x, double mean, double p, double sInner,
-                                             double qInner) {
-        int n = x.length;
-        double d0 = x[0] - mean;
-        double dl = x[n - 1] - mean;
-        double bigA = d0 + sInner;
-        double bigB = sInner + dl;
-        double da = bigA / (n - 1);
-        double db = bigB / (n - 1);
-        double ssa = d0 * d0 + qInner;
-        double ssb = qInner + dl * dl;
-        double sxx = ssa - bigA * da;
-        double syy = ssb - bigB * db;
-        if (!(sxx > 0.5 * ssa) || !(syy > 0.5 * ssb)) {
-            return lag1(x);
-        }
-        return pearson(p - bigA * db, sxx, syy);
+    /** NaN (constant data) becomes 0.0, +Infinity (overflow) null. */
+    private static Double zeroIfConstant(double v) {
+        return Double.isNaN(v) ? Double.valueOf(0.0) : finiteOrNull(v);
     }
 }

@@ -131,7 +131,6 @@ class EngineServerTest {
                 new Case(req("mean").build(), "mean needs at least 1 data point, got no data"),
                 new Case(req("skewness", 1, 2).build(), "skewness needs at least 3 data points"),
                 new Case(req("percentile", 1, 2, 3).putParams("percentile", "abc").build(), "param 'percentile'"),
-                new Case(req("kmeans", 1, 2, 3).build(), "missing required param 'k'"),
                 new Case(req("kmeans", 1, 2, 3).putParams("k", "two").build(), "param 'k' of kmeans must be an integer"),
                 new Case(req("mean", 1, 2, 3).addShape(4).build(), "shape [4] does not match data with 3 values"),
                 new Case(req("kmeans", 1, 2, 3, 4).putParams("k", "2").addShape(3).addShape(2).build(),
@@ -182,8 +181,9 @@ class EngineServerTest {
         assertEquals(List.of("native", "python"), mean.getImplementationsList());
         AlgorithmInfo kmeans = algos.stream().filter(a -> a.getName().equals("kmeans")).findFirst().orElseThrow();
         assertEquals(List.of("python"), kmeans.getImplementationsList());
-        assertEquals(List.of("k"), kmeans.getRequiredParamsList());
-        assertTrue(kmeans.getOptionalParamsList().containsAll(List.of("max_iter", "random_state")));
+        // k defaults to 3, as in the earlier engine
+        assertEquals(List.of(), kmeans.getRequiredParamsList());
+        assertTrue(kmeans.getOptionalParamsList().containsAll(List.of("k", "max_iter", "random_state")));
     }
 
     @Test

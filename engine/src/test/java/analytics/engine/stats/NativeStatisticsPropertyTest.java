@@ -83,7 +83,7 @@ class NativeStatisticsPropertyTest {
         want.put("variance", 2);
         want.put("summary", 2);
         want.put("skewness", 3);
-        want.put("correlation", 3);
+        want.put("correlation", 2);
         want.put("kurtosis", 4);
         for (String n : NAMES) {
             assertEquals(want.get(n), NativeStatistics.minPoints(n), n);
@@ -145,21 +145,19 @@ class NativeStatisticsPropertyTest {
     }
 
     @Test
-    void constantDataGivesZeroSpreadAndClearErrors() throws Exception {
+    void constantDataGivesZeroSpreadAndZeroShapeStatistics() throws Exception {
+        // the earlier engine answered 0.0 for these on constant data; v7 clients rely on it
         double[] d = new double[50];
         Arrays.fill(d, 0.1);
         assertEquals(0.0, num("variance", d), 1e-30);
-        for (String n : List.of("skewness", "kurtosis")) {
-            AnalysisException e = assertThrows(AnalysisException.class, () -> run(n, d));
-            assertTrue(e.getMessage().contains(n + " is undefined for constant data"), e.getMessage());
+        for (String n : List.of("skewness", "kurtosis", "correlation")) {
+            assertEquals(0.0, num(n, d), 0.0, n);
         }
-        AnalysisException e = assertThrows(AnalysisException.class, () -> run("correlation", d));
-        assertEquals("lag-1 autocorrelation is undefined for constant data", e.getMessage());
         @SuppressWarnings("unchecked")
         Map<String, Object> s = (Map<String, Object>) run("summary", d);
-        assertNull(s.get("autocorr"));
-        assertNull(s.get("skewness"));
-        assertNull(s.get("kurtosis"));
+        assertEquals(0.0, s.get("autocorr"));
+        assertEquals(0.0, s.get("skewness"));
+        assertEquals(0.0, s.get("kurtosis"));
         assertEquals(0.1, (Double) s.get("median"), 0.0);
     }
 
@@ -374,28 +372,23 @@ class NativeStatisticsPropertyTest {
         });
     }
 
-    /** Mode by brute force: sort the rounded values, count runs. */
+    /** Mode by brute force: a tree map of bin to (count, last raw value), in input order. */
     static Map<String, Object> bruteMode(double[] d) {
-        double[] r = new double[d.length];
-        for (int i = 0; i < d.length; i++) {
-            r[i] = NativeStatistics.round6(d[i]);
+        java.util.TreeMap<Double, double[]> bins = new java.util.TreeMap<>();
+        for (double x : d) {
+            double[] e = bins.computeIfAbsent(NativeStatistics.modeBin(x), k -> new double[2]);
+            e[0]++;
+            e[1] = x;
         }
-        Arrays.sort(r);
         int best = 0;
+        for (double[] e : bins.values()) {
+            best = Math.max(best, (int) e[0]);
+        }
         List<Double> modes = new java.util.ArrayList<>();
-        for (int i = 0; i < r.length; ) {
-            int j = i;
-            while (j < r.length && r[j] == r[i]) {
-                j++;
+        for (double[] e : bins.values()) {
+            if ((int) e[0] == best) {
+                modes.add(e[1]);
             }
-            if (j - i > best) {
-                best = j - i;
-                modes.clear();
-            }
-            if (j - i == best) {
-                modes.add(r[i]);
-            }
-            i = j;
         }
         Map<String, Object> m = new java.util.LinkedHashMap<>();
         m.put("modes", modes);
@@ -432,31 +425,43 @@ class NativeStatisticsPropertyTest {
         Map<?, ?> m = (Map<?, ?>) run("mode", e);
         assertEquals(bruteMode(e), m);
         assertEquals(100_000L, m.get("count"));
-        // duplicate-heavy (the hash path) agrees with brute force too
+        // duplicate-heavy (the hash path) agrees with brute force too, and with values jittered
+        // inside their bins the reported mode is the last raw value of the bin
         double[] f = new double[200_000];
         for (int i = 0; i < f.length; i++) {
             f[i] = r.nextInt(3000) * 0.25 - 300;
         }
         assertEquals(bruteMode(f), run("mode", f));
+        double[] g = new double[200_000];
+        for (int i = 0; i < g.length; i++) {
+            g[i] = r.nextInt(40) * 0.25 - 5 + r.nextInt(9) * 4e-8;
+        }
+        Map<String, Object> wantG = bruteMode(g);
+        assertEquals(wantG, run("mode", g));
+        assertEquals(1L, wantG.get("count"), "the test data must have a single mode");
     }
 
     @Test
     @SuppressWarnings("unchecked")
-    void modeRoundsLikeNumpyAndFoldsNegativeZero() throws Exception {
+    void modeBinsHalfAwayFromZeroAndReportsTheLastRawValue() throws Exception {
+        // the earlier engine's mode: bins of x*1e6 rounded half away from zero, each mode the last
+        // raw value seen in its bin
         Map<String, Object> m = (Map<String, Object>) run("mode",
                 new double[] {-0.0, 0.0, -4e-7, 7.0000004, 6.9999996, 7, 3});
-        assertEquals(List.of(0.0, 7.0), m.get("modes"));
-        assertEquals(0L, Double.doubleToRawLongBits((Double) ((List<?>) m.get("modes")).get(0)));
+        assertEquals(List.of(-4e-7, 7.0), m.get("modes"));
         assertEquals(2L, m.get("count"));
         assertEquals(3L, m.get("frequency"));
         assertEquals(true, m.get("is_multimodal"));
         assertEquals(7L, m.get("data_size"));
-        // rint is half-to-even, like numpy.round: 0.5e-6 -> 0, 1.5e-6 -> 2e-6, 2.5e-6 -> 2e-6
-        assertEquals(0.0, NativeStatistics.round6(0.5e-6), 0.0);
-        assertEquals(2e-6, NativeStatistics.round6(1.5e-6), 0.0);
-        assertEquals(2e-6, NativeStatistics.round6(2.5e-6), 0.0);
-        assertEquals(1.2e-5, NativeStatistics.round6(1.25e-5), 0.0);
-        assertEquals(1e300, NativeStatistics.round6(1e300), 0.0);
+        // half away from zero (not numpy's half to even): 0.5e-6 -> 1e-6, 2.5e-6 -> 3e-6
+        assertEquals(1e-6, NativeStatistics.modeBin(0.5e-6), 0.0);
+        assertEquals(-1e-6, NativeStatistics.modeBin(-0.5e-6), 0.0);
+        assertEquals(3e-6, NativeStatistics.modeBin(2.5e-6), 0.0);
+        assertEquals(0L, Double.doubleToRawLongBits(NativeStatistics.modeBin(-4e-7)));
+        assertEquals(1e300, NativeStatistics.modeBin(1e300), 0.0);
+        Map<String, Object> v7 = (Map<String, Object>) run("mode", new double[] {2.5e-6, 2.5e-6, 3e-6});
+        assertEquals(List.of(3e-6), v7.get("modes"));
+        assertEquals(3L, v7.get("frequency"));
         Map<String, Object> single = (Map<String, Object>) run("mode", new double[] {2.5});
         assertEquals(List.of(2.5), single.get("modes"));
         assertEquals(false, single.get("is_multimodal"));

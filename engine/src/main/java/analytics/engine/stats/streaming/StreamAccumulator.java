@@ -157,9 +157,10 @@ public final class StreamAccumulator {
             case "min" -> moments.min();
             case "max" -> moments.max();
             case "range" -> finite(moments.max() - moments.min());
-            case "skewness" -> defined(moments.skewness(), "skewness is undefined for constant data (zero variance)");
-            case "kurtosis" -> defined(moments.kurtosis(), "kurtosis is undefined for constant data (zero variance)");
-            case "correlation" -> defined(moments.lag1(), "lag-1 autocorrelation is undefined for constant data");
+            // constant data: 0.0, as the one-shot kernels (the earlier engine's answer)
+            case "skewness" -> finite(zeroIfNaN(moments.skewness()));
+            case "kurtosis" -> finite(zeroIfNaN(moments.kurtosis()));
+            case "correlation" -> finite(moments.lag1());
             case "summary" -> summary(stats);
             default -> quantileStatistic(stats);
         };
@@ -224,8 +225,8 @@ public final class StreamAccumulator {
         r.put("q25", q25);
         r.put("q75", q75);
         r.put("autocorr", finiteOrNull(moments.lag1()));
-        r.put("skewness", finiteOrNull(moments.skewness()));
-        r.put("kurtosis", finiteOrNull(moments.kurtosis()));
+        r.put("skewness", n < 3 ? null : finiteOrNull(zeroIfNaN(moments.skewness())));
+        r.put("kurtosis", n < 4 ? null : finiteOrNull(zeroIfNaN(moments.kurtosis())));
         if (quantiles.exact()) {
             r.put("quantile_method", "exact");
         } else {
@@ -243,11 +244,9 @@ public final class StreamAccumulator {
         return v;
     }
 
-    private double defined(double v, String undefined) throws AnalysisException {
-        if (Double.isNaN(v)) {
-            throw AnalysisException.invalid(undefined);
-        }
-        return finite(v);
+    /** NaN means (numerically) constant data here (too few points were refused earlier). */
+    private static double zeroIfNaN(double v) {
+        return Double.isNaN(v) ? 0.0 : v;
     }
 
     private static Double finiteOrNull(double v) {

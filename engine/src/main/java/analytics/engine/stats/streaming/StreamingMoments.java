@@ -13,10 +13,8 @@ package analytics.engine.stats.streaming;
  * blocks (about n/4096), not with n, and the results agree with the two-pass one-shot kernels to
  * about 1e-14 relative on well-conditioned data.
  *
- * <p>Lag-1 autocorrelation (Pearson r of x[0..n-2] and x[1..n-1]) is the bivariate version of the
- * same scheme over the pairs (x[i-1], x[i]); the pair that straddles two blocks is carried over. Exact
- * min/max of both slices are tracked so that a constant slice is recognised exactly, as the one-shot
- * kernel does.
+ * <p>Lag-1 autocorrelation (global mean, see {@link #lag1}) uses the bivariate version of the
+ * same scheme over the pairs (x[i-1], x[i]); the pair that straddles two blocks is carried over.
  */
 public final class StreamingMoments {
 
@@ -287,29 +285,31 @@ public final class StreamingMoments {
     }
 
     /**
-     * Lag-1 autocorrelation; NaN when undefined (fewer than 3 points or a constant slice), +Infinity
-     * when the sums overflowed (the one-shot kernel's conventions).
+     * Lag-1 autocorrelation with the global mean m, as the one-shot kernel (the earlier engine's
+     * definition): sum_{i<n-1} (x_i - m)(x_{i+1} - m) / sum (x_i - m)^2. The numerator comes from
+     * the pair co-moment about the pair means: with ma - m = (m - x_{n-1})/(n-1) and
+     * mb - m = (m - x_0)/(n-1) exactly, it is sxy + (m - x_{n-1})(m - x_0)/(n-1). NaN below 2
+     * points, 0.0 for constant data, +Infinity when the sums overflowed.
      */
     public double lag1() {
         if (!lag) {
             throw new IllegalStateException("lag-1 moments were not tracked");
         }
-        if (n < 3) {
+        if (n < 2) {
             return Double.NaN;
         }
-        boolean aConst = minA == maxA;
-        boolean bConst = minB == maxB;
-        if (aConst || bConst) {
-            return Double.NaN;
+        if (min == max) {
+            return 0.0;
         }
-        if (!Double.isFinite(sxy) || !Double.isFinite(sxx) || !Double.isFinite(syy)) {
+        double m = mean();
+        double num = sxy + (m - last) * (m - first) / (n - 1);
+        if (!Double.isFinite(num) || !Double.isFinite(m2)) {
             return Double.POSITIVE_INFINITY;
         }
-        if (!(sxx > 0) || !(syy > 0)) {
-            return Double.NaN;
+        if (!(m2 > 0)) {
+            return 0.0;
         }
-        double r = sxy / Math.sqrt(sxx) / Math.sqrt(syy);
-        return Math.max(-1.0, Math.min(1.0, r));
+        return Math.max(-1.0, Math.min(1.0, num / m2));
     }
 
     /** scipy.stats.skew(bias=False); NaN when undefined, +Infinity on overflow. */

@@ -218,18 +218,21 @@ class StreamAccumulatorTest {
     }
 
     @Test
-    void undefinedAndTooShortStreamsAreClearErrors() throws Exception {
+    void constantStreamsGiveZeroAndTooShortStreamsAreClearErrors() throws Exception {
         double[] constant = new double[10_000];
         Arrays.fill(constant, 2.5);
+        // constant data: 0.0, as the one-shot kernels (the earlier engine's answer)
         for (String alg : List.of("skewness", "kurtosis", "correlation")) {
-            AnalysisException e = assertThrows(AnalysisException.class,
-                    () -> stream(alg, constant, Map.of(), 0, 200, 100, 1));
-            assertTrue(e.getMessage().contains("constant data"), e.getMessage());
+            assertEquals(0.0, stream(alg, constant, Map.of(), 0, 200, 100, 1).value(), alg);
         }
         Map<?, ?> s = (Map<?, ?>) stream("summary", constant, Map.of(), 100_000, 200, 100, 1).value();
         assertEquals(0.0, s.get("variance"));
-        assertNull(s.get("skewness"));
-        assertNull(s.get("autocorr"));
+        assertEquals(0.0, s.get("skewness"));
+        assertEquals(0.0, s.get("autocorr"));
+        // two points: the lag-1 autocorrelation is defined (the earlier engine: [3, 5] -> -0.5)
+        assertEquals(-0.5, stream("correlation", new double[] {3, 5}, Map.of(), 0, 200, 1, 1).value());
+        assertEquals(-1.0 / 42, (Double) stream("correlation", new double[] {1, 2, 4}, Map.of(), 0, 200, 2, 1)
+                .value(), 1e-16);
         AnalysisException e = assertThrows(AnalysisException.class,
                 () -> stream("kurtosis", new double[] {1, 2, 3}, Map.of(), 0, 200, 2, 1));
         assertTrue(e.getMessage().contains("kurtosis needs at least 4 data points, got only 3"), e.getMessage());
