@@ -49,7 +49,14 @@ MAX_MSG = 64 * 1024 * 1024
 OPTIONS = {"prefer_rust": True, "allow_python": True, "timeout_ms": 60000, "include_metadata": True}
 
 SCENARIOS = ["mean_c1", "mean_c32", "summary_1e6", "kernels", "python_overhead", "payload_8mb", "rf_c4",
-             "batch_1000", "rss", "startup", "worker_replace"]
+             "batch_1000", "rss", "startup", "worker_replace", "summary_1e6_c4", "mean_1e6", "summary_1e7",
+             "rss_c16"]
+# Large-request scenarios (issue 13): also run against BENCH_BEFORE_JAR when set, an engine jar built from an
+# earlier commit, so before/after are measured in the same run.
+BIG_SCENARIOS = ["summary_1e6_c4", "mean_1e6", "summary_1e7", "rss_c16"]
+BEFORE_JAR = os.environ.get("BENCH_BEFORE_JAR") or None
+# 10^7 doubles are 80 MB: the engines get max_message_mb = BIG_MSG_MB (default 64) for summary_1e7.
+BIG_MSG_MB = 100
 ENGINE_WORKERS = 2
 BASELINE_THREADS = 10
 
@@ -140,16 +147,17 @@ def jvm_opts():
 
 
 class Engine:
-    def __init__(self, workers, test_mode=True, tag="engine"):
+    def __init__(self, workers, test_mode=True, tag="engine", jar=ENGINE_JAR):
         self.workers = workers
         self.port = free_port()
         self.addr = "127.0.0.1:%d" % self.port
         env = dict(os.environ)
         env["ANALYTICS_PYTHON"] = WORKER_PY
+        env["ANALYTICS_MAX_MESSAGE_MB"] = str(BIG_MSG_MB)
         if test_mode:
             env["ANALYTICS_TEST_MODE"] = "1"
         java = ["java"] + jvm_opts() + [
-            "-jar", ENGINE_JAR, "--listen", self.addr, "--workers", str(workers)]
+            "-jar", jar, "--listen", self.addr, "--workers", str(workers)]
         self.proc = Proc(tag, java, env=env)
         self.pid = self.proc.pid
         self.t_healthy = None
@@ -228,9 +236,9 @@ class Baseline:
 
 # ============================================================================================ clients
 
-def channel(addr):
-    return grpc.insecure_channel(addr, options=[("grpc.max_receive_message_length", MAX_MSG),
-                                               ("grpc.max_send_message_length", MAX_MSG)])
+def channel(addr, max_msg=MAX_MSG):
+    return grpc.insecure_channel(addr, options=[("grpc.max_receive_message_length", max_msg),
+                                               ("grpc.max_send_message_length", max_msg)])
 
 
 def analyze_raw(ch):
@@ -392,6 +400,110 @@ def sc_summary(addr, side, duration):
     res = json.loads(calls[0][1].result_json)
     return {"calls": len(lat), "p50_ms": statistics.median(lat) / 1000.0, "min_ms": min(lat) / 1000.0,
             "result": {k: res.get(k) for k in ("count", "mean", "median", "std", "q25", "q75", "autocorr")}}
+
+
+_BIG = {}
+
+
+def big_request(name):
+    """The large requests, serialised once (the client's encode is not measured)."""
+    if name not in _BIG:
+        if name == "summary_1e7":
+            data = np.random.default_rng(7).standard_normal(10_000_000)
+            _BIG[name] = request("summary", data).SerializeToString()
+        else:
+            _BIG[name] = request(name.split("_")[0], SERIES_1E6).SerializeToString()
+    return _BIG[name]
+
+
+def sc_summary_c4(addr, side, duration):
+    """summary over 10^6 points, 4 concurrent callers on one channel (one connection): throughput."""
+    return closed_loop(addr, big_request("summary_1e6"), 4, duration, what="summary 10^6 c=4")
+
+
+def sc_mean_1e6(addr, side, duration):
+    """mean over 10^6 points, sequential, end to end from the Python client."""
+    calls = timed_calls(addr, big_request("mean_1e6"), duration, min_calls=10, what="mean 10^6")
+    lat = [c[0] for c in calls]
+    return {"calls": len(lat), "p50_ms": statistics.median(lat) / 1000.0, "min_ms": min(lat) / 1000.0}
+
+
+def sc_summary_1e7(addr, side, duration):
+    """summary over 10^7 points (80 MB) in one Analyze: engine-side time against the kernel's own time.
+    Both are wall-clock, per call: the end-to-end time of the call (an upper bound of the engine-side time:
+    it also holds the client's sending of 80 MB) over metadata.stats.compute_us (the kernel); the median of
+    the per-call ratios is reported. The engine process's CPU time per call is kept as information."""
+    pid = PIDS.get(side)
+    req = big_request("summary_1e7")
+    ch = channel(addr, max_msg=BIG_MSG_MB << 20)
+    call = analyze_raw(ch)
+    e2e, cpu, kernel, ratios = [], [], [], []
+    try:
+        end = time.monotonic() + duration
+        while time.monotonic() < end or len(e2e) < 3:
+            c0 = cpu_s(pid) if pid else None
+            t0 = time.perf_counter()
+            resp = check(call(req, timeout=300), "summary 10^7")
+            e2e.append((time.perf_counter() - t0) * 1000)
+            c1 = cpu_s(pid) if pid else None
+            if c0 is not None and c1 is not None:
+                cpu.append((c1 - c0) * 1000)
+            if "compute_us" in resp.metadata.stats:
+                kernel.append(int(resp.metadata.stats["compute_us"]) / 1000.0)
+                ratios.append(e2e[-1] / max(kernel[-1], 1e-3))
+            if len(e2e) >= 20:
+                break
+    finally:
+        ch.close()
+    out = {"calls": len(e2e), "p50_ms": statistics.median(e2e)}
+    if cpu:
+        out["engine_cpu_ms"] = statistics.median(cpu)
+    if kernel:
+        out["kernel_ms"] = statistics.median(kernel)
+    if ratios:
+        out["engine_over_kernel"] = statistics.median(ratios)
+    return out
+
+
+IDLE_RSS = {}  # side -> RSS (MiB) of the server 2 s after it became ready, before any load
+
+
+def sc_rss_c16(addr, side, duration):
+    """Server RSS while 16 callers send 10^6-point summaries, and how fast it comes back to its idle size
+    (the RSS it had after start-up, before any load: within 10 %), polled every 0.2 s for up to 15 s (a
+    measurement, not synchronisation)."""
+    pid = PIDS.get(side)
+    if not pid:
+        raise NotRun("no server PID")
+    before = rss_mb(pid)
+    idle = IDLE_RSS.get(side)
+    peak = [before or 0.0]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            v = rss_mb(pid)
+            if v is not None:
+                peak[0] = max(peak[0], v)
+            stop.wait(0.1)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        load = closed_loop(addr, big_request("summary_1e6"), 16, duration, what="summary 10^6 c=16")
+    finally:
+        stop.set()
+        t.join()
+    t_end = time.monotonic()
+    back_s = None
+    while time.monotonic() - t_end < 15:
+        v = rss_mb(pid)
+        if v is not None and idle is not None and v <= idle * 1.10:
+            back_s = time.monotonic() - t_end
+            break
+        time.sleep(0.2)
+    return {"rss_idle_mb": idle, "rss_before_mb": before, "rss_peak_mb": peak[0], "rss_after_15s_mb": rss_mb(pid),
+            "back_to_idle_s": back_s, "rps": load["rps"]}
 
 
 def python_request(ch, data, rid="bench"):
@@ -692,6 +804,15 @@ def warm_up(addr, duration):
         log("warm-up problem on %s: %s" % (addr, e))
 
 
+def warm_up_native(addr, duration):
+    """The native part of warm_up, for an engine without workers (the BENCH_BEFORE_JAR engine)."""
+    try:
+        ghz(addr, "analytics.AnalyticsEngine.Analyze", MEAN_DATA, 8, max(2, duration // 3), "warmup-before")
+        sc_summary(addr, "warmup", 1)
+    except NotRun as e:
+        log("warm-up problem on %s: %s" % (addr, e))
+
+
 def one_run(run_idx, scenarios, duration, jmh_ready):
     res = {}
     order = ["ours", "baseline"] if run_idx % 2 == 0 else ["baseline", "ours"]
@@ -720,9 +841,25 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
         if eng:
             eng.stop()
         eng = None
+    before = None
+    if BEFORE_JAR and any(n in scenarios for n in BIG_SCENARIOS):
+        try:
+            before = Engine(0, tag="engine-before-run%d" % run_idx, jar=BEFORE_JAR)
+            before.wait_ready()
+        except NotRun as e:
+            log("before engine not usable: %s" % e)
+            before.stop()
+            before = None
+    if "rss_c16" in scenarios:
+        time.sleep(2.0)  # as for "rss": a measurement point after start-up, not synchronisation
+        IDLE_RSS.clear()
+        for side, srv in (("ours", eng), ("baseline", base), ("before", before)):
+            if srv is not None:
+                IDLE_RSS[side] = rss_mb(srv.pid)
     addrs = {"ours": eng.addr if eng else None, "baseline": base.addr}
     PIDS.clear()
-    PIDS.update({"ours": eng.pid if eng else None, "baseline": base.pid})
+    PIDS.update({"ours": eng.pid if eng else None, "baseline": base.pid,
+                 "before": before.pid if before else None})
     for side in order:
         if addrs[side]:
             warm_up(addrs[side], duration)
@@ -743,6 +880,26 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
     both("mean_c32", sc_mean_c32)
     both("summary_1e6", sc_summary)
     both("batch_1000", lambda a, s, d: sc_batch(a, d))
+    big_sides = order + (["before"] if before else [])
+    if before:
+        warm_up_native(before.addr, duration)
+    for name, fn in (("summary_1e6_c4", sc_summary_c4), ("mean_1e6", sc_mean_1e6),
+                     ("summary_1e7", sc_summary_1e7), ("rss_c16", sc_rss_c16)):
+        if name not in scenarios:
+            continue
+        out = {}
+        for side in big_sides:
+            if side == "baseline" and name == "summary_1e7":
+                continue  # engine-side vs kernel time: an engine measurement
+            a = before.addr if side == "before" else addrs[side]
+            if a is None:
+                out[side] = {"error": res.get("engine_error", "not started")}
+                continue
+            log("%s: %s" % (name, side))
+            out[side] = safe(fn, a, side, duration)
+        res[name] = out
+    if before:
+        before.stop()
     if "rf_c4" in scenarios:
         res["rf_c4"] = {}
         for side in order:
@@ -886,6 +1043,50 @@ def build_rows(runs):
     row("Analyze(summary) 10^6 pts end to end (p50)", o, b, rt, "faster", "≥ 3× faster",
         lambda ov, r: r is not None and r >= 3, "ms", 1,
         first_error(runs, "summary_1e6", "ours"), first_error(runs, "summary_1e6", "baseline"))
+
+    # large requests (issue 13); the "before" engine (BENCH_BEFORE_JAR) against the same baseline, same run
+    for side, label in (("ours", ""), ("before", "(before: BENCH_BEFORE_JAR) ")):
+        if side == "before" and not any(get(r, n, "before") for r in runs for n in BIG_SCENARIOS):
+            continue
+        o = [get(r, "summary_1e6_c4", side, "rps") for r in runs]
+        b = [get(r, "summary_1e6_c4", "baseline", "rps") for r in runs]
+        rt = [x / y for x, y in zip(o, b) if x and y]
+        row(label + "Analyze(summary) 10^6 pts, 4 concurrent: throughput", o, b, rt, "", "≥ 3× baseline",
+            lambda ov, r: r is not None and r >= 3, "req/s", 1,
+            first_error(runs, "summary_1e6_c4", side), first_error(runs, "summary_1e6_c4", "baseline"))
+        o = [get(r, "mean_1e6", side, "p50_ms") for r in runs]
+        b = [get(r, "mean_1e6", "baseline", "p50_ms") for r in runs]
+        rt = [y / x for x, y in zip(o, b) if x and y]
+        row(label + "Analyze(mean) 10^6 pts, sequential, e2e from Python (p50)", o, b, rt, "faster",
+            "≥ 3× faster", lambda ov, r: r is not None and r >= 3, "ms", 1,
+            first_error(runs, "mean_1e6", side), first_error(runs, "mean_1e6", "baseline"))
+        o = [get(r, "summary_1e7", side, "engine_over_kernel") for r in runs]
+        k = [get(r, "summary_1e7", side, "kernel_ms") for r in runs]
+        c = [get(r, "summary_1e7", side, "engine_cpu_ms") for r in runs]
+        e = [get(r, "summary_1e7", side, "p50_ms") for r in runs]
+        row(label + "Analyze(summary) 10^7 pts (80 MB): call time (e2e, ≥ engine-side) / kernel time", o, [],
+            [], "", "≤ 2× the kernel", lambda ov, r: ov <= 2, "×", 2, first_error(runs, "summary_1e7", side),
+            base_text="n/a (engine measurement)",
+            note=("e2e %.0f ms, kernel %.0f ms, engine CPU %.0f ms per call" % (med(e), med(k), med(c)))
+            if med(e) and med(k) and med(c) else None)
+        o = [get(r, "rss_c16", side, "rss_peak_mb") for r in runs]
+        b = [get(r, "rss_c16", "baseline", "rss_peak_mb") for r in runs]
+        row(label + "RSS peak during 16 concurrent 10^6-pt requests", o, b, [], "", "≤ 600 MiB",
+            lambda ov, r: ov <= 600, "MiB", 0, first_error(runs, "rss_c16", side),
+            first_error(runs, "rss_c16", "baseline"))
+        o = [get(r, "rss_c16", side, "back_to_idle_s") for r in runs]
+        b = [get(r, "rss_c16", "baseline", "back_to_idle_s") for r in runs]
+        never = [r for r in runs if get(r, "rss_c16", side) and not get(r, "rss_c16", side, "error")
+                 and get(r, "rss_c16", side, "back_to_idle_s") is None]
+        after = [get(r, "rss_c16", side, "rss_after_15s_mb") for r in runs]
+        row(label + "RSS back to within 10% of its idle size (after start-up) after that load",
+            o if not never else [], b, [], "", "≤ 10 s", lambda ov, r: ov <= 10, "s", 1,
+            ("not within 15 s: %.0f MiB after 15 s (idle: %.0f MiB)" % (
+                med(after) or 0, med([get(r, "rss_c16", side, "rss_idle_mb") for r in runs]) or 0))
+            if never else first_error(runs, "rss_c16", side),
+            first_error(runs, "rss_c16", "baseline"))
+        if never:
+            rows[-1]["met"] = "**no**"
 
     # kernels: ours = JMH, baseline = numpy timeit
     kerr = next((get(r, "kernels", "jmh_error") or get(r, "kernels", "error") for r in runs

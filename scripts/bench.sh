@@ -18,12 +18,15 @@ Options:
   --scenario NAME   run only this scenario (repeatable). Names:
                       mean_c1 mean_c32 summary_1e6 kernels python_overhead payload_8mb rf_c4
                       batch_1000 rss startup worker_replace
+                      summary_1e6_c4 mean_1e6 summary_1e7 rss_c16   (large requests)
   --duration S      seconds per measurement (default 10)
   --runs N          alternating runs; medians and spread are over runs (default 3)
   --output NAME     write bench/results/NAME.md and NAME.json (default latest)
   --no-build        do not rebuild the engine even if its sources are newer than the jar
   -h, --help        this help
 Environment: BENCH_JAVA_OPTS (extra JVM flags for the engine, e.g. -XX:StartFlightRecording=...),
+             BENCH_BEFORE_JAR (an engine jar built from an earlier commit: the large-request scenarios
+             also run against it, in the same run, as "(before)" rows),
              GHZ_VERSION (default v0.120.0), PYTHON (python3 for bench/.venv).
 See bench/README.md for what each scenario measures.
 USAGE

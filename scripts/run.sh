@@ -25,6 +25,6 @@ export ANALYTICS_PYTHON="${ANALYTICS_PYTHON:-$ROOT/py-worker/.venv/bin/python}"
 # exec: the JVM receives Ctrl-C/SIGTERM itself and shuts down gracefully.
 # shellcheck disable=SC2086
 # Same default JVM flags as the deployed launcher (scripts/analytics-server); JAVA_OPTS replaces them.
-exec java ${JAVA_OPTS:--XX:+UseSerialGC -Xss512k -Xmx1g -XX:MinHeapFreeRatio=20 -XX:MaxHeapFreeRatio=40 -XX:ReservedCodeCacheSize=64m -XX:MaxMetaspaceSize=128m -Dio.netty.allocator.numDirectArenas=1 -Dio.netty.allocator.numHeapArenas=1} \
+exec java ${JAVA_OPTS:--XX:+UseSerialGC -Xss512k -Xms16m -Xmx1g -XX:ReservedCodeCacheSize=64m -XX:MaxMetaspaceSize=128m -Dio.netty.allocator.numDirectArenas=1 -Dio.netty.allocator.numHeapArenas=1} \
   -Danalytics.process=analytics-server \
   -jar "$JAR" "$@"

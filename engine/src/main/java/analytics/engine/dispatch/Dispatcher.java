@@ -77,6 +77,26 @@ public final class Dispatcher {
      */
     public CompletableFuture<AnalysisResponse> analyze(AnalysisRequest req, long deadlineRemainingMs,
                                                        Cancellation cancel, PythonBackend.Listener listener) {
+        return analyze(req, values(req.getDataCount(), req::getData),
+                values(req.getTargetCount(), req::getTarget), deadlineRemainingMs, cancel, listener);
+    }
+
+    /**
+     * Runs one request whose {@code data} and {@code target} were already decoded into arrays (the
+     * server's PackedDoublesMarshaller does that in bulk); {@code req}'s own data/target fields are not
+     * read. The arrays become the request's: they are computed on without another copy.
+     *
+     * @param target the target values; empty = no target
+     */
+    public CompletableFuture<AnalysisResponse> analyze(AnalysisRequest req, double[] data, double[] target,
+                                                       long deadlineRemainingMs) {
+        return analyze(req, data, target, deadlineRemainingMs, new Cancellation(), PythonBackend.Listener.NONE);
+    }
+
+    /** The pre-decoded form, cancellable and watched (see the two methods above). */
+    public CompletableFuture<AnalysisResponse> analyze(AnalysisRequest req, double[] data, double[] target,
+                                                       long deadlineRemainingMs, Cancellation cancel,
+                                                       PythonBackend.Listener listener) {
         long start = System.nanoTime();
         String requestId = req.getRequestId().isEmpty() ? UUID.randomUUID().toString() : req.getRequestId();
         String algorithm = req.getAlgorithm().trim();
@@ -88,7 +108,7 @@ public final class Dispatcher {
             if (spec == null) {
                 throw new AnalysisException(ErrorCode.UNKNOWN_ALGORITHM, unknownMessage(algorithm));
             }
-            Validated v = validate(req, requestId, spec);
+            Validated v = validate(req, data, target, requestId, spec);
             chosen = chooseImplementation(spec, req);
             long timeoutMs = effectiveTimeout(req, deadlineRemainingMs);
             outcome = chosen.equals("native")
@@ -121,9 +141,9 @@ public final class Dispatcher {
                     .setImplementation(impl)
                     .setExecutionTimeMs(micros / 1000)
                     .setAlgorithm(algorithm)
-                    .setDataSize(req.getDataCount())
+                    .setDataSize(data.length)
                     .putStats("execution_time_us", Long.toString(micros))
-                    .putStats("data_points", Integer.toString(req.getDataCount()));
+                    .putStats("data_points", Integer.toString(data.length));
             if (out != null) {
                 m.putAllStats(out.stats);
             }
@@ -207,8 +227,17 @@ public final class Dispatcher {
     private record Validated(AnalysisInput input, int omitted) {
     }
 
-    private Validated validate(AnalysisRequest req, String requestId, AlgorithmSpec spec) throws AnalysisException {
-        int n = req.getDataCount();
+    private static double[] values(int n, java.util.function.IntToDoubleFunction get) {
+        double[] a = new double[n];
+        for (int i = 0; i < n; i++) {
+            a[i] = get.applyAsDouble(i);
+        }
+        return a;
+    }
+
+    private Validated validate(AnalysisRequest req, double[] data, double[] target, String requestId,
+                               AlgorithmSpec spec) throws AnalysisException {
+        int n = data.length;
         if (n > limits.maxDataPoints()) {
             throw AnalysisException.invalid("data has " + n + " values; the limit is " + limits.maxDataPoints()
                     + " per request (setting max_data_points; use AnalyzeStream for larger series)");
@@ -268,20 +297,12 @@ public final class Dispatcher {
             throw AnalysisException.invalid(spec.name() + " takes a 1-D series, but shape is [" + rows + ", "
                     + cols + "]");
         }
-        if (req.getTargetCount() > 0 && req.getTargetCount() != rows) {
-            throw AnalysisException.invalid("target has " + req.getTargetCount() + " values but data has "
+        if (target.length > 0 && target.length != rows) {
+            throw AnalysisException.invalid("target has " + target.length + " values but data has "
                     + rows + " rows");
         }
-        double[] data = new double[n];
-        for (int i = 0; i < n; i++) {
-            data[i] = req.getData(i);
-        }
-        double[] target = null;
-        if (req.getTargetCount() > 0) {
-            target = new double[req.getTargetCount()];
-            for (int i = 0; i < target.length; i++) {
-                target[i] = req.getTarget(i);
-            }
+        if (target.length == 0) {
+            target = null;
         }
         int omitted = 0;
         int bad = firstNonFinite(data);
@@ -394,11 +415,16 @@ public final class Dispatcher {
      * series) goes to a worker thread so a network thread never blocks.
      */
     public boolean isCheap(AnalysisRequest req) {
+        return isCheap(req, req.getDataCount());
+    }
+
+    /** {@link #isCheap(AnalysisRequest)} for a request whose data (dataCount values) was decoded apart. */
+    public boolean isCheap(AnalysisRequest req, int dataCount) {
         AlgorithmSpec spec = registry.get(req.getAlgorithm().trim());
         if (spec == null) {
             return true;
         }
-        if (!spec.nativeImpl() || req.getDataCount() > INLINE_MAX_POINTS) {
+        if (!spec.nativeImpl() || dataCount > INLINE_MAX_POINTS) {
             return false;
         }
         try {

@@ -12,11 +12,16 @@ import analytics.engine.proto.Empty;
 import analytics.engine.proto.HealthCheckRequest;
 import analytics.engine.proto.HealthCheckResponse;
 import analytics.engine.proto.ProgressUpdate;
+import analytics.engine.proto.StreamChunk;
 import analytics.engine.proto.SupportedAlgorithmsResponse;
 import analytics.engine.workers.PythonBackend;
 import io.grpc.Context;
 import io.grpc.Deadline;
+import io.grpc.MethodDescriptor;
+import io.grpc.ServerMethodDefinition;
+import io.grpc.ServerServiceDefinition;
 import io.grpc.Status;
+import io.grpc.stub.ServerCalls;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
 import java.util.Map;
@@ -84,9 +89,105 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
         }
     }
 
+    /** Analyze as the server receives it: data and target already decoded in bulk (see {@link #bindBulk}). */
+    void analyze(BulkMessage<AnalysisRequest> bulk, StreamObserver<AnalysisResponse> out) {
+        AnalysisRequest meta = bulk.message();
+        double[] data = bulk.array(0);
+        double[] target = bulk.array(1);
+        if (dispatcher.isCheap(meta, data.length)) {
+            analyzeNow(meta, data, target, out, remainingMs(), new Cancellation()); // microseconds: nothing to stop
+        } else {
+            long remaining = remainingMs();
+            Context ctx = Context.current();
+            Cancellation cancel = CallCancellation.of(ctx);
+            try {
+                offload.execute(ctx.wrap(() -> analyzeNow(meta, data, target, out, remaining, cancel)));
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                out.onError(Status.UNAVAILABLE.withDescription("engine is shutting down").asRuntimeException());
+            }
+        }
+    }
+
+    /** Field numbers lifted out of AnalysisRequest by the server's marshaller: data, target. */
+    static final int[] REQUEST_ARRAYS = {AnalysisRequest.DATA_FIELD_NUMBER, AnalysisRequest.TARGET_FIELD_NUMBER};
+    /** Field numbers lifted out of StreamChunk: data. */
+    static final int[] CHUNK_ARRAYS = {StreamChunk.DATA_FIELD_NUMBER};
+
+    static PackedDoublesMarshaller<AnalysisRequest> requestMarshaller() {
+        return new PackedDoublesMarshaller<>(AnalysisRequest.parser(), REQUEST_ARRAYS, b -> {
+            AnalysisRequest.Builder r = b.message().toBuilder();
+            for (double v : b.array(0)) {
+                r.addData(v);
+            }
+            for (double v : b.array(1)) {
+                r.addTarget(v);
+            }
+            return r.build();
+        });
+    }
+
+    static PackedDoublesMarshaller<StreamChunk> chunkMarshaller() {
+        return new PackedDoublesMarshaller<>(StreamChunk.parser(), CHUNK_ARRAYS, b -> {
+            StreamChunk.Builder c = b.message().toBuilder();
+            for (double v : b.array(0)) {
+                c.addData(v);
+            }
+            return c.build();
+        });
+    }
+
+    /**
+     * The service as the server registers it: the generated definition, except that Analyze and
+     * AnalyzeStream receive their requests through {@link PackedDoublesMarshaller} (the packed doubles
+     * decoded in bulk into the arrays the engine computes on). Same method names, same schema descriptor
+     * (so reflection is unchanged), same response marshallers.
+     */
+    ServerServiceDefinition bindBulk() {
+        ServerServiceDefinition generated = bindService();
+        io.grpc.ServiceDescriptor gsd = generated.getServiceDescriptor();
+        MethodDescriptor<AnalysisRequest, AnalysisResponse> analyzeGen = AnalyticsEngineGrpc.getAnalyzeMethod();
+        MethodDescriptor<StreamChunk, AnalysisResponse> streamGen = AnalyticsEngineGrpc.getAnalyzeStreamMethod();
+        MethodDescriptor<BulkMessage<AnalysisRequest>, AnalysisResponse> analyzeBulk =
+                analyzeGen.toBuilder(requestMarshaller(), analyzeGen.getResponseMarshaller()).build();
+        MethodDescriptor<BulkMessage<StreamChunk>, AnalysisResponse> streamBulk =
+                streamGen.toBuilder(chunkMarshaller(), streamGen.getResponseMarshaller()).build();
+        io.grpc.ServiceDescriptor.Builder sd = io.grpc.ServiceDescriptor.newBuilder(gsd.getName())
+                .setSchemaDescriptor(gsd.getSchemaDescriptor());
+        java.util.List<ServerMethodDefinition<?, ?>> methods = new java.util.ArrayList<>();
+        for (ServerMethodDefinition<?, ?> m : generated.getMethods()) {
+            String name = m.getMethodDescriptor().getFullMethodName();
+            if (name.equals(analyzeGen.getFullMethodName())) {
+                sd.addMethod(analyzeBulk);
+                methods.add(ServerMethodDefinition.create(analyzeBulk, ServerCalls.asyncUnaryCall(this::analyze)));
+            } else if (name.equals(streamGen.getFullMethodName())) {
+                sd.addMethod(streamBulk);
+                methods.add(ServerMethodDefinition.create(streamBulk,
+                        ServerCalls.asyncClientStreamingCall(streamIngest::openBulk)));
+            } else {
+                sd.addMethod(m.getMethodDescriptor());
+                methods.add(m);
+            }
+        }
+        ServerServiceDefinition.Builder b = ServerServiceDefinition.builder(sd.build());
+        for (ServerMethodDefinition<?, ?> m : methods) {
+            b.addMethod(m);
+        }
+        return b.build();
+    }
+
     private void analyzeNow(AnalysisRequest request, StreamObserver<AnalysisResponse> out, long remainingMs,
                             Cancellation cancel) {
-        dispatcher.analyze(request, remainingMs, cancel, PythonBackend.Listener.NONE).whenComplete((resp, err) -> {
+        respond(request, dispatcher.analyze(request, remainingMs, cancel, PythonBackend.Listener.NONE), out);
+    }
+
+    private void analyzeNow(AnalysisRequest meta, double[] data, double[] target,
+                            StreamObserver<AnalysisResponse> out, long remainingMs, Cancellation cancel) {
+        respond(meta, dispatcher.analyze(meta, data, target, remainingMs, cancel, PythonBackend.Listener.NONE), out);
+    }
+
+    private static void respond(AnalysisRequest request, java.util.concurrent.CompletableFuture<AnalysisResponse> answer,
+                                StreamObserver<AnalysisResponse> out) {
+        answer.whenComplete((resp, err) -> {
             if (err != null) { // the dispatcher never fails its future; this is a last line of defence
                 LOG.error("request {}: unexpected failure", request.getRequestId(), err);
                 out.onError(Status.INTERNAL.withDescription("internal error").asRuntimeException());

@@ -178,7 +178,7 @@ public final class EngineServer implements AutoCloseable {
                 .keepAliveTimeout(20, TimeUnit.SECONDS)
                 .permitKeepAliveTime(10, TimeUnit.SECONDS)
                 .permitKeepAliveWithoutCalls(true)
-                .addService(ServerInterceptors.intercept(service, auth))
+                .addService(ServerInterceptors.intercept(service.bindBulk(), auth))
                 .addService(grpcHealth.getHealthService())
                 .addService(ProtoReflectionServiceV1.newInstance())
                 .addService(io.grpc.protobuf.services.ProtoReflectionService.newInstance());
@@ -215,6 +215,11 @@ public final class EngineServer implements AutoCloseable {
         } catch (IOException e) {
             return false;
         }
+    }
+
+    /** The services as registered on the TCP listener (tests check which marshallers they use). */
+    java.util.List<io.grpc.ServerServiceDefinition> servicesForTest() {
+        return tcp.getServices();
     }
 
     /** The bound TCP port (useful when the configured port is 0). */

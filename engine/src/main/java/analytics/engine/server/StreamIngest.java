@@ -3,6 +3,7 @@ package analytics.engine.server;
 import analytics.engine.dispatch.AlgorithmSpec;
 import analytics.engine.dispatch.AnalysisException;
 import analytics.engine.api.Cancellation;
+import analytics.engine.workers.PythonBackend;
 import analytics.engine.dispatch.Dispatcher;
 import analytics.engine.dispatch.ResultJson;
 import analytics.engine.metrics.EngineMetrics;
@@ -81,6 +82,30 @@ public final class StreamIngest {
         return new Call(out, cancel);
     }
 
+    /**
+     * AnalyzeStream as the server receives it: each chunk's data already decoded in bulk. Called in the call's
+     * Context: its cancellation (a Python algorithm on the gathered series is stopped by it) is bound here.
+     */
+    StreamObserver<BulkMessage<StreamChunk>> openBulk(StreamObserver<AnalysisResponse> out) {
+        Call call = new Call(out, CallCancellation.of(io.grpc.Context.current()));
+        return new StreamObserver<>() {
+            @Override
+            public void onNext(BulkMessage<StreamChunk> chunk) {
+                call.onChunk(chunk.message(), chunk.array(0));
+            }
+
+            @Override
+            public void onError(Throwable t) {
+                call.onError(t);
+            }
+
+            @Override
+            public void onCompleted() {
+                call.onCompleted();
+            }
+        };
+    }
+
     /** One AnalyzeStream call; gRPC delivers its callbacks one at a time. */
     private final class Call implements StreamObserver<StreamChunk> {
         private final StreamObserver<AnalysisResponse> out;
@@ -91,7 +116,8 @@ public final class StreamIngest {
         private AlgorithmSpec spec;
         private EngineMetrics.InFlight inFlight;
         private StreamAccumulator acc;          // streamable statistics
-        private AnalysisRequest.Builder gather; // everything else
+        private AnalysisRequest.Builder gather; // everything else: the header's fields
+        private double[] gatheredData = new double[0]; // ... and the data, values 0..gathered-1
         private long gathered;
         private long chunks;
         private boolean closed;
@@ -105,6 +131,16 @@ public final class StreamIngest {
 
         @Override
         public void onNext(StreamChunk chunk) {
+            double[] data = new double[chunk.getDataCount()];
+            for (int i = 0; i < data.length; i++) {
+                data[i] = chunk.getData(i);
+            }
+            onChunk(chunk, data);
+        }
+
+        /** One chunk: its fields but data from {@code meta}, its data from {@code data}. */
+        void onChunk(StreamChunk meta, double[] data) {
+            StreamChunk chunk = meta;
             if (closed) {
                 return;
             }
@@ -117,10 +153,10 @@ public final class StreamIngest {
                             + Dispatcher.printable(chunk.getAlgorithm()) + "' but the stream started as '"
                             + Dispatcher.printable(algorithm) + "'; only the first chunk sets it");
                 }
-                int m = chunk.getDataCount();
+                int m = data.length;
                 if (acc != null) {
                     for (int i = 0; i < m; i++) {
-                        acc.add(chunk.getData(i));
+                        acc.add(data[i]);
                     }
                 } else {
                     if (gathered + m > limits.maxPoints()) {
@@ -130,9 +166,12 @@ public final class StreamIngest {
                                 + "that stream in constant memory: " + String.join(", ",
                                 new java.util.TreeSet<>(StreamAccumulator.STREAMABLE)));
                     }
-                    for (int i = 0; i < m; i++) {
-                        gather.addData(chunk.getData(i));
+                    if (gathered + m > gatheredData.length) {
+                        gatheredData = java.util.Arrays.copyOf(gatheredData,
+                                (int) Math.min(Math.min(limits.maxPoints(), Integer.MAX_VALUE - 8),
+                                        Math.max(gathered + m, gatheredData.length * 2L)));
                     }
+                    System.arraycopy(data, 0, gatheredData, (int) gathered, m);
                     gathered += m;
                 }
             } catch (AnalysisException e) {
@@ -184,6 +223,7 @@ public final class StreamIngest {
             }
             acc = null;
             gather = null;
+            gatheredData = null;
             if (inFlight != null) {
                 inFlight.finished(metricName(), "native", "CANCELLED", System.nanoTime() - start);
             }
@@ -227,9 +267,12 @@ public final class StreamIngest {
             }
             // a whole-series algorithm: analyse the gathered data like one Analyze call
             AnalysisRequest req = gather.build();
+            double[] data = gathered == gatheredData.length ? gatheredData
+                    : java.util.Arrays.copyOf(gatheredData, (int) gathered);
             gather = null;
+            gatheredData = null;
             closed = true;
-            dispatcher.analyze(req, -1, cancel, analytics.engine.workers.PythonBackend.Listener.NONE).whenComplete((resp, err) -> {
+            dispatcher.analyze(req, data, new double[0], -1, cancel, PythonBackend.Listener.NONE).whenComplete((resp, err) -> {
                 if (err != null || resp == null) {
                     out.onError(Status.INTERNAL.withDescription("dispatch failed").asRuntimeException());
                     return;
@@ -280,6 +323,7 @@ public final class StreamIngest {
             }
             acc = null;
             gather = null;
+            gatheredData = null;
             if (inFlight == null) {
                 inFlight = metrics.started();
             }
