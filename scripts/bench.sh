@@ -17,7 +17,7 @@ output go to bench/results/raw/ (git-ignored).
 Options:
   --scenario NAME   run only this scenario (repeatable). Names:
                       mean_c1 mean_c32 summary_1e6 kernels python_overhead payload_8mb rf_c4
-                      batch_1000 rss startup worker_replace
+                      batch_1000 rss startup worker_replace fork_server
                       summary_1e6_c4 mean_1e6 summary_1e7 rss_c16   (large requests)
   --duration S      seconds per measurement (default 10)
   --runs N          alternating runs; medians and spread are over runs (default 3)

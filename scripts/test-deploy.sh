@@ -16,8 +16,9 @@ Usage: sudo scripts/test-deploy.sh [--no-build] [--keep] [--cache DIR] [--help]
 Boots Debian bookworm with systemd as PID 1 in a systemd-nspawn container (private network,
 volatile overlay: the cached root filesystem is never modified) and does, inside it, what an
 operator does: setup-user -> deploy -> systemctl status -> grpcurl Analyze (native and Python)
-and curl /health -> systemctl restart -> kill -9 of the JVM (back by itself, no orphan worker)
--> systemctl reload under client load (zero failed requests) -> journalctl -> manage-service.sh
+and curl /health -> systemctl restart -> systemctl stop / restart with Python requests in flight
+(all answered, no worker started while stopping, stop time <= longest request + 2 s) -> kill -9 of
+the JVM (back by itself, no orphan worker) -> systemctl reload under client load (zero failed requests) -> journalctl -> manage-service.sh
 health|workers|status -> second deploy (backup made) -> broken deploys roll back by themselves
 -> --enable-remote listens on 0.0.0.0 -> --remote-host deploy over ssh (the host's ssh/scp into the
 container's sshd) -> --dry-run changes nothing -> systemd-analyze security -> systemctl stop.
@@ -364,9 +365,74 @@ if wait_health_200 120; then
 else fatal "not healthy after restart"; fi
 check "new main process after restart" ok '[[ "$(main_pid)" != "$old" ]]'
 
+# ------------------------------------------------------------------ 4b. stop / restart with Python requests in flight
+log_step "4b. systemctl stop and systemctl restart while Python requests run"
+# random_forest over 2000 points with 100 trees: about a second on one worker, long enough to be in flight.
+python3 - > "$work/slow-req.json" <<'PYEOF'
+import json, random
+rng = random.Random(5)
+data = [rng.gauss(0, 1) + (i % 50) * 0.1 for i in range(2000)]
+print(json.dumps({"request_id": "slow", "algorithm": "random_forest", "data": data,
+                  "params": {"n_estimators": "100"},
+                  "options": {"allow_python": True, "timeout_ms": 60000}}))
+PYEOF
+ctsh "cat > /tmp/slow-req.json" < "$work/slow-req.json"
+busy_workers() { health_body | python3 -c 'import json,sys
+try: print(sum(1 for w in json.load(sys.stdin)["python"]["workers"] if w["state"] == "busy"))
+except Exception: print(0)'; }
+stop_under_load() { # stop_under_load stop|restart
+    local action="$1" n i t0 t_stop longest=0 mark pids=() ok=0 bad=0
+    mark=$(ct journalctl -u analytics-engine --no-pager -o cat | wc -l)
+    : > "$work/inflight-$action.txt"
+    n=$(wc -w <<<"$(worker_pids)")
+    for (( i = 0; i < n; i++ )); do
+        # (set -e is on: a failing grpcurl must still write its "fail" line)
+        ( s=$(now_ms); rc=0
+          out=$(ct bash -c "${GRPC[*]} -max-time 90 -d @ 127.0.0.1:50051 analytics.AnalyticsEngine/Analyze < /tmp/slow-req.json" 2>&1) || rc=$?
+          e=$(now_ms)
+          if (( rc == 0 )) && grep -q '"success": true' <<<"$out"; then echo "ok $s $e"; else echo "fail $s $e rc=$rc $(tr '\n' ' ' <<<"$out" | cut -c1-200)"; fi
+        ) >> "$work/inflight-$action.txt" &
+        pids+=($!)
+    done
+    local deadline=$((SECONDS + 60))
+    while (( $(busy_workers) < n && SECONDS < deadline )); do sleep 0.05; done
+    local old_mp; old_mp=$(main_pid)
+    t0=$(now_ms)
+    ct systemctl --no-block "$action" analytics-engine || fail "systemctl $action returned non-zero"
+    # stop time = until the old engine process is gone (a restart then starts a new one)
+    deadline=$((SECONDS + 90))
+    while ct kill -0 "$old_mp" 2>/dev/null && (( SECONDS < deadline )); do sleep 0.05; done
+    t_stop=$(( $(now_ms) - t0 ))
+    wait "${pids[@]}" || true
+    deadline=$((SECONDS + 120))
+    while (( $(wc -l < "$work/inflight-$action.txt") < n && SECONDS < deadline )); do sleep 0.1; done
+    ok=$(grep -c '^ok ' "$work/inflight-$action.txt" || true); bad=$(grep -vc '^ok ' "$work/inflight-$action.txt" || true)
+    while read -r _ s e _; do (( e - t0 > longest )) && longest=$(( e - t0 )); done < "$work/inflight-$action.txt"
+    if (( ok == n && bad == 0 )); then pass "systemctl $action: all $n in-flight Python requests answered successfully"
+    else fail "systemctl $action: $ok of $n in-flight Python requests answered successfully: $(grep -v '^ok ' "$work/inflight-$action.txt" | head -n 2)"; fi
+    # the old engine's lines from the stop request to its "stopped"
+    ct journalctl -u analytics-engine --no-pager -o cat | tail -n +"$((mark + 1))" | sed '/^stopped$\|] stopped$\| stopped$/q' > "$work/stop-$action.log"
+    if grep -qE "restarting in|spawned pid|forked pid" "$work/stop-$action.log"; then
+        fail "systemctl $action: a worker was (re)started while stopping: $(grep -E 'restarting in|spawned pid|forked pid' "$work/stop-$action.log" | head -n 2)"
+    else pass "systemctl $action: no 'restarting'/'spawned'/'forked' line between the stop and the exit"; fi
+    if (( t_stop <= longest + 2000 )); then pass "systemctl $action: old engine gone after ${t_stop} ms (longest in-flight request ended ${longest} ms after the stop request; limit +2000 ms)"
+    else fail "systemctl $action: old engine gone only after ${t_stop} ms, more than the longest in-flight request (${longest} ms) + 2 s"; fi
+    note "systemctl $action with $n Python requests in flight: ${t_stop} ms (longest request answered at ${longest} ms)"
+}
+stop_under_load stop
+check "after systemctl stop: no analytics process left" ok '[[ -z "$(ct pgrep -u analytics || true)" ]]'
+ct systemctl start analytics-engine || fail "systemctl start returned non-zero"
+wait_health_200 120 || fatal "not healthy after systemctl start"
+deadline=$((SECONDS + 60)); while (( $(wc -w <<<"$(worker_pids)") < 1 && SECONDS < deadline )); do sleep 0.1; done
+stop_under_load restart
+wait_health_200 120 || fatal "not healthy after systemctl restart under load"
+
 # ------------------------------------------------------------------ 5. kill -9
 log_step "5. kill -9 of the JVM"
+# every worker up (a starting slot shows pid -1), so the orphan check below looks at real processes
+deadline=$((SECONDS + 60)); while [[ "$(worker_pids)" == *-1* || -z "$(worker_pids)" ]] && (( SECONDS < deadline )); do sleep 0.1; done
 old=$(main_pid); old_workers=$(worker_pids)
+old_python=$(ct pgrep -u analytics -f 'analytics-worker|analytics_worker' | paste -sd' ' - || true)  # template + workers (retitled)
 restart_sec=$(unit_prop RestartUSec)
 n0=$(unit_prop NRestarts)
 t0=$(now_ms)
@@ -380,11 +446,16 @@ check "NRestarts went up ($n0 -> $(unit_prop NRestarts))" ok '(( $(unit_prop NRe
 orphans=()
 for p in $old_workers; do ct kill -0 "$p" 2>/dev/null && orphans+=("$p"); done
 (( ${#orphans[@]} == 0 )) && pass "no orphan worker: old workers ($old_workers) are gone" || fail "orphan workers still alive: ${orphans[*]}"
+left=()
+for p in $old_python; do ct kill -0 "$p" 2>/dev/null && left+=("$p"); done
+(( ${#left[@]} == 0 )) && pass "no Python process of the killed engine left (template and workers: ${old_python:-none})" \
+    || fail "Python processes of the killed engine still alive: ${left[*]}"
 check "every analytics process is in the service's cgroup" ok '
     a=$(ct pgrep -u analytics | sort -n | paste -sd" " -); c=$(cgroup_pids); [[ -n "$a" && "$a" == "$c" ]] || { echo "user procs: $a / cgroup: $c" >&2; false; }'
 
 # ------------------------------------------------------------------ 6. reload under load
 log_step "6. systemctl reload under client load"
+deadline=$((SECONDS + 60)); while [[ "$(worker_pids)" == *-1* || -z "$(worker_pids)" ]] && (( SECONDS < deadline )); do sleep 0.1; done
 before_workers=$(worker_pids); mp=$(main_pid)
 ctsh "cat > /tmp/load.sh" <<EOF
 #!/bin/bash

@@ -26,7 +26,9 @@ check() { # check NAME EXPECTED-SUBSTRING OUTPUT
 }
 
 WORKERS="${E2E_WORKERS:-1}"
-ANALYTICS_TEST_MODE=$(( WORKERS > 0 ? 1 : 0 )) ANALYTICS_PYTHON="$ROOT/py-worker/.venv/bin/python" java -jar engine/target/analytics-engine.jar \
+# In its own process group (setsid execs java: same pid), so the stop below can signal the engine, its
+# fork-server template and its workers at once, as systemd's KillMode=control-group would.
+ANALYTICS_TEST_MODE=$(( WORKERS > 0 ? 1 : 0 )) ANALYTICS_PYTHON="$ROOT/py-worker/.venv/bin/python" setsid java -jar engine/target/analytics-engine.jar \
   --listen "$ADDR" --socket "$SOCK" --workers "$WORKERS" >"$LOG" 2>&1 &
 ENGINE_PID=$!
 if ! wait_healthy "http://$ADDR/health" 60; then cat "$LOG"; exit 1; fi
@@ -57,6 +59,15 @@ if (( WORKERS > 0 )); then
   check "kmeans result keys" 'n_clusters' "$out"
   out=$(grpcurl -plaintext -d '{"request_id":"k2","algorithm":"kmeans","data":[1,2,3,4,5,6],"shape":[3,2],"params":{"k":"2"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
   check "Analyze kmeans matrix" '"success": true' "$out"
+  # values py-worker/README.md documents, validated by the engine from the worker package's catalogue
+  out=$(grpcurl -plaintext -d '{"algorithm":"anomaly_detection","data":[1,2,1,2,1,2,50,1,2,1],"params":{"threshold":"auto"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+  check "anomaly_detection threshold=auto" '"success": true' "$out"
+  out=$(grpcurl -plaintext -d '{"algorithm":"random_forest","data":[1,2,3,4,5,6,7,8,9,10],"params":{"max_depth":"none","n_estimators":"5"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+  check "random_forest max_depth=none" '"success": true' "$out"
+  out=$(grpcurl -plaintext -d '{"algorithm":"seasonal_decompose","data":[1,5,9,5,1,5,9,5,1,5,9,5,1,5,9,5],"params":{"period":"auto"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+  check "seasonal_decompose period=auto" '"success": true' "$out"
+  out=$(grpcurl -plaintext -d '{"algorithm":"anomaly_detection","data":[1,2,3],"params":{"threshold":"soon"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
+  check "a bad threshold is named" "param 'threshold' of anomaly_detection must be a number" "$out"
   out=$(grpcurl -plaintext -d '{"request_id":"t1","algorithm":"sentiment_analysis","params":{"text":"I love this great product"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
   check "sentiment" 'positive' "$out"
   out=$(grpcurl -plaintext -d '{"request_id":"p1","algorithm":"mean","data":[1,2,3],"options":{"prefer_rust":false,"allow_python":true,"include_metadata":true}}' "$ADDR" analytics.AnalyticsEngine/Analyze)
@@ -112,11 +123,29 @@ if (( WORKERS > 0 )); then
     sleep 0.05
   done
 fi
-kill -TERM "$ENGINE_PID"
+py_pids=""
+if (( WORKERS > 0 )); then
+  py_pids=$(curl -fsS "http://$ADDR/health" | python3 -c 'import json, sys
+p = json.load(sys.stdin)["python"]
+print(" ".join(str(w["pid"]) for w in p["workers"] if w["pid"] > 0), p.get("worker_start", {}).get("template_pid", -1))')
+fi
+# SIGTERM to the whole process group: engine, template and workers get it at the same moment
+log_lines=$(wc -l <"$LOG")
+kill -TERM -- "-$ENGINE_PID"
 rc=0; wait "$ENGINE_PID" || rc=$?
 if (( WORKERS > 0 )); then
   wait "$CLIENT_PID" || true
-  check "in-flight request answered during the drain" '"success": true' "$(cat "$WORK/inflight.out")"
+  check "in-flight request answered during the drain (process-group SIGTERM)" '"success": true' "$(cat "$WORK/inflight.out")"
+  check "no worker or template started while stopping" "none" \
+    "$(tail -n +"$((log_lines + 1))" "$LOG" | grep -E 'restarting in|spawned pid|forked pid|starting a new template' || echo none)"
+  left=""
+  end=$((SECONDS + 10))
+  for p in $py_pids; do
+    (( p > 0 )) || continue
+    while kill -0 "$p" 2>/dev/null && (( SECONDS < end )); do sleep 0.05; done
+    kill -0 "$p" 2>/dev/null && left="$left $p"
+  done
+  check "no Python process left after the stop (workers + template: $py_pids)" "none" "${left:-none}"
 fi
 ENGINE_PID=""
 check "SIGTERM exits 0" "rc=0" "rc=$rc"

@@ -23,11 +23,13 @@ mvn -q -B -Dgit.commit=faults test-compile >/dev/null   # up to date → a few s
 mvn -q -B -pl engine dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile="$WORK/cp.txt" >/dev/null
 
 # The workers' interpreter, wrapped: an address-space cap (the pool itself sets none; see docs/RELIABILITY.md) and
-# a test hook that makes the next spawned worker connect, send half a frame header and exit (exit in handshake).
+# a test hook that makes the next started worker connect, send half a frame header and exit (exit in handshake).
+# Spawned workers run the hook here; in fork-server mode (the default) the template is started through this
+# wrapper and the hook wraps server.run_worker, which every forked child calls after the fork.
 AS_LIMIT_KB=$((1536 * 1024))
 cat >"$WORK/python" <<WRAP
 #!/usr/bin/env bash
-if [[ -n "\${FAULT_DIR:-}" && -e "\$FAULT_DIR/exit-in-handshake" ]]; then
+if [[ -n "\${FAULT_DIR:-}" && -e "\$FAULT_DIR/exit-in-handshake" && " \$* " != *" --template "* ]]; then
   rm -f "\$FAULT_DIR/exit-in-handshake"
   exec "$REAL_PY" -c 'import os, socket, sys
 a = sys.argv
@@ -37,6 +39,26 @@ s.sendall(b"\x00\x00")
 os._exit(3)' "\$@"
 fi
 ulimit -v $AS_LIMIT_KB
+if [[ " \$* " == *" --template "* && -n "\${FAULT_DIR:-}" ]]; then
+  exec "$REAL_PY" -c 'import os, socket, sys
+import analytics_worker.__main__  # the BLAS/OpenMP thread defaults that python -m analytics_worker sets
+from analytics_worker import server
+real_run_worker = server.run_worker
+def run_worker(socket_path, *args, **kwargs):
+    flag = os.path.join(os.environ["FAULT_DIR"], "exit-in-handshake")
+    if os.path.exists(flag):
+        os.remove(flag)
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(socket_path)
+        s.sendall(b"\x00\x00")
+        os._exit(3)
+    return real_run_worker(socket_path, *args, **kwargs)
+server.run_worker = run_worker
+argv = sys.argv[1:]
+if argv[:2] == ["-m", "analytics_worker"]:
+    argv = argv[2:]
+sys.exit(server.main(argv))' "\$@"
+fi
 exec "$REAL_PY" "\$@"
 WRAP
 chmod +x "$WORK/python"

@@ -10,7 +10,6 @@ _INTEGER = re.compile(r"[+-]?\d+")
 
 INVALID_ARGUMENT = "INVALID_ARGUMENT"
 UNKNOWN_ALGORITHM = "UNKNOWN_ALGORITHM"
-TIMEOUT = "TIMEOUT"
 INTERNAL = "INTERNAL"
 CANCELLED = "CANCELLED"
 
@@ -22,6 +21,10 @@ class Cancelled(BaseException):
     computation. A BaseException, like KeyboardInterrupt, so that ``except Exception`` blocks inside
     scikit-learn/statsmodels/numpy wrappers cannot swallow it: the computation unwinds to the worker.
     """
+
+
+# every error_code a worker sends; the engine maps each (WorkerMessage.WorkerError, checked by a test)
+ERROR_CODES = (INVALID_ARGUMENT, UNKNOWN_ALGORITHM, INTERNAL, CANCELLED)
 
 
 class AlgorithmError(Exception):
@@ -53,12 +56,13 @@ class Algorithm:
         self.test_only = test_only
 
     def spec(self):
-        return {
-            "description": self.description,
-            "required": list(self.required),
-            "optional": dict(self.optional),
-            "input": self.input,
-        }
+        """What the hello announces: the catalogue entry (catalogue.py) plus required/optional."""
+        from .catalogue import entry
+        out = entry(self, strict=False)
+        del out["name"]
+        out["required"] = list(self.required)
+        out["optional"] = dict(self.optional)
+        return out
 
 
 REGISTRY = {}

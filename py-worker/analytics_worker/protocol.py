@@ -73,13 +73,6 @@ def encode_frame(msg):
     return _HEADER.pack(len(body)), body
 
 
-def write_frame(sock, msg, max_frame=DEFAULT_MAX_FRAME):
-    header, body = encode_frame(msg)
-    if len(body) > max_frame:
-        raise ValueError("outgoing frame of %d bytes exceeds the maximum %d" % (len(body), max_frame))
-    write_raw(sock, header, body)
-
-
 def write_raw(sock, header, body):
     if len(body) <= 65536:
         sock.sendall(header + body)

@@ -49,7 +49,8 @@ class Log:
 
 
 def set_parent_death_signal():
-    """Linux: ask for SIGTERM when the parent (the engine) dies, even by kill -9."""
+    """Linux: ask for SIGKILL when the parent (the engine) dies, even by kill -9. Not SIGTERM: a worker
+    treats SIGTERM as "finish the current request, then wait for the engine's shutdown" (clean stop)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -57,7 +58,7 @@ def set_parent_death_signal():
         import signal
         libc = ctypes.CDLL(None, use_errno=True)
         PR_SET_PDEATHSIG = 1
-        return libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0
+        return libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
 
@@ -72,8 +73,11 @@ class Title:
             self._set = None
 
     def set(self, state):
+        self.set_raw(self.base + " " + state)
+
+    def set_raw(self, title):
         if self._set is not None:
-            self._set(self.base + " " + state)
+            self._set(title)
 
     def idle(self):
         self.set("idle")
@@ -543,7 +547,12 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(prog="python -m analytics_worker",
                                  description="Analytics engine Python worker (see PROTOCOL.md)")
     ap.add_argument("--socket", required=True, help="Unix socket path the engine listens on")
-    ap.add_argument("--worker-id", type=int, required=True, help="worker number (logs and process title)")
+    ap.add_argument("--worker-id", type=int, help="worker number (logs and process title); required unless --template")
+    ap.add_argument("--template", action="store_true",
+                    help="run as the fork-server template: import everything, then fork workers on the engine's "
+                         "request read from stdin (see PROTOCOL.md, 'Fork server')")
+    ap.add_argument("--engine-pid", type=int, default=0,
+                    help="with --template: the engine's pid; forked workers exit when that process ends")
     ap.add_argument("--max-frame", type=int, default=DEFAULT_MAX_FRAME,
                     help="maximum frame body size in bytes (default %(default)s)")
     ap.add_argument("--preload", action="store_true",
@@ -554,35 +563,42 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     if args.max_frame < MIN_MAX_FRAME:
         ap.error("--max-frame must be at least %d bytes" % MIN_MAX_FRAME)
+    if not args.template and args.worker_id is None:
+        ap.error("--worker-id is required (unless --template)")
+    if args.template and args.preload:
+        ap.error("--preload and --template exclude each other (the template always preloads)")
     return args
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    log = Log(args.worker_id)
-    token = os.environ.pop(TOKEN_ENV, None)  # not inherited by anything we might start
-    if token is None:
-        log("environment variable %s is not set; the engine sets it when it spawns a worker", TOKEN_ENV)
-        return EXIT_USAGE
-    set_parent_death_signal()
-    title = Title(args.worker_id)
-    title.set("starting")
-    load_algorithms()
-    if args.preload:
-        preload()
+def install_clean_stop(log):
+    """SIGTERM (e.g. systemd signalling the whole unit) does not end a worker: it finishes the request it is
+    running and keeps waiting for the engine, which drains and then sends "shutdown" (or closes the socket,
+    or dies: EOF and the parent-death/engine watch still end the worker). The engine itself never relies on
+    SIGTERM to stop a worker: it sends "shutdown", and SIGKILL for a worker that must go at once."""
+    import signal
 
+    def on_term(signum, frame):
+        log("SIGTERM received: finishing the current request, then waiting for the engine's shutdown message")
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def run_worker(socket_path, worker_id, token, max_frame, enable_test, log=None):
+    """Connect to the engine, say hello, serve until shutdown/EOF; returns the exit status.
+    Shared by a spawned worker (main) and a worker forked from the template (template.py)."""
+    log = log or Log(worker_id)
+    install_clean_stop(log)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(args.socket)
+        sock.connect(socket_path)
     except OSError as e:
-        log("cannot connect to %s: %s", args.socket, e)
+        log("cannot connect to %s: %s", socket_path, e)
         return EXIT_CONNECT
     from .algorithms import testing
     testing.CONNECTION["sock"] = sock
-    worker = Worker(sock, args.worker_id, args.max_frame, args.enable_test_algorithms, log,
-                    data_dir=os.path.dirname(os.path.abspath(args.socket)))
+    worker = Worker(sock, worker_id, max_frame, enable_test, log,
+                    data_dir=os.path.dirname(os.path.abspath(socket_path)))
     # before the hello, which lists "cancel" only when SIGIO on this socket works (every way of starting a
-    # worker process must do this, in the process that serves the socket)
+    # worker process comes through here, in the process that serves the socket)
     worker.enable_cancel()
     try:
         try:
@@ -602,3 +618,22 @@ def main(argv=None):
         except OSError:
             pass
     return status
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.template:
+        from . import template
+        return template.main(args)
+    log = Log(args.worker_id)
+    token = os.environ.pop(TOKEN_ENV, None)  # not inherited by anything we might start
+    if token is None:
+        log("environment variable %s is not set; the engine sets it when it spawns a worker", TOKEN_ENV)
+        return EXIT_USAGE
+    set_parent_death_signal()
+    title = Title(args.worker_id)
+    title.set("starting")
+    load_algorithms()
+    if args.preload:
+        preload()
+    return run_worker(args.socket, args.worker_id, token, args.max_frame, args.enable_test_algorithms, log)

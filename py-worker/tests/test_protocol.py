@@ -48,7 +48,9 @@ def test_hello_fields(shared_engine):
     for name in ("mean", "summary", "_test_echo", "_test_sleep", "_test_crash"):
         assert name in algos
     for name, spec in algos.items():
-        assert set(spec) == {"description", "required", "optional", "input"}, name
+        assert set(spec) == {"description", "required", "optional", "input", "category", "min_points",
+                             "test_only", "params"}, name
+        assert [q["name"] for q in spec["params"]] == spec["required"] + list(spec["optional"]), name
         assert spec["input"] in ("series", "matrix", "text")
         assert all(isinstance(v, str) for v in spec["optional"].values())
         assert isinstance(spec["required"], list)
@@ -224,13 +226,28 @@ def test_crash_algorithm_exits_with_code(engine):
     assert engine.at_eof()
 
 
-def test_sigterm_kills_hung_worker(engine):
+def test_sigterm_lets_the_request_finish_and_waits_for_shutdown(engine):
+    # clean stop: the unit's SIGTERM must not cut a request short; the engine's "shutdown" ends the worker
+    engine.send({"type": "request", "id": "t1", "algorithm": "_test_sleep", "params": {"seconds": "0.5"},
+                 "data": b"", "timeout_ms": 10000})
+    assert _title_poll(engine.proc.pid, "analytics-worker[1] busy _test_sleep").startswith(
+        "analytics-worker[1] busy _test_sleep")
+    engine.proc.send_signal(signal.SIGTERM)
+    r = engine.recv()
+    assert r["id"] == "t1" and r["ok"] is True
+    assert engine.ping("after-term")["type"] == "pong"
+    engine.send({"type": "shutdown"})
+    assert engine.wait_exit() == 0
+    assert "SIGTERM received: finishing the current request" in engine.stderr_text()
+
+
+def test_sigkill_ends_a_hung_worker(engine):
     engine.send({"type": "request", "id": "h1", "algorithm": "_test_hang", "params": {}, "data": b"",
                  "timeout_ms": 100})
     assert _title_poll(engine.proc.pid, "analytics-worker[1] busy _test_hang").startswith(
         "analytics-worker[1] busy _test_hang")
-    engine.proc.send_signal(signal.SIGTERM)
-    assert engine.wait_exit() == -signal.SIGTERM
+    engine.proc.send_signal(signal.SIGKILL)
+    assert engine.wait_exit() == -signal.SIGKILL
 
 
 def test_parent_death_signal_is_set(engine):
@@ -423,7 +440,8 @@ TWELVE = {"kmeans", "dbscan", "pca", "linear_regression", "random_forest", "arim
           "trend_analysis", "anomaly_detection", "sentiment_analysis", "text_similarity", "keyword_extraction"}
 STATS = {"mean", "median", "std", "variance", "min", "max", "range", "percentile", "q1", "q3", "iqr", "mode",
          "skewness", "kurtosis", "count", "correlation", "summary"}
-TEST_ONLY = {"_test_sleep", "_test_hang", "_test_crash", "_test_alloc", "_test_garbage", "_test_echo"}
+TEST_ONLY = {"_test_sleep", "_test_hang", "_test_crash", "_test_alloc", "_test_garbage", "_test_echo",
+             "_test_random"}
 
 
 def test_hello_lists_exactly_the_algorithms(shared_engine):

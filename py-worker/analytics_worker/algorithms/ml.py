@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from ..catalogue import Bool, Choice, Int, Number, params
 from ..core import InvalidArgument, algorithm
 
 SILHOUETTE_SAMPLE = 10000
@@ -22,6 +23,8 @@ def _random_state(inp):
     return inp.p.int("random_state", min=0, max=2 ** 32 - 1)
 
 
+@params(min_points=1, k=Int(min=1, help="number of clusters"), max_iter=Int(min=1, max=100000, help="maximum iterations"),
+        n_init=Int(min=1, max=1000, help="runs with different centroid seeds; the best is kept"))
 @algorithm("kmeans", "K-means clustering (scikit-learn KMeans); k defaults to 3 as in the earlier engine",
            input="matrix", optional={"k": "3", "max_iter": "300", "n_init": "10", "random_state": "42", **NAN})
 def kmeans(inp):
@@ -69,6 +72,8 @@ def _silhouette(X, labels, n_labels, rs):
     return float(silhouette_score(X, labels))
 
 
+@params(min_points=1, eps=Number(min=0.0, min_exclusive=True, help="neighbourhood radius"),
+        min_samples=Int(min=1, help="points to form a core point"))
 @algorithm("dbscan", "Density-based clustering (scikit-learn DBSCAN); label -1 = noise", input="matrix",
            optional={"eps": "0.5", "min_samples": "5", **NAN})
 def dbscan(inp):
@@ -108,6 +113,7 @@ def lag_columns(y):
     return X / np.where(sd > 0, sd, 1.0)
 
 
+@params(min_points=2, n_components=Int(min=1, help="components to keep"))
 @algorithm("pca", "Principal component analysis (scikit-learn PCA, full SVD); 1-D data uses the standardised "
                   "columns [x, x shifted by one] as the earlier engine", input="matrix",
            optional={"n_components": "2", **NAN})
@@ -152,6 +158,8 @@ def _regression_metrics(y, pred):
     return mse, r2
 
 
+@params(min_points=2, target=Int(min=0, help="column index of the target in a matrix (instead of the target vector)"),
+        fit_intercept=Bool(help="fit an intercept"))
 @algorithm("linear_regression", "Ordinary least squares (scikit-learn LinearRegression); 1-D data is "
                                 "fitted against its index", input="matrix",
            optional={"target": "", "fit_intercept": "true", **NAN})
@@ -214,6 +222,11 @@ def _fit_forest_in_steps(model, X, y, n_estimators, inp):
     model.set_params(warm_start=False)
 
 
+@params(min_points=2, target=Int(min=0, help="column index of the target in a matrix"),
+        n_estimators=Int(min=1, max=10000, help="trees"),
+        max_depth=Int(min=1, max=10000, words=("none", "null", "0"), help="maximum depth (none = unlimited)"),
+        task=Choice("auto", "regression", "classification",
+                    help="auto: classifier for an integral target with few classes, else regressor"))
 @algorithm("random_forest", "Random forest (scikit-learn); regressor, or classifier for an integral target "
                             "with few classes (task=auto); in-sample predictions and out-of-bag score",
            input="matrix",

@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from ..catalogue import Number, params
 from ..core import InvalidArgument, algorithm
 
 NAN_POLICY = {"nan_policy": "raise"}
@@ -235,6 +236,7 @@ def value_range(inp):
     return _finite("range", float(np.max(x)) - float(np.min(x)))
 
 
+@params(percentile=Number(min=0.0, max=100.0, help="0..100"))
 @algorithm("percentile", "Percentile with linear interpolation (numpy default)",
            optional={"percentile": "50", **NAN_POLICY})
 def percentile_alg(inp):

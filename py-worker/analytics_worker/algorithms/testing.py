@@ -6,21 +6,24 @@ import time
 
 import numpy as np
 
+from ..catalogue import Bool, Int, Number, params
 from ..core import algorithm
 
 # Set by the server so _test_garbage can write to the connection.
 CONNECTION = {"sock": None}
 
 
-@algorithm("_test_sleep", "TEST: sleep params.seconds, then answer", optional={"seconds": "1"}, test_only=True)
+@params(seconds=Number(min=0.0, max=86400.0, help="how long"))
+@algorithm("_test_sleep", input="matrix", description="TEST: sleep params.seconds, then answer", optional={"seconds": "1"}, test_only=True)
 def test_sleep(inp):
     seconds = inp.p.float("seconds", min=0.0, max=86400.0)
     time.sleep(seconds)
     return {"slept": seconds}
 
 
-@algorithm("_test_hang", "TEST: never returns (pure-Python busy loop)", optional={"uncancellable": "false"},
-           test_only=True)
+@params(uncancellable=Bool(help="block SIGIO first: a cancel cannot stop it"))
+@algorithm("_test_hang", input="matrix", description="TEST: never returns (pure-Python busy loop)",
+           optional={"uncancellable": "false"}, test_only=True)
 def test_hang(inp):
     if inp.p.bool("uncancellable") and hasattr(signal, "pthread_sigmask"):
         # like one long call into C code: no cancel frame can stop it (the engine must kill the worker)
@@ -30,13 +33,14 @@ def test_hang(inp):
         x = (x + 1) & 0xFFFF
 
 
-@algorithm("_test_crash", "TEST: os._exit(code) mid-request", optional={"code": "3"}, test_only=True)
+@params(code=Int(min=0, max=255, help="exit status"))
+@algorithm("_test_crash", input="matrix", description="TEST: os._exit(code) mid-request", optional={"code": "3"}, test_only=True)
 def test_crash(inp):
     code = inp.p.int("code", min=0, max=255)
     os._exit(code)
 
 
-@algorithm("_test_alloc", "TEST: allocates memory without bound", test_only=True)
+@algorithm("_test_alloc", input="matrix", description="TEST: allocates memory without bound", test_only=True)
 def test_alloc(inp):
     hold = []
     while True:
@@ -45,7 +49,7 @@ def test_alloc(inp):
         hold.append(block)
 
 
-@algorithm("_test_garbage", "TEST: writes a malformed frame to the socket", test_only=True)
+@algorithm("_test_garbage", input="matrix", description="TEST: writes a malformed frame to the socket", test_only=True)
 def test_garbage(inp):
     sock = CONNECTION["sock"]
     # a length header promising 16 bytes followed by bytes that are not msgpack
@@ -56,3 +60,10 @@ def test_garbage(inp):
 @algorithm("_test_echo", "TEST: returns n, sum(data) and shape (transport tests)", input="matrix", test_only=True)
 def test_echo(inp):
     return {"n": int(inp.data.size), "sum": float(np.sum(inp.data)), "shape": list(inp.shape)}
+
+
+@algorithm("_test_random", "TEST: first draws of this worker's random and numpy global generators", test_only=True)
+def test_random(inp):
+    import random
+    return {"pid": os.getpid(), "random": [random.random() for _ in range(3)],
+            "numpy": [float(x) for x in np.random.random(3)]}

@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 
+from ..catalogue import Choice, Int, Text, params
 from ..core import InvalidArgument, algorithm
 
 _ANALYZER = []
@@ -58,6 +59,7 @@ def _one_sentiment(text):
     return out
 
 
+@params(text=Text(help="text (when no texts are given)"))
 @algorithm("sentiment_analysis", "Sentiment with the VADER lexicon (compound score in [-1, 1]); several "
                                  "texts: mean compound score plus one result per document",
            input="text", optional={"text": ""})
@@ -130,6 +132,8 @@ def _levenshtein(docs):
     return cdist(docs, docs, scorer=Levenshtein.normalized_similarity, dtype=np.float64)
 
 
+@params(text1=Text(help="first text (when no texts are given)"), text2=Text(help="second text"),
+        method=Choice(*SIMILARITY_METHODS, help="cosine (word counts), jaccard (word sets), levenshtein or tfidf_cosine"))
 @algorithm("text_similarity", "Pairwise text similarity: cosine of word counts (default), jaccard of word sets, "
                               "levenshtein (1 - edit distance / longer length) or tfidf_cosine",
            input="text", optional={"text1": "", "text2": "", "method": "cosine"})
@@ -161,6 +165,8 @@ def text_similarity(inp):
     return out
 
 
+@params(text=Text(help="text (when no texts are given)"), n_keywords=Int(min=1, max=1000, help="keywords to return"),
+        method=Choice("tfidf", "frequency", help="tfidf or frequency"))
 @algorithm("keyword_extraction", "Keywords by TF-IDF (English stop words removed) or raw frequency",
            input="text", optional={"text": "", "n_keywords": "5", "method": "tfidf"})
 def keyword_extraction(inp):

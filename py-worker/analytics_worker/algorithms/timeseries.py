@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from ..catalogue import Choice, Int, IntList, Number, params
 from ..core import InvalidArgument, algorithm
 
 THEIL_SEN_EXACT_MAX_N = 3000     # exact Theil-Sen needs n(n-1)/2 pairwise slopes
@@ -57,6 +58,9 @@ def _arima_progress(inp):
     return {"method_kwargs": {"callback": iteration, "maxiter": ARIMA_MAXITER}}
 
 
+@params(min_points=5, order=IntList(help="p,d,q (p, q <= 20, d <= 3); needs max(5, p+d+q+3) points"),
+        periods=Int(min=1, max=100000, help="steps to forecast"),
+        alpha=Number(min=0.0, max=1.0, min_exclusive=True, help="1 - confidence level of the intervals"))
 @algorithm("arima", "ARIMA(p,d,q) fit and forecast with confidence intervals (statsmodels)",
            optional={"order": "1,1,1", "periods": "5", "alpha": "0.05"})
 def arima(inp):
@@ -122,6 +126,10 @@ def detect_period(y):
     return best
 
 
+@params(min_points=4, period=Int(min=2, words=("auto",), help="season length (auto = detected; needs 2 full periods)"),
+        model=Choice("additive", "multiplicative", help="additive or multiplicative"),
+        extrapolate_trend=Int(min=0, words=("freq", "period"),
+                              help="points to extrapolate the trend at each end (freq = period - 1; 0 = NaN there)"))
 @algorithm("seasonal_decompose", "Classical seasonal decomposition by moving averages (statsmodels); "
                                  "period defaults to 4 as in the earlier engine, period=auto detects it "
                                  "from the autocorrelation",
@@ -204,6 +212,7 @@ def theil_sen(y, x, alpha, random_state=42):
     return slope, intercept, None, False
 
 
+@params(min_points=3, alpha=Number(min=0.0, max=0.5, min_exclusive=True, help="significance level"))
 @algorithm("trend_analysis", "Mann-Kendall trend test (with tie correction) and Theil-Sen slope",
            optional={"alpha": "0.05", "nan_policy": "raise"})
 def trend_analysis(inp):
@@ -256,6 +265,12 @@ def _ratio(num, den):
     return np.where(num == 0, 0.0, np.inf)
 
 
+@params(min_points=2, method=Choice("zscore", "iqr", "isolation", "mad", "isolation_forest", help="scoring method"),
+        threshold=Number(min=0.0, min_exclusive=True, words=("auto",),
+                         help="score threshold (auto = 2.0 zscore, iqr and isolation, as the earlier engine; 3.5 mad)"),
+        contamination=Number(min=0.0, max=0.5, min_exclusive=True, words=("auto",),
+                             help="isolation_forest: share of anomalies (auto = sklearn's offset)"),
+        n_estimators=Int(min=1, max=10000, help="isolation_forest: trees"))
 @algorithm("anomaly_detection", "Anomaly detection: zscore, iqr, isolation (the earlier engine's methods), mad "
                                 "(series) or isolation_forest (series or matrix)", input="matrix",
            optional={"method": "zscore", "threshold": "auto", "contamination": "auto",

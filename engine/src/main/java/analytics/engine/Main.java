@@ -1,5 +1,6 @@
 package analytics.engine;
 
+import analytics.engine.config.BuildInfo;
 import analytics.engine.config.EngineConfig;
 import analytics.engine.config.EngineConfig.ConfigException;
 import analytics.engine.dispatch.AlgorithmRegistry;
@@ -7,7 +8,7 @@ import analytics.engine.dispatch.Dispatcher;
 import analytics.engine.metrics.EngineMetrics;
 import analytics.engine.server.EngineServer;
 import analytics.engine.stats.NativeStatistics;
-import analytics.engine.workers.PythonBackend;
+import analytics.engine.api.PythonBackend;
 import java.io.PrintStream;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -58,6 +59,10 @@ public final class Main implements Callable<Integer> {
     @Option(names = "--print-config", description = "print the effective configuration and exit")
     boolean printConfig;
 
+    @Option(names = "--print-algorithms", description = "print every algorithm with its params (types, defaults, "
+            + "allowed values) as a Markdown table and exit; the Python ones as the worker package declares them")
+    boolean printAlgorithms;
+
     @Option(names = {"-V", "--version"}, description = "print version, git commit, Java and Python versions and exit")
     boolean version;
 
@@ -104,6 +109,10 @@ public final class Main implements Callable<Integer> {
         if (printConfig) {
             cfg.describe().forEach(out::println);
             out.println("# python executable resolved to: " + resolvePython(cfg));
+            return 0;
+        }
+        if (printAlgorithms) {
+            analytics.engine.dispatch.AlgorithmTable.markdown(new AlgorithmRegistry(cfg.testMode())).forEach(out::println);
             return 0;
         }
         if (version) {
@@ -296,6 +305,9 @@ public final class Main implements Callable<Integer> {
         }
         CountDownLatch stopped = new CountDownLatch(1);
         Runnable stop = () -> {
+            if (py != null) {
+                py.markStopping(); // before the drain: no worker may start while stopping (issue 11)
+            }
             log.info("stopping: draining in-flight requests (grace {} s)", cfg.shutdownGraceS());
             Signals.notifyStopping();
             server.shutdown(Duration.ofSeconds(cfg.shutdownGraceS()));

@@ -1,10 +1,12 @@
 package analytics.engine;
 
 import analytics.engine.config.EngineConfig;
-import analytics.engine.dispatch.AnalysisInput;
+import analytics.engine.dispatch.AlgorithmSpec;
+import analytics.engine.api.AnalysisInput;
+import analytics.engine.dispatch.PythonCatalogue;
 import analytics.engine.metrics.EngineMetrics;
 import analytics.engine.metrics.WorkerSlotMetrics;
-import analytics.engine.workers.PythonBackend;
+import analytics.engine.api.PythonBackend;
 import analytics.engine.workers.PythonWorkerPool;
 import analytics.engine.workers.WorkerPoolConfig;
 import java.io.PrintStream;
@@ -14,6 +16,8 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.util.TreeMap;
 import org.slf4j.LoggerFactory;
 
 /** Builds the Python worker pool from the engine configuration, and runs --test-python. */
@@ -35,7 +39,7 @@ final class PythonWiring {
                 .withWorkers(workers)
                 .withRuntimeDir(runtime)
                 .withTestMode(cfg.testMode())
-                .withPreload(cfg.workerPreload())
+                .withStartMode(cfg.workerStart())
                 .withRecycling(cfg.workerMaxRequests(), cfg.workerMaxRssBytes())
                 .withLimits(cfg.maxConcurrent(), cfg.rateLimit(), Duration.ofMillis(cfg.queueWaitMs()))
                 .withTimeouts(Duration.ofSeconds(cfg.workerStartupTimeoutS()), d.pingInterval(), d.pingTimeout(),
@@ -52,7 +56,33 @@ final class PythonWiring {
                 cfg.shmThresholdBytes());
         WorkerSlotMetrics.bind(metrics.registry(), cfg.workers(), pool, PythonWorkerPool::status); // per-worker meters (monitoring)
         pool.start();
+        whenReady(pool, () -> checkCatalogue(pool, cfg.testMode()));
         return pool;
+    }
+
+    /**
+     * The engine validates Python requests from the catalogue it was built with ({@link PythonCatalogue});
+     * the workers run the installed worker package. Says so loudly when the first worker's hello declares
+     * the algorithms differently (a package upgraded without the engine, or the other way round).
+     */
+    static List<String> checkCatalogue(PythonWorkerPool pool, boolean testMode) {
+        ObjectMapper json = new ObjectMapper();
+        Map<String, AlgorithmSpec> announced = new TreeMap<>();
+        pool.algorithmInfo().forEach((name, entry) -> {
+            AlgorithmSpec s = PythonCatalogue.entry(name, json.valueToTree(entry));
+            if (!s.category().equals("statistics")) { // the statistics are declared by the engine
+                announced.put(name, s);
+            }
+        });
+        List<AlgorithmSpec> expected = PythonCatalogue.load().stream()
+                .filter(s -> testMode || !PythonCatalogue.testOnly(s)).toList();
+        List<String> diff = PythonCatalogue.differences(expected, announced);
+        if (!diff.isEmpty()) {
+            LoggerFactory.getLogger(PythonWiring.class).error("the installed worker package declares its algorithms "
+                    + "differently from this engine's catalogue ({}); requests are validated by the engine's "
+                    + "copy: install the worker package of the same build (scripts/build.sh)", String.join("; ", diff));
+        }
+        return diff;
     }
 
     private static void checkPython(String python) {

@@ -1,5 +1,6 @@
 package analytics.engine.config;
 
+import analytics.engine.workers.launch.WorkerStartMode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.dataformat.toml.TomlMapper;
 import java.io.IOException;
@@ -23,6 +24,12 @@ import java.util.function.Function;
 public final class EngineConfig {
 
     /** One configuration setting. */
+    /** The default of setting {@code key} as written in {@link #SETTINGS} (lower layers read theirs from here). */
+    public static String defaultOf(String key) {
+        return SETTINGS.stream().filter(s -> s.key().equals(key)).findFirst()
+                .orElseThrow(() -> new IllegalArgumentException("no setting " + key)).defaultValue();
+    }
+
     public record Setting(String key, String env, String defaultValue, String description) {
     }
 
@@ -60,8 +67,9 @@ public final class EngineConfig {
                     "timeout of a request that sets no options.timeout_ms and no gRPC deadline"),
             new Setting("max_concurrent", "ANALYTICS_MAX_CONCURRENT", "100",
                     "Python requests admitted at the same time (bulkhead); more get OVERLOADED"),
-            new Setting("queue_wait_ms", "ANALYTICS_QUEUE_WAIT_MS", "10000",
-                    "how long a Python request waits for a free worker before OVERLOADED (at most its own timeout)"),
+            new Setting("queue_wait_ms", "ANALYTICS_QUEUE_WAIT_MS", "0",
+                    "optional cap on how long a Python request waits for a free worker; 0 = up to the request's own "
+                    + "deadline (timeout_ms or gRPC deadline, the smaller). A wait that reaches it is OVERLOADED"),
             new Setting("rate_limit", "ANALYTICS_RATE_LIMIT", "0",
                     "Python requests per second (0 = unlimited)"),
             new Setting("worker_max_requests", "ANALYTICS_WORKER_MAX_REQUESTS", "10000",
@@ -70,9 +78,10 @@ public final class EngineConfig {
                     "recycle a worker whose resident memory exceeds this, in MiB"),
             new Setting("worker_startup_timeout_s", "ANALYTICS_WORKER_STARTUP_TIMEOUT_S", "60",
                     "seconds a worker may take to start and say hello"),
-            new Setting("worker_preload", "ANALYTICS_WORKER_PRELOAD", "false",
-                    "workers import scikit-learn/statsmodels before they report ready: first ML request fast, "
-                    + "~185 MiB instead of ~30 MiB per idle worker"),
+            new Setting("worker_start", "ANALYTICS_WORKER_START", "fork-server",
+                    "how workers start: fork-server (forked warm from one template that imported the libraries once: "
+                    + "fast first request, shared memory), spawn (a fresh interpreter each; first ML request pays the "
+                    + "imports), spawn-preload (a fresh interpreter each that imports everything first, ~185 MiB each)"),
             new Setting("shm_threshold_bytes", "ANALYTICS_SHM_THRESHOLD_BYTES", "1048576",
                     "arrays of at least this many bytes go to the Python workers through a file of the private runtime "
                     + "directory that they map without copying, instead of msgpack bytes (0 = always msgpack)"),
@@ -161,6 +170,11 @@ public final class EngineConfig {
         Map<String, Object> flat = new LinkedHashMap<>();
         flatten("", tree, flat);
         for (Map.Entry<String, Object> e : flat.entrySet()) {
+            if (e.getKey().equals("worker_preload")) { // removed by issue 11: say what replaces it
+                throw new ConfigException("setting 'worker_preload' in " + file + " was replaced by worker_start: "
+                        + "worker_start = \"spawn-preload\" is the old worker_preload = true; the default, "
+                        + "\"fork-server\", starts every worker warm (see README)");
+            }
             if (!values.containsKey(e.getKey())) {
                 throw new ConfigException("unknown setting '" + e.getKey() + "' in " + file
                         + " (known: " + String.join(", ", values.keySet()) + ")");
@@ -186,7 +200,7 @@ public final class EngineConfig {
         check(errors, "listen", v -> HostPort.parse(v) != null ? null : "must be host:port, e.g. 127.0.0.1:50051");
         check(errors, "workers", v -> v.isEmpty() || isInt(v, 0, 256) ? null : "must be an integer 0..256 or empty");
         for (String k : List.of("max_message_mb", "max_data_points", "max_batch_size", "batch_concurrency",
-                "default_timeout_ms", "max_concurrent", "queue_wait_ms", "worker_max_requests", "worker_max_rss_mb",
+                "default_timeout_ms", "max_concurrent", "worker_max_requests", "worker_max_rss_mb",
                 "worker_startup_timeout_s")) {
             check(errors, k, v -> isInt(v, 1, Integer.MAX_VALUE) ? null : "must be a positive integer");
         }
@@ -198,13 +212,22 @@ public final class EngineConfig {
         check(errors, "stream_exact_total_mb", v -> isInt(v, 0, 1 << 20) ? null : "must be an integer 0..1048576");
         check(errors, "stream_sketch_k", v -> isInt(v, 8, 65535) ? null : "must be an integer 8..65535");
         check(errors, "rate_limit", v -> isInt(v, 0, Integer.MAX_VALUE) ? null : "must be an integer >= 0");
+        check(errors, "queue_wait_ms", v -> isInt(v, 0, Integer.MAX_VALUE) ? null
+                : "must be an integer >= 0 (0 = wait up to the request's deadline)");
         check(errors, "shm_threshold_bytes", v -> isInt(v, 0, Long.MAX_VALUE) ? null : "must be an integer >= 0");
         check(errors, "shutdown_grace_s", v -> isInt(v, 0, 3600) ? null : "must be an integer 0..3600");
         check(errors, "log_level", v -> List.of("error", "warn", "info", "debug", "trace")
                 .contains(v.toLowerCase(Locale.ROOT)) ? null : "must be one of error, warn, info, debug, trace");
         check(errors, "log_timestamps", v -> isBool(v) ? null : "must be true or false");
         check(errors, "test_mode", v -> isBool(v) ? null : "must be true or false");
-        check(errors, "worker_preload", v -> isBool(v) ? null : "must be true or false");
+        check(errors, "worker_start", v -> {
+            try {
+                WorkerStartMode.parse(v);
+                return null;
+            } catch (IllegalArgumentException e) {
+                return e.getMessage();
+            }
+        });
         check(errors, "max_message_mb", v -> isInt(v, 1, 2047) ? null : "must be 1..2047");
         if (tlsCert().isEmpty() != tlsKey().isEmpty()) {
             errors.add("tls_cert and tls_key must be set together");
@@ -366,8 +389,8 @@ public final class EngineConfig {
         return Long.parseLong(values.get("shm_threshold_bytes").trim());
     }
 
-    public boolean workerPreload() {
-        return bool(values.get("worker_preload"));
+    public WorkerStartMode workerStart() {
+        return WorkerStartMode.parse(values.get("worker_start"));
     }
 
     public boolean testMode() {

@@ -1,6 +1,8 @@
 package analytics.engine.dispatch;
 
 import analytics.engine.api.Cancellation;
+import analytics.engine.api.AnalysisInput;
+import analytics.engine.api.AnalysisException;
 import analytics.engine.dispatch.AlgorithmSpec.ParamSpec;
 import analytics.engine.metrics.EngineMetrics;
 import analytics.engine.proto.AnalysisOptions;
@@ -9,7 +11,7 @@ import analytics.engine.proto.AnalysisResponse;
 import analytics.engine.proto.ErrorCode;
 import analytics.engine.proto.ExecutionMetadata;
 import analytics.engine.stats.NativeKernel;
-import analytics.engine.workers.PythonBackend;
+import analytics.engine.api.PythonBackend;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
@@ -249,6 +251,11 @@ public final class Dispatcher {
                 LOG.debug("request {}: ignoring unknown param '{}' for {}", requestId, key, spec.name());
             }
         }
+        // before the declared params, so every algorithm words a bad nan_policy the same way
+        String nanPolicy = params.getOrDefault("nan_policy", "raise");
+        if (!nanPolicy.equals("raise") && !nanPolicy.equals("omit")) {
+            throw AnalysisException.invalid("param 'nan_policy' must be 'raise' or 'omit', got '" + printable(nanPolicy, 40) + "'");
+        }
         for (ParamSpec p : spec.params()) {
             String value = params.get(p.name());
             if (value == null) {
@@ -259,10 +266,6 @@ public final class Dispatcher {
                 continue;
             }
             checkParam(spec, p, value);
-        }
-        String nanPolicy = params.getOrDefault("nan_policy", "raise");
-        if (!nanPolicy.equals("raise") && !nanPolicy.equals("omit")) {
-            throw AnalysisException.invalid("param 'nan_policy' must be 'raise' or 'omit', got '" + printable(nanPolicy, 40) + "'");
         }
         // Shape.
         int rows;
@@ -360,28 +363,53 @@ public final class Dispatcher {
         return -1;
     }
 
+    // The grammar of a number the Python side accepts (core.Params): decimal, no nan/inf/hex/underscores.
+    private static final java.util.regex.Pattern DECIMAL =
+            java.util.regex.Pattern.compile("[+-]?(\\d+(\\.\\d*)?|\\.\\d+)([eE][+-]?\\d+)?");
+    private static final java.util.regex.Pattern INTEGER = java.util.regex.Pattern.compile("[+-]?\\d+");
+    private static final List<String> BOOLS = List.of("true", "false", "1", "0", "yes", "no", "on", "off");
+
+    /**
+     * Checks one param value against its declaration: the same grammar, bounds and choices as the worker's
+     * {@code core.Params} (the declaration itself comes from the worker package's catalogue).
+     */
     private static void checkParam(AlgorithmSpec spec, ParamSpec p, String value) throws AnalysisException {
         String v = value.trim();
         if (v.isEmpty() && !p.required()) {
             return;
         }
+        String lower = v.toLowerCase(java.util.Locale.ROOT);
+        if (p.words().contains(lower)) {
+            return;
+        }
         String problem = switch (p.type()) {
-            case INT -> parses(() -> Long.parseLong(v)) ? null : "an integer";
-            case NUMBER -> parses(() -> {
-                double d = Double.parseDouble(v);
-                if (!Double.isFinite(d)) {
-                    throw new NumberFormatException();
+            case INT -> {
+                Double n = null;
+                if (v.length() <= 40 && (INTEGER.matcher(v).matches()
+                        || (DECIMAL.matcher(v).matches() && isIntegral(Double.parseDouble(v))))) {
+                    n = Double.parseDouble(v); // "5.0" and "1e3" are integers; "5.5" is not
                 }
-            }) ? null : "a finite number";
-            case BOOL -> List.of("true", "false", "1", "0", "yes", "no").contains(v.toLowerCase(java.util.Locale.ROOT))
-                    ? null : "true or false";
-            case INT_LIST -> parses(() -> {
-                for (String part : v.split(",")) {
-                    Long.parseLong(part.trim());
+                yield n != null && inRange(p, n) ? null : "an integer" + rangeText(p);
+            }
+            case NUMBER -> {
+                boolean ok = DECIMAL.matcher(v).matches() && Double.isFinite(Double.parseDouble(v))
+                        && inRange(p, Double.parseDouble(v));
+                yield ok ? null : (p.min() == null && p.max() == null ? "a finite number" : "a number" + rangeText(p));
+            }
+            case BOOL -> BOOLS.contains(lower) ? null : "true or false";
+            case INT_LIST -> {
+                boolean ok = true;
+                for (String part : v.replace("(", "").replace(")", "").split(",", -1)) {
+                    ok &= INTEGER.matcher(part.trim()).matches() && part.trim().length() <= 18;
                 }
-            }) ? null : "a comma-separated list of integers like \"1,1,1\"";
+                yield ok ? null : "a comma-separated list of integers like \"1,1,1\"";
+            }
+            case CHOICE -> p.choices().contains(lower) ? null : "one of " + String.join(", ", p.choices());
             case STRING -> null;
         };
+        if (problem != null && !p.words().isEmpty()) {
+            problem += " or " + String.join(", ", p.words());
+        }
         if (problem != null) {
             String shown = printable(v, 40);
             throw AnalysisException.invalid("param '" + p.name() + "' of " + spec.name() + " must be " + problem
@@ -389,18 +417,32 @@ public final class Dispatcher {
         }
     }
 
-    private static boolean parses(ThrowingRunnable r) {
-        try {
-            r.run();
-            return true;
-        } catch (NumberFormatException e) {
-            return false;
-        }
+    private static boolean isIntegral(double d) {
+        return Double.isFinite(d) && d == Math.rint(d);
     }
 
-    @FunctionalInterface
-    private interface ThrowingRunnable {
-        void run();
+    private static boolean inRange(ParamSpec p, double x) {
+        if (p.min() != null && (x < p.min() || (p.minExclusive() && x == p.min()))) {
+            return false;
+        }
+        return p.max() == null || x <= p.max();
+    }
+
+    /** As the worker words it (core._range_text). */
+    private static String rangeText(ParamSpec p) {
+        Double lo = p.min();
+        Double hi = p.max();
+        if (lo != null && hi != null) {
+            return p.minExclusive() ? " > " + num(lo) + " and <= " + num(hi) : " between " + num(lo) + " and " + num(hi);
+        }
+        if (lo != null) {
+            return (p.minExclusive() ? " > " : " >= ") + num(lo);
+        }
+        return hi != null ? " <= " + num(hi) : "";
+    }
+
+    private static String num(double x) {
+        return x == Math.rint(x) && Math.abs(x) < 1e15 ? Long.toString((long) x) : Double.toString(x);
     }
 
     // ---------------------------------------------------------------- implementation choice

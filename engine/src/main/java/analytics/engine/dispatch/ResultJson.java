@@ -1,5 +1,6 @@
 package analytics.engine.dispatch;
 
+import analytics.engine.api.AnalysisException;
 import analytics.engine.proto.ErrorCode;
 import com.fasterxml.jackson.core.JsonGenerator;
 import com.fasterxml.jackson.core.JsonProcessingException;

@@ -14,7 +14,7 @@ import analytics.engine.proto.HealthCheckResponse;
 import analytics.engine.proto.ProgressUpdate;
 import analytics.engine.proto.StreamChunk;
 import analytics.engine.proto.SupportedAlgorithmsResponse;
-import analytics.engine.workers.PythonBackend;
+import analytics.engine.api.PythonBackend;
 import io.grpc.Context;
 import io.grpc.Deadline;
 import io.grpc.MethodDescriptor;

@@ -1,11 +1,11 @@
 package analytics.engine.server;
 
-import analytics.engine.BuildInfo;
+import analytics.engine.config.BuildInfo;
 import analytics.engine.config.EngineConfig;
 import analytics.engine.dispatch.Dispatcher;
 import analytics.engine.metrics.EngineMetrics;
 import analytics.engine.stats.NativeStatistics;
-import analytics.engine.workers.PythonBackend;
+import analytics.engine.api.PythonBackend;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.grpc.Server;
 import io.grpc.ServerInterceptors;

@@ -5,7 +5,7 @@ import analytics.engine.proto.FractionUpdate;
 import analytics.engine.proto.ProgressUpdate;
 import analytics.engine.proto.QueuedUpdate;
 import analytics.engine.proto.RunningUpdate;
-import analytics.engine.workers.PythonBackend;
+import analytics.engine.api.PythonBackend;
 import io.grpc.stub.ServerCallStreamObserver;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;

@@ -1,9 +1,9 @@
 package analytics.engine.server;
 
 import analytics.engine.dispatch.AlgorithmSpec;
-import analytics.engine.dispatch.AnalysisException;
+import analytics.engine.api.AnalysisException;
 import analytics.engine.api.Cancellation;
-import analytics.engine.workers.PythonBackend;
+import analytics.engine.api.PythonBackend;
 import analytics.engine.dispatch.Dispatcher;
 import analytics.engine.dispatch.ResultJson;
 import analytics.engine.metrics.EngineMetrics;

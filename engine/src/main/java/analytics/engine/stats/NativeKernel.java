@@ -1,6 +1,6 @@
 package analytics.engine.stats;
 
-import analytics.engine.dispatch.AnalysisException;
+import analytics.engine.api.AnalysisException;
 import java.util.Map;
 
 /**

@@ -1,31 +1,21 @@
 package analytics.engine.workers;
 
-import analytics.engine.dispatch.AnalysisException;
-import analytics.engine.dispatch.AnalysisInput;
+import analytics.engine.api.PythonBackend;
+import analytics.engine.api.AnalysisException;
+import analytics.engine.api.AnalysisInput;
 import analytics.engine.api.Cancellation;
 import analytics.engine.proto.ErrorCode;
 import analytics.engine.workers.WorkerHandle.RetireReason;
-import analytics.engine.workers.WorkerHandle.State;
 import analytics.engine.workers.WorkerSupervisor.Slot;
+import analytics.engine.workers.launch.ForkServerLauncher;
 import analytics.engine.workers.launch.SpawnLauncher;
 import analytics.engine.workers.launch.WorkerLauncher;
 import analytics.engine.workers.transport.DataFile;
-import analytics.engine.workers.transport.WireCodec;
 import analytics.engine.workers.transport.WorkerSocketServer;
-import io.github.resilience4j.bulkhead.Bulkhead;
-import io.github.resilience4j.bulkhead.BulkheadConfig;
-import io.github.resilience4j.circuitbreaker.CircuitBreaker;
-import io.github.resilience4j.circuitbreaker.CircuitBreakerConfig;
-import io.github.resilience4j.ratelimiter.RateLimiter;
-import io.github.resilience4j.ratelimiter.RateLimiterConfig;
-import io.github.resilience4j.retry.Retry;
-import io.github.resilience4j.retry.RetryConfig;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
-import io.netty.buffer.ByteBuf;
-import io.netty.buffer.PooledByteBufAllocator;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
@@ -34,7 +24,6 @@ import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -73,9 +62,11 @@ import org.slf4j.LoggerFactory;
  * <h2>How commons-pool2 fits a supervised process set</h2>
  * Processes are owned by the {@link WorkerSupervisor} (spawn, restart with backoff, kill), not by the pool. The
  * pool's factory does not create processes: {@code makeObject()} takes the next worker that completed its hello
- * from the supervisor's ready queue, waiting at most until the borrower's deadline (and giving up early, so the
- * borrower can re-poll the idle deque, when a pooled worker is returned meanwhile). So {@code maxTotal} = worker
- * count bounds the lent-out + idle workers, the pool guarantees one request per worker, and:
+ * from the supervisor's ready queue, without waiting. The pool's capacity ({@code maxTotal}) follows the workers
+ * it holds: it grows by one when a worker completes its hello (then {@code addObject()} hands it to a waiting
+ * borrower at once) and shrinks when one is destroyed, up to the worker count. So a borrower never asks for a
+ * worker that is still starting: {@code borrowObject(Duration)} waits on the idle deque, up to the request's
+ * deadline, until a worker is returned or added. The pool guarantees one request per worker, and:
  * <ul>
  *   <li>{@code testOnBorrow}: connected, process alive, not retiring; {@code testOnReturn}: additionally not due
  *   for recycling (max requests with jitter, RSS); {@code testWhileIdle} (the pool's evictor, every ping
@@ -86,8 +77,8 @@ import org.slf4j.LoggerFactory;
  * </ul>
  *
  * <h2>Request path</h2>
- * rate limiter (optional) → bulkhead → circuit breaker → retry (once, only when the worker died) → borrow
- * (bounded wait) → frame written to the worker → response. A scheduled task completes the future with
+ * {@link Admission} (rate limiter, bulkhead, circuit breaker, retry once when the worker died) → borrow (waits up
+ * to the request's deadline, or {@code borrowWait} when set) → {@link WorkerCall} (frame written, response). A scheduled task completes the future with
  * {@code TIMEOUT} exactly at the deadline and kills the worker if it is still computing.
  */
 public final class PythonWorkerPool implements PythonBackend {
@@ -101,10 +92,7 @@ public final class PythonWorkerPool implements PythonBackend {
     private final ScheduledExecutorService deadlines;
     private final ExecutorService borrowers;
     private final ExecutorService completions;
-    private final Bulkhead bulkhead;
-    private final RateLimiter rateLimiter;
-    private final CircuitBreaker breaker;
-    private final Retry retry;
+    private final Admission admission;
     private final Counter restarts;
     private final Counter timeouts;
     private final Counter recycles;
@@ -127,8 +115,6 @@ public final class PythonWorkerPool implements PythonBackend {
     private final AtomicBoolean started = new AtomicBoolean();
     private final AtomicBoolean closed = new AtomicBoolean();
     private final Object readyMonitor = new Object();
-    private final AtomicReference<CompletableFuture<Void>> reloading = new AtomicReference<>();
-    private volatile long breakerOpenedNanos;
     private volatile Map<String, Object> algorithmInfo = Map.of();
     private volatile Map<String, String> pythonVersions = Map.of();
 
@@ -138,8 +124,11 @@ public final class PythonWorkerPool implements PythonBackend {
     private WorkerSupervisor supervisor;
     private WorkerLauncher launcher;
     private GenericObjectPool<WorkerHandle> pool;
+    private WorkerCall workerCall;
+    private RollingReload reloader;
     private Thread shutdownHook;
-    private final ThreadLocal<Long> borrowDeadline = new ThreadLocal<>();
+    /** Guards the pool's capacity (maxTotal): see {@link #grow}. */
+    private final Object capacityLock = new Object();
 
     /**
      * How long a worker that was sent a {@code cancel} frame may take to answer it before it is killed and
@@ -187,32 +176,7 @@ public final class PythonWorkerPool implements PythonBackend {
                 daemon("python-complete"));
         c.allowCoreThreadTimeOut(true);
         this.completions = c;
-        this.bulkhead = Bulkhead.of("python", BulkheadConfig.custom()
-                .maxConcurrentCalls(config.maxConcurrent()).maxWaitDuration(Duration.ZERO).build());
-        this.rateLimiter = config.rateLimitPerSecond() <= 0 ? null : RateLimiter.of("python", RateLimiterConfig.custom()
-                .limitForPeriod(config.rateLimitPerSecond()).limitRefreshPeriod(Duration.ofSeconds(1))
-                .timeoutDuration(Duration.ZERO).build());
-        this.breaker = CircuitBreaker.of("python", CircuitBreakerConfig.custom()
-                .slidingWindowType(CircuitBreakerConfig.SlidingWindowType.COUNT_BASED)
-                .slidingWindowSize(config.breakerWindow())
-                .minimumNumberOfCalls(config.breakerMinCalls())
-                .failureRateThreshold(config.breakerFailureRate())
-                .waitDurationInOpenState(config.breakerOpenDuration())
-                .permittedNumberOfCallsInHalfOpenState(2)
-                .automaticTransitionFromOpenToHalfOpenEnabled(true)
-                .build());
-        breaker.getEventPublisher().onStateTransition(e -> {
-            if (e.getStateTransition().getToState() == CircuitBreaker.State.OPEN) {
-                breakerOpenedNanos = System.nanoTime();
-            }
-            log.warn("Python circuit breaker: {}", e.getStateTransition());
-        });
-        this.retry = Retry.of("python", RetryConfig.custom()
-                .maxAttempts(2)
-                .waitDuration(Duration.ZERO)
-                .retryOnException(t -> unwrap(t) instanceof WorkerDiedException d && d.retryable())
-                .failAfterMaxAttempts(false)
-                .build());
+        this.admission = new Admission(config, meters, PythonWorkerPool::unwrap);
         this.restarts = Counter.builder("analytics.python.worker.restarts").description("worker processes started to replace another").register(meters);
         this.timeouts = Counter.builder("analytics.python.timeouts").description("requests answered TIMEOUT at their deadline").register(meters);
         this.recycles = Counter.builder("analytics.python.worker.recycles").description("workers recycled (max requests / RSS)").register(meters);
@@ -233,9 +197,6 @@ public final class PythonWorkerPool implements PythonBackend {
             Gauge.builder("analytics.python.workers", this, p -> p.countByState().getOrDefault(st, 0))
                     .tag("state", st).description("Python workers by state").register(meters);
         }
-        Gauge.builder("analytics.python.breaker.open", this, p -> p.breaker.getState() == CircuitBreaker.State.OPEN ? 1 : 0)
-                .description("1 while the Python circuit breaker is open (Python requests answered UNAVAILABLE), else 0")
-                .register(meters);
         // Monitoring (deploy/prometheus): the workers share the unit's cgroup, so MemoryMax covers them too.
         Gauge.builder("analytics.python.workers.resident.memory", this, PythonWorkerPool::workersRssBytes)
                 .baseUnit("bytes")
@@ -291,13 +252,20 @@ public final class PythonWorkerPool implements PythonBackend {
                 log.info("removed {} stale data file(s) from {}", stale, runtimeDir);
             }
             List<String> workerArgs = new ArrayList<>(List.of("--max-frame", Integer.toString(config.maxFrameBytes())));
-            if (config.preload()) {
-                workerArgs.add("--preload");
-            }
             if (config.testMode()) {
                 workerArgs.add("--enable-test-algorithms");
             }
-            launcher = new SpawnLauncher(config.python(), sock, workerArgs, config.workingDir(), config.extraEnv());
+            // ---- issue 11: choose how workers start (fork-server by default, spawn as the fallback/option)
+            launcher = switch (config.startMode()) {
+                case FORK_SERVER -> new ForkServerLauncher(config.python(), sock, workerArgs, config.workingDir(),
+                        config.extraEnv(), config.startupTimeout());
+                case SPAWN -> new SpawnLauncher(config.python(), sock, workerArgs, config.workingDir(), config.extraEnv());
+                case SPAWN_PRELOAD -> {
+                    List<String> preload = new ArrayList<>(workerArgs);
+                    preload.add("--preload");
+                    yield new SpawnLauncher(config.python(), sock, preload, config.workingDir(), config.extraEnv());
+                }
+            };
             supervisor = new WorkerSupervisor(config, launcher, scheduler, new Events());
             server = new WorkerSocketServer(sock, config.maxFrameBytes(), config.startupTimeout(), supervisor);
         } catch (IOException e) {
@@ -307,11 +275,12 @@ public final class PythonWorkerPool implements PythonBackend {
             throw new IllegalStateException("interrupted while binding the worker socket", e);
         }
         GenericObjectPoolConfig<WorkerHandle> pc = new GenericObjectPoolConfig<>();
-        pc.setMaxTotal(config.workers());
+        pc.setMaxTotal(0); // grows as workers complete their hello: see grow()
         pc.setMaxIdle(config.workers());
         pc.setMinIdle(0);
         pc.setLifo(false);
         pc.setBlockWhenExhausted(true);
+        pc.setMaxWait(Duration.ofSeconds(1)); // only addObject uses it, waiting for a borrower's create to finish
         pc.setTestOnCreate(true);
         pc.setTestOnBorrow(true);
         pc.setTestOnReturn(true);
@@ -321,6 +290,9 @@ public final class PythonWorkerPool implements PythonBackend {
         pc.setEvictionPolicy((cfg, underTest, idleCount) -> false); // never evict for idleness; validation pings
         pc.setJmxEnabled(false);
         pool = new GenericObjectPool<>(new Factory(), pc);
+        reloader = new RollingReload(config, supervisor, launcher, admission, pool, closed);
+        workerCall = new WorkerCall(runtimeDir, shmThresholdBytes, sharedMemoryRequests, completions,
+                this::giveBack, this::invalidate, supervisor::markHealthy);
         shutdownHook = new Thread(this::closeFromHook, "python-workers-shutdown");
         Runtime.getRuntime().addShutdownHook(shutdownHook);
         supervisor.startAll();
@@ -453,25 +425,15 @@ public final class PythonWorkerPool implements PythonBackend {
             return failed(ErrorCode.INVALID_ARGUMENT, "request too large for a Python worker: about " + estimate
                     + " bytes, the frame limit is " + config.maxFrameBytes() + " bytes");
         }
-        if (rateLimiter != null && !rateLimiter.acquirePermission()) {
-            return failed(ErrorCode.OVERLOADED, "Python request rate limit of " + config.rateLimitPerSecond()
-                    + " per second exceeded");
-        }
-        if (!bulkhead.tryAcquirePermission()) {
-            return failed(ErrorCode.OVERLOADED, "too many concurrent Python requests (limit "
-                    + config.maxConcurrent() + ")");
-        }
-        if (!breaker.tryAcquirePermission()) {
-            bulkhead.onComplete();
-            return failed(ErrorCode.UNAVAILABLE, "Python workers are failing: circuit breaker open, retry in "
-                    + breakerRetrySeconds() + "s" + downSuffix());
+        AnalysisException refused = admission.admit(downSuffix());
+        if (refused != null) {
+            return CompletableFuture.failedFuture(refused);
         }
         if (supervisor.allDown()) {
-            bulkhead.onComplete();
             AnalysisException e = new AnalysisException(ErrorCode.UNAVAILABLE, "all " + config.workers()
                     + " Python workers are down after repeated start-up failures" + downSuffix()
                     + "; fix the cause and reload the engine");
-            breaker.onError(0, TimeUnit.NANOSECONDS, e);
+            admission.refused(e);
             return CompletableFuture.failedFuture(e);
         }
         Call call = new Call(input, timeoutMs, cancel, listener == null ? PythonBackend.Listener.NONE : listener);
@@ -481,7 +443,7 @@ public final class PythonWorkerPool implements PythonBackend {
         if (call.result.isDone()) {
             call.unlisten.run(); // answered before the listener was in place (finish saw none)
         }
-        retry.executeCompletionStage(scheduler, () -> attempt(call)).whenComplete((r, e) -> {
+        admission.retry().executeCompletionStage(scheduler, () -> attempt(call)).whenComplete((r, e) -> {
             if (e == null) {
                 call.result.complete(r);
             } else {
@@ -493,11 +455,6 @@ public final class PythonWorkerPool implements PythonBackend {
 
     private static CompletableFuture<PythonResult> failed(ErrorCode code, String message) {
         return CompletableFuture.failedFuture(new AnalysisException(code, message));
-    }
-
-    private long breakerRetrySeconds() {
-        long openFor = config.breakerOpenDuration().toNanos() - (System.nanoTime() - breakerOpenedNanos);
-        return Math.max(1, (long) Math.ceil(openFor / 1e9));
     }
 
     private String downSuffix() {
@@ -515,7 +472,7 @@ public final class PythonWorkerPool implements PythonBackend {
     }
 
     /** One client request (possibly two attempts). */
-    private final class Call {
+    final class Call {
         final AnalysisInput input;
         final long timeoutMs;
         final long startNanos = System.nanoTime();
@@ -549,12 +506,23 @@ public final class PythonWorkerPool implements PythonBackend {
                     ? UUID.randomUUID().toString() : input.requestId();
         }
 
+        AnalysisException noWorkerBeforeDeadline() {
+            Map<String, Integer> c = countByState();
+            return new AnalysisException(ErrorCode.OVERLOADED, "no Python worker became free within the request's "
+                    + "deadline of " + timeoutMs + " ms (" + c.getOrDefault("busy", 0) + " busy, "
+                    + c.getOrDefault("starting", 0) + " starting)");
+        }
+
         /** Runs on the scheduler exactly at the deadline. */
         void onDeadline() {
             WorkerHandle h = onWorker.get();
-            String msg = h != null || everSent
-                    ? "Python algorithm '" + input.algorithm() + "' did not finish within " + timeoutMs + " ms"
-                    : "request timed out after " + timeoutMs + " ms waiting for a free Python worker";
+            if (h == null && !everSent) {
+                // Never reached a worker: the wait for one could not finish before the deadline. That is overload
+                // (retry later, elsewhere), not a slow algorithm, and it says nothing about the workers' health.
+                result.completeExceptionally(noWorkerBeforeDeadline());
+                return;
+            }
+            String msg = "Python algorithm '" + input.algorithm() + "' did not finish within " + timeoutMs + " ms";
             if (result.completeExceptionally(new AnalysisException(ErrorCode.TIMEOUT, msg))) {
                 timeouts.increment();
                 WorkerHandle w = onWorker.get();
@@ -564,6 +532,29 @@ public final class PythonWorkerPool implements PythonBackend {
                     stopOnWorker(this, w, RetireReason.TIMEOUT);
                 }
             }
+        }
+
+        /** Called by WorkerCall once the request frame is written: a stop asked for meanwhile must follow it. */
+        void sentTo(WorkerHandle h) {
+            RetireReason stopping = stopReason;
+            if (stopping != null && onWorker.get() == h) {
+                stopOnWorker(this, h, stopping);
+            }
+        }
+
+        /** Called by WorkerCall when {@code h} answered this call and is about to go back to the pool. */
+        void answeredOn(WorkerHandle h) {
+            if (stopReason == null) {
+                return;
+            }
+            long ns = System.nanoTime() - stopAtNanos;
+            if (cancelledAtNanos != 0) { // counted before the worker is lent again
+                cancelledStopped.increment();
+                cancelRelease.record(System.nanoTime() - cancelledAtNanos, TimeUnit.NANOSECONDS);
+            }
+            log.info("worker[{}] stopped request {} ({}): free again {} ms after the stop was asked", h.slot, id,
+                    stopReason == RetireReason.CANCELLED ? "cancelled" : "past its deadline",
+                    String.format(java.util.Locale.ROOT, "%.1f", ns / 1e6));
         }
 
         /**
@@ -671,13 +662,10 @@ public final class PythonWorkerPool implements PythonBackend {
 
     /** Borrows an idle worker without waiting, or returns null. */
     private WorkerHandle borrowNow() {
-        borrowDeadline.set(System.nanoTime()); // create() must not wait either
         try {
             return pool.borrowObject(Duration.ZERO);
         } catch (Exception e) {
-            return null;
-        } finally {
-            borrowDeadline.remove();
+            return null; // none idle (the pool's timeout), or closing
         }
     }
 
@@ -693,130 +681,7 @@ public final class PythonWorkerPool implements PythonBackend {
     }
 
     private void runAttempt(Call call, CompletableFuture<PythonResult> out, WorkerHandle h) {
-        if (call.abandoned()) {
-            giveBack(h);
-            out.completeExceptionally(new CancelledAttempt());
-            return;
-        }
-        call.onWorker.set(h);
-        if (call.result.isDone() && call.onWorker.compareAndSet(h, null)) { // deadline raced with the set
-            giveBack(h);
-            out.completeExceptionally(new CancelledAttempt());
-            return;
-        }
-        call.listener.running(h.slot);
-        boolean watched = call.listener != PythonBackend.Listener.NONE && h.features.contains("progress");
-        java.util.function.Consumer<Map<String, Object>> progress = !watched ? null : msg -> {
-            if (msg.get("fraction") instanceof Double f && Double.isFinite(f)) {
-                call.listener.progress(Math.max(0, Math.min(1, f)), msg.get("detail") instanceof String d ? d : "");
-            }
-        };
-        AnalysisInput in = call.input;
-        ByteBuf frame;
-        DataFile[] files = toFiles(h, in);
-        // The files live as long as this attempt: deleted when the worker answers or fails (crash, protocol error),
-        // and at the latest when the call is answered (deadline). A worker that mapped a file keeps its pages until
-        // it unmaps, so deleting early never breaks a running computation.
-        Runnable dropFiles = () -> {
-            for (DataFile f : files) {
-                if (f != null) {
-                    f.delete();
-                }
-            }
-        };
-        if (files[0] != null || files[1] != null) {
-            sharedMemoryRequests.increment();
-            call.result.whenComplete((r, e) -> dropFiles.run());
-        }
-        try {
-            long left = Math.max(1, TimeUnit.NANOSECONDS.toMillis(call.deadlineNanos - System.nanoTime()));
-            frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, call.id, in.algorithm(), in.params(),
-                    in.data(), in.rows(), in.cols(), in.matrix(), in.target(), in.texts(), left, files[0], files[1], watched);
-        } catch (IOException | RuntimeException e) {
-            dropFiles.run();
-            if (call.onWorker.compareAndSet(h, null)) {
-                giveBack(h);
-            }
-            out.completeExceptionally(new AnalysisException(ErrorCode.INTERNAL, "cannot encode the request: " + e.getMessage()));
-            return;
-        }
-        long sent = System.nanoTime();
-        call.everSent = true;
-        // Continue off the socket's event loop: pool bookkeeping and the caller's continuations must not run there.
-        CompletableFuture<Map<String, Object>> sentFuture = h.send(call.id, frame, progress);
-        RetireReason stopping = call.stopReason;
-        if (stopping != null && call.onWorker.get() == h) {
-            stopOnWorker(call, h, stopping); // stopped while the frame was prepared: a cancel must follow the request
-        }
-        if (files[0] != null || files[1] != null) {
-            // unlinking a large tmpfs file frees its pages: not on the socket's event loop
-            sentFuture.whenCompleteAsync((msg, err) -> dropFiles.run(), completions);
-        }
-        sentFuture.whenCompleteAsync((msg, err) -> {
-            long rtt = (System.nanoTime() - sent) / 1000;
-            boolean mine = call.onWorker.compareAndSet(h, null);
-            if (err != null) {
-                Throwable cause = unwrap(err);
-                if (cause instanceof WorkerSupervisor.ShutdownException) {
-                    out.completeExceptionally(cause); // engine shutting down: UNAVAILABLE, no retry
-                    return;
-                }
-                if (mine) {
-                    invalidate(h, RetireReason.BROKEN);
-                }
-                out.completeExceptionally(cause instanceof WorkerDiedException ? cause
-                        : new WorkerDiedException(h.name() + " failed: " + cause.getMessage()));
-                return;
-            }
-            supervisor.markHealthy(h);
-            if (mine) {
-                if (call.stopReason != null) { // counted before the worker is lent again
-                    long ns = System.nanoTime() - call.stopAtNanos;
-                    if (call.cancelledAtNanos != 0) {
-                        cancelledStopped.increment();
-                        cancelRelease.record(System.nanoTime() - call.cancelledAtNanos, TimeUnit.NANOSECONDS);
-                    }
-                    log.info("worker[{}] stopped request {} ({}): free again {} ms after the stop was asked", h.slot,
-                            call.id, call.stopReason == RetireReason.CANCELLED ? "cancelled" : "past its deadline",
-                            String.format(java.util.Locale.ROOT, "%.1f", ns / 1e6));
-                }
-                giveBack(h);
-            }
-            try {
-                out.complete(toResult(h, msg, rtt));
-            } catch (AnalysisException e) {
-                out.completeExceptionally(e);
-            }
-        }, completions);
-    }
-
-    /**
-     * The data and target arrays that go to this worker through runtime-dir files: those of at least
-     * {@link #shmThresholdBytes}, when the worker advertised {@code data_file}. A file that cannot be written
-     * (e.g. the runtime dir's file system is full) falls back to msgpack bytes with a warning.
-     */
-    private DataFile[] toFiles(WorkerHandle h, AnalysisInput in) {
-        DataFile[] out = new DataFile[2];
-        if (shmThresholdBytes <= 0 || !h.features.contains("data_file")) {
-            return out;
-        }
-        try {
-            if (in.data() != null && 8L * in.data().length >= shmThresholdBytes) {
-                out[0] = DataFile.write(runtimeDir, in.data());
-            }
-            if (in.target() != null && 8L * in.target().length >= shmThresholdBytes) {
-                out[1] = DataFile.write(runtimeDir, in.target());
-            }
-        } catch (IOException | RuntimeException e) {
-            log.warn("cannot write a data file in {} ({}); sending the arrays as msgpack bytes", runtimeDir, e.toString());
-            for (DataFile f : out) {
-                if (f != null) {
-                    f.delete();
-                }
-            }
-            return new DataFile[2];
-        }
-        return out;
+        workerCall.run(call, out, h);
     }
 
     /**
@@ -836,42 +701,27 @@ public final class PythonWorkerPool implements PythonBackend {
         return shmThresholdBytes;
     }
 
-    private static PythonResult toResult(WorkerHandle h, Map<String, Object> msg, long rttMicros) throws AnalysisException {
-        long compute = 0;
-        if (msg.get("timings") instanceof Map<?, ?> t && t.get("compute_us") instanceof Long c) {
-            compute = c;
-        }
-        if (Boolean.TRUE.equals(msg.get("ok"))) {
-            if (!(msg.get("result_json") instanceof String json)) {
-                throw new AnalysisException(ErrorCode.INTERNAL, "Python worker " + h.slot + " answered ok without result_json");
-            }
-            return new PythonResult(json, h.slot, compute, rttMicros);
-        }
-        String code = msg.get("error_code") instanceof String s ? s : "INTERNAL";
-        String message = msg.get("error_message") instanceof String s ? s : "Python worker reported an error";
-        ErrorCode ec;
-        switch (code) {
-            case "INVALID_ARGUMENT" -> ec = ErrorCode.INVALID_ARGUMENT;
-            case "UNKNOWN_ALGORITHM" -> ec = ErrorCode.UNKNOWN_ALGORITHM;
-            case "TIMEOUT" -> ec = ErrorCode.TIMEOUT;
-            case "CANCELLED" -> ec = ErrorCode.CANCELLED;
-            default -> ec = ErrorCode.INTERNAL;
-        }
-        throw new AnalysisException(ec, message);
-    }
-
-    /** Borrow with a bounded wait; see the class comment for how the factory gets workers. */
+    /**
+     * Borrow, waiting at most until the request's own deadline (min of timeout_ms and the gRPC deadline), or
+     * for {@code borrowWait} when that optional cap is set; see the class comment for how the factory gets
+     * workers. A wait that reaches the deadline is answered OVERLOADED by {@link Call#onDeadline}.
+     */
     private WorkerHandle borrow(Call call) throws AnalysisException {
         long start = System.nanoTime();
-        // The overload budget (borrowWait) only runs down while no worker is restarting: time spent waiting for
-        // capacity that is coming back (a crash/kill/recycle replacement starting) is not overload. The total wait is
-        // still bounded by the start-up timeout and, always, by the request's deadline. A retry after its worker died
-        // gets the start-up timeout as budget (e.g. all workers died at once).
-        long budget = call.attempts.get() > 1
-                ? Math.max(config.borrowWait().toNanos(), config.startupTimeout().toNanos())
-                : config.borrowWait().toNanos();
-        long hardEnd = Math.min(call.deadlineNanos,
-                start + Math.max(budget, config.startupTimeout().toNanos()));
+        long cap = config.borrowWait().toNanos(); // 0 = no cap: up to the deadline
+        long budget;
+        long hardEnd;
+        if (cap == 0) {
+            budget = Long.MAX_VALUE;
+            hardEnd = call.deadlineNanos;
+        } else {
+            // The cap only runs down while no worker is restarting: time spent waiting for capacity that is
+            // coming back (a crash/kill/recycle replacement starting) is not overload. The total wait is still
+            // bounded by the start-up timeout and, always, by the request's deadline. A retry after its worker
+            // died gets the start-up timeout as budget (e.g. all workers died at once).
+            budget = call.attempts.get() > 1 ? Math.max(cap, config.startupTimeout().toNanos()) : cap;
+            hardEnd = Math.min(call.deadlineNanos, start + Math.max(budget, config.startupTimeout().toNanos()));
+        }
         long slice = TimeUnit.MILLISECONDS.toNanos(200);
         long ticket = queueSeq.incrementAndGet();
         waiting.put(ticket, call);
@@ -901,15 +751,17 @@ public final class PythonWorkerPool implements PythonBackend {
             if (left <= 0) {
                 break;
             }
+            if (supervisor.allDown()) {
+                break; // nothing will come back before reload(): UNAVAILABLE below
+            }
             boolean restarting = countByState().getOrDefault("starting", 0) > 0;
+            // Slices only so that the cap's accounting and "every slot went down" are looked at regularly; each
+            // slice waits on the pool's own idle deque, which a returned or newly added worker wakes at once.
             long wait = Math.min(left, slice);
-            borrowDeadline.set(now + wait);
             try {
                 return pool.borrowObject(Duration.ofNanos(wait));
-            } catch (WorkerSupervisor.IdleAvailable e) {
-                // a pooled worker became idle while we waited for a new one: borrow again
             } catch (NoSuchElementException e) {
-                // timed out, or a freshly created worker failed validation: loop decides
+                // the slice ended without a worker, or a new worker failed validation: the loop decides
             } catch (IllegalStateException e) {
                 throw new AnalysisException(ErrorCode.UNAVAILABLE, "the Python worker pool is shut down");
             } catch (InterruptedException e) {
@@ -917,8 +769,6 @@ public final class PythonWorkerPool implements PythonBackend {
                 throw new AnalysisException(ErrorCode.UNAVAILABLE, "interrupted while waiting for a Python worker");
             } catch (Exception e) {
                 throw new AnalysisException(ErrorCode.INTERNAL, "cannot borrow a Python worker: " + e);
-            } finally {
-                borrowDeadline.remove();
             }
             if (!restarting && countByState().getOrDefault("starting", 0) == 0) {
                 overloadWaited += System.nanoTime() - now;
@@ -930,6 +780,9 @@ public final class PythonWorkerPool implements PythonBackend {
         }
         Map<String, Integer> c = countByState();
         int running = c.getOrDefault("ready", 0) + c.getOrDefault("busy", 0);
+        if (running > 0 && System.nanoTime() - call.deadlineNanos >= 0) {
+            throw call.noWorkerBeforeDeadline(); // the same answer as the deadline task's, whichever comes first
+        }
         if (running == 0) {
             throw new AnalysisException(ErrorCode.UNAVAILABLE, "no Python worker is ready (" + c.getOrDefault("starting", 0)
                     + " starting, " + c.getOrDefault("down", 0) + " down)" + downSuffix() + "; waited " + waited + " ms");
@@ -947,7 +800,6 @@ public final class PythonWorkerPool implements PythonBackend {
         } catch (Exception e) {
             log.debug("returning worker[{}] to a closed pool: {}", h.slot, e.toString());
         }
-        supervisor.signalAvailability();
     }
 
     private void invalidate(WorkerHandle h, RetireReason reason) {
@@ -963,7 +815,6 @@ public final class PythonWorkerPool implements PythonBackend {
                 supervisor.retire(h, reason);
             }
         }
-        supervisor.signalAvailability();
     }
 
     private void finish(Call call, PythonResult r, Throwable e) {
@@ -975,21 +826,10 @@ public final class PythonWorkerPool implements PythonBackend {
         if (unlisten != null) {
             unlisten.run();
         }
-        bulkhead.onComplete();
         long elapsed = System.nanoTime() - call.startNanos;
         roundTrip.record(elapsed, TimeUnit.NANOSECONDS);
-        if (e == null) {
-            breaker.onSuccess(elapsed, TimeUnit.NANOSECONDS);
-            return;
-        }
-        Throwable c = unwrap(e);
-        ErrorCode code = c instanceof AnalysisException ae ? ae.code() : ErrorCode.INTERNAL;
-        switch (code) {
-            case TIMEOUT, WORKER_FAILED -> breaker.onError(elapsed, TimeUnit.NANOSECONDS, c);
-            // a cancellation says nothing about the workers' health: not counted either way
-            case OVERLOADED, UNAVAILABLE, CANCELLED -> breaker.releasePermission();
-            default -> breaker.onSuccess(elapsed, TimeUnit.NANOSECONDS); // algorithm errors: the worker is fine
-        }
+        Throwable c = e == null ? null : unwrap(e);
+        admission.finished(elapsed, c == null ? null : c instanceof AnalysisException ae ? ae.code() : ErrorCode.INTERNAL, c);
     }
 
     private AnalysisException toAnalysisException(Call call, Throwable e) {
@@ -1011,7 +851,7 @@ public final class PythonWorkerPool implements PythonBackend {
         return new AnalysisException(ErrorCode.INTERNAL, "Python request failed: " + e);
     }
 
-    private static Throwable unwrap(Throwable t) {
+    static Throwable unwrap(Throwable t) {
         while ((t instanceof CompletionException || t instanceof java.util.concurrent.ExecutionException) && t.getCause() != null) {
             t = t.getCause();
         }
@@ -1019,7 +859,7 @@ public final class PythonWorkerPool implements PythonBackend {
     }
 
     /** The call was answered before this attempt could run. */
-    private static final class CancelledAttempt extends RuntimeException {
+    static final class CancelledAttempt extends RuntimeException {
         CancelledAttempt() {
             super("request already answered", null, false, false);
         }
@@ -1029,13 +869,15 @@ public final class PythonWorkerPool implements PythonBackend {
 
     private final class Factory extends BasePooledObjectFactory<WorkerHandle> {
         @Override
-        public WorkerHandle create() throws Exception {
-            // Only our borrow() may wait here. The pool also calls create() internally (ensureIdle after
-            // invalidate/destroy, addObject) on whatever thread it is on — possibly the socket's event loop,
-            // which must never block (it is the thread that would deliver the next hello): no deadline → no wait.
-            Long deadline = borrowDeadline.get();
-            long d = deadline != null ? deadline : System.nanoTime();
-            return supervisor.takeReady(d, () -> pool.getNumIdle() > 0);
+        public WorkerHandle create() {
+            // Never waits: the pool only creates within the capacity that fillPool granted for a worker that
+            // completed its hello, so there is one queued (unless it died or reload took it meanwhile).
+            WorkerHandle h = supervisor.pollReady();
+            if (h == null) {
+                shrink(); // the grant it was made for is void
+                throw new NoSuchElementException("no Python worker ready");
+            }
+            return h;
         }
 
         @Override
@@ -1081,18 +923,17 @@ public final class PythonWorkerPool implements PythonBackend {
         public void destroyObject(PooledObject<WorkerHandle> p, DestroyMode mode) {
             WorkerHandle h = p.getObject();
             h.destroyed = true;
+            shrink();
             if (supervisor.isClosing() || h.ended.get()) {
-                supervisor.signalAvailability();
                 fillPoolSoon();
                 return;
             }
             RetireReason reason = h.retireReason;
             if (reason == RetireReason.BROKEN && h.retiring.get() == false
-                    && (!h.processAlive() || h.connection == null || !h.connection.isActive())) {
+                    && (!h.processAlive() || !h.connected())) {
                 // It is dying by itself (crash, kill -9, lost connection): the supervisor's end-of-process path
                 // restarts it with crash accounting (backoff, crash-loop limit). Make sure that path runs.
                 supervisor.ensureEnding(h);
-                supervisor.signalAvailability();
                 fillPoolSoon();
                 return;
             }
@@ -1108,7 +949,6 @@ public final class PythonWorkerPool implements PythonBackend {
                 }
             }
             supervisor.retire(h, reason);
-            supervisor.signalAvailability();
             fillPoolSoon();
         }
     }
@@ -1128,16 +968,35 @@ public final class PythonWorkerPool implements PythonBackend {
 
     private void fillPool() {
         GenericObjectPool<WorkerHandle> p = pool;
-        while (p != null && !closed.get() && supervisor.hasQueuedReady()
-                && p.getNumActive() + p.getNumIdle() < config.workers()) {
-            borrowDeadline.set(System.nanoTime()); // never block a supervisor thread
+        while (p != null && !closed.get() && supervisor.hasQueuedReady() && grow()) {
             try {
-                p.addObject();
+                p.addObject(); // a borrower waiting on the idle deque gets it at once
             } catch (Exception e) {
-                return; // a borrower took it first, or it died meanwhile
-            } finally {
-                borrowDeadline.remove();
+                return; // it died or reload took it meanwhile (create gave the capacity back)
             }
+        }
+    }
+
+    /**
+     * The pool's capacity ({@code maxTotal}) is the number of workers it holds plus those granted and about to be
+     * added: a borrower therefore never asks the factory for a worker that is still starting; it waits on the
+     * idle deque ({@code borrowObject(Duration)}) until one is returned or added. Grown here for each worker that
+     * completed its hello (at most the worker count); shrunk when one is destroyed or a grant finds no worker.
+     */
+    private boolean grow() {
+        synchronized (capacityLock) {
+            int max = pool.getMaxTotal();
+            if (max >= config.workers()) {
+                return false;
+            }
+            pool.setMaxTotal(max + 1);
+            return true;
+        }
+    }
+
+    private void shrink() {
+        synchronized (capacityLock) {
+            pool.setMaxTotal(Math.max(0, pool.getMaxTotal() - 1));
         }
     }
 
@@ -1160,7 +1019,7 @@ public final class PythonWorkerPool implements PythonBackend {
         public void workerCrashed(WorkerHandle h, String description, boolean duringStartup) {
             crashes.increment();
             if (duringStartup) {
-                breaker.onError(0, TimeUnit.NANOSECONDS, new WorkerDiedException(description));
+                admission.startFailed(new WorkerDiedException(description));
             }
             wakeReadyWaiters();
         }
@@ -1181,35 +1040,7 @@ public final class PythonWorkerPool implements PythonBackend {
     // ================================================================= visibility
 
     private Map<String, Integer> countByState() {
-        Map<String, Integer> c = new LinkedHashMap<>();
-        c.put("ready", 0);
-        c.put("busy", 0);
-        c.put("starting", 0);
-        c.put("down", 0);
-        WorkerSupervisor s = supervisor;
-        if (s == null) {
-            return c;
-        }
-        for (Slot slot : s.slots) {
-            c.merge(slotState(slot), 1, Integer::sum);
-        }
-        return c;
-    }
-
-    private static String slotState(Slot slot) {
-        if (slot.down) {
-            return "down";
-        }
-        WorkerHandle h = slot.current;
-        if (h == null || h.ended.get()) {
-            return "starting";
-        }
-        return switch (h.state) {
-            case READY -> "ready";
-            case BUSY -> "busy";
-            case RETIRING -> h.inFlight.get() != null ? "busy" : "starting";
-            default -> "starting";
-        };
+        return PoolStatus.countByState(supervisor);
     }
 
     @Override
@@ -1217,7 +1048,7 @@ public final class PythonWorkerPool implements PythonBackend {
         if (!started.get() || closed.get() || supervisor.allDown()) {
             return false;
         }
-        return breaker.getState() != CircuitBreaker.State.OPEN && breaker.getState() != CircuitBreaker.State.FORCED_OPEN;
+        return !admission.breakerOpen();
     }
 
     @Override
@@ -1235,49 +1066,11 @@ public final class PythonWorkerPool implements PythonBackend {
         Map<String, Object> st = new LinkedHashMap<>();
         st.put("available", isAvailable());
         st.put("workers", countByState());
-        List<Map<String, Object>> list = new ArrayList<>();
         WorkerSupervisor s = supervisor;
-        if (s != null) {
-            List<WorkerHandle> handles = new ArrayList<>(s.live);
-            handles.sort(Comparator.comparingInt((WorkerHandle h) -> h.slot).thenComparingLong(h -> h.generation));
-            for (Slot slot : s.slots) {
-                boolean any = false;
-                for (WorkerHandle h : handles) {
-                    if (h.slot != slot.id) {
-                        continue;
-                    }
-                    any = true;
-                    Map<String, Object> w = new LinkedHashMap<>();
-                    w.put("id", h.slot);
-                    w.put("pid", h.pid);
-                    w.put("state", h == slot.current ? slotState(slot) : "retiring");
-                    w.put("requests", h.requests.get());
-                    w.put("restarts", slot.restarts);
-                    w.put("rss_bytes", h.rssBytes);
-                    w.put("uptime_s", Math.round(h.uptimeSeconds() * 10) / 10.0);
-                    list.add(w);
-                }
-                if (!any) {
-                    Map<String, Object> w = new LinkedHashMap<>();
-                    w.put("id", slot.id);
-                    w.put("pid", -1);
-                    w.put("state", slot.down ? "down" : "starting");
-                    w.put("requests", 0);
-                    w.put("restarts", slot.restarts);
-                    w.put("rss_bytes", -1);
-                    w.put("uptime_s", 0.0);
-                    if (slot.lastFailure != null) {
-                        w.put("last_failure", slot.lastFailure);
-                    }
-                    list.add(w);
-                } else if (slot.down || slot.lastFailure != null) {
-                    list.get(list.size() - 1).put("last_failure", slot.lastFailure);
-                }
-            }
-        }
+        List<Map<String, Object>> list = PoolStatus.workerList(s);
         st.put("worker_list", list);
-        st.put("breaker", breaker.getState().name());
-        st.put("in_flight", config.maxConcurrent() - bulkhead.getMetrics().getAvailableConcurrentCalls());
+        st.put("breaker", admission.breakerState());
+        st.put("in_flight", admission.inFlight());
         GenericObjectPool<WorkerHandle> p = pool;
         if (p != null) {
             st.put("pool", Map.of("idle", p.getNumIdle(), "lent", p.getNumActive(), "waiting", p.getNumWaiters()));
@@ -1285,106 +1078,34 @@ public final class PythonWorkerPool implements PythonBackend {
         st.put("max_concurrent", config.maxConcurrent());
         st.put("python", pythonVersions);
         st.put("restarts_total", s == null ? 0 : s.restartsTotal());
-        st.put("reloading", reloading.get() != null && !reloading.get().isDone());
+        st.put("reloading", reloader != null && reloader.running());
+        WorkerLauncher l = launcher;
+        if (l != null) {
+            st.put("worker_start", l.status()); // mode, fork-server template, spawn fallback and why
+        }
         return st;
     }
 
     // ================================================================= rolling reload
 
     @Override
+    public void markStopping() {
+        WorkerSupervisor s = supervisor;
+        if (s != null) {
+            s.markStopping();
+        }
+    }
+
+    @Override
     public void reload() {
         reloadAsync();
     }
 
-    /**
-     * Replaces every worker, one slot at a time: spawn the new process, wait for its hello, then retire the old
-     * one as soon as it is idle (it finishes its current request). Slots that were down are retried. A reload
-     * requested while one is running returns the running one's future.
-     */
+    /** See {@link RollingReload#start}. */
     public CompletableFuture<Void> reloadAsync() {
         if (!started.get() || closed.get()) {
             return CompletableFuture.failedFuture(new IllegalStateException("pool not running"));
         }
-        CompletableFuture<Void> mine = new CompletableFuture<>();
-        CompletableFuture<Void> running = reloading.get();
-        if (running != null && !running.isDone()) {
-            return running;
-        }
-        if (!reloading.compareAndSet(running, mine)) {
-            return reloading.get();
-        }
-        Thread t = new Thread(() -> {
-            try {
-                doReload();
-                mine.complete(null);
-            } catch (Throwable e) {
-                log.error("rolling reload failed: {}", e.toString());
-                mine.completeExceptionally(e);
-            }
-        }, "python-workers-reload");
-        t.setDaemon(true);
-        t.start();
-        return mine;
-    }
-
-    private void doReload() throws Exception {
-        log.info("rolling reload of {} Python workers", config.workers());
-        if (breaker.getState() != CircuitBreaker.State.CLOSED) {
-            breaker.transitionToClosedState(); // the operator asks us to try again
-        }
-        List<String> failures = new ArrayList<>();
-        for (Slot slot : supervisor.slots) {
-            if (closed.get()) {
-                return;
-            }
-            WorkerHandle old = slot.current;
-            boolean wasDown = slot.down;
-            supervisor.resetSlot(slot);
-            boolean oldServing = old != null && !wasDown && !old.ended.get() && !old.retiring.get()
-                    && old.state != State.STARTING;
-            if (oldServing && !old.replaced.compareAndSet(false, true)) {
-                oldServing = false; // its replacement is already on the way
-                continue;
-            }
-            if (!oldServing && old != null && !old.ended.get() && !wasDown) {
-                continue; // starting right now: it runs the code on disk already
-            }
-            WorkerHandle fresh = supervisor.spawnOnSupervisorThread(slot).get();
-            if (fresh == null) {
-                return;
-            }
-            try {
-                fresh.readyFuture.get(config.startupTimeout().toMillis() + 1000, TimeUnit.MILLISECONDS);
-            } catch (Exception e) {
-                String why = "worker " + slot.id + ": replacement did not start: " + unwrap(e).getMessage();
-                failures.add(why);
-                log.error("rolling reload: {}", why);
-                if (oldServing) {
-                    supervisor.revert(slot, old, fresh);
-                }
-                continue;
-            }
-            if (oldServing) {
-                old.retireRequested = true;
-                if (supervisor.removeReady(old)) {
-                    supervisor.retire(old, RetireReason.RELOAD);
-                } else {
-                    try {
-                        pool.evict(); // idle → validate fails → destroyed now; busy → on return
-                    } catch (Exception e) {
-                        log.debug("evict during reload: {}", e.toString());
-                    }
-                }
-                try {
-                    old.outOfService.get(Math.max(60_000, config.startupTimeout().toMillis()), TimeUnit.MILLISECONDS);
-                } catch (java.util.concurrent.TimeoutException e) {
-                    log.warn("rolling reload: worker[{}] pid {} still busy; it retires when its request ends", old.slot, old.pid);
-                }
-            }
-        }
-        if (!failures.isEmpty()) {
-            throw new IllegalStateException(String.join("; ", failures));
-        }
-        log.info("rolling reload done");
+        return reloader.start();
     }
 }

@@ -2,19 +2,14 @@ package analytics.engine.workers;
 
 import analytics.engine.workers.launch.LaunchedProcess;
 
-import analytics.engine.workers.transport.WireCodec;
-import analytics.engine.workers.transport.WorkerSocketServer.Connection;
+import analytics.engine.workers.transport.WorkerMessage.Pong;
+import analytics.engine.workers.transport.WorkerMessage.Response;
 import io.netty.buffer.ByteBuf;
-import io.netty.buffer.PooledByteBufAllocator;
-import java.io.IOException;
-import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * One worker process and its connection. Owned by the {@link WorkerSupervisor}; lent to at most one request at
@@ -51,14 +46,6 @@ final class WorkerHandle {
         }
     }
 
-    /** The request currently on this worker; {@code progress} receives its progress frames (revision 3). */
-    record InFlight(String id, CompletableFuture<Map<String, Object>> response,
-                    java.util.function.Consumer<Map<String, Object>> progress) {
-        InFlight(String id, CompletableFuture<Map<String, Object>> response) {
-            this(id, response, null);
-        }
-    }
-
     final int slot;
     final long generation;
     final String token;
@@ -69,17 +56,14 @@ final class WorkerHandle {
     final AtomicBoolean ended = new AtomicBoolean();
     /** Claimed by whoever starts this worker's successor (crash restart, retire, reload): exactly one does. */
     final AtomicBoolean replaced = new AtomicBoolean();
-    final AtomicReference<InFlight> inFlight = new AtomicReference<>();
-    final AtomicReference<InFlight> pendingPing = new AtomicReference<>();
-    private final AtomicLong pingCounter = new AtomicLong();
 
     volatile LaunchedProcess process;
     volatile long pid = -1;
     volatile State state = State.STARTING;
-    volatile Connection connection;
+    /** Set by the hello; null before. */
+    volatile WorkerChannel channel;
     volatile long readyNanos;
     volatile long rssBytes = -1;
-    volatile long workerRequests = -1;
     volatile Map<String, String> versions = Map.of();
     volatile Map<String, Object> algorithms = Map.of();
     /** Optional protocol features from the hello (e.g. {@code data_file}); empty for a worker that lists none. */
@@ -104,20 +88,6 @@ final class WorkerHandle {
         this.recycleAfter = recycleAfter;
     }
 
-    /** The string entries of a hello's {@code features} list (anything else is ignored). */
-    static Set<String> features(Object list) {
-        if (!(list instanceof List<?> l)) {
-            return Set.of();
-        }
-        java.util.HashSet<String> out = new java.util.HashSet<>();
-        for (Object o : l) {
-            if (o instanceof String s) {
-                out.add(s);
-            }
-        }
-        return Set.copyOf(out);
-    }
-
     String name() {
         return "Python worker " + slot + (pid > 0 ? " (pid " + pid + ")" : "");
     }
@@ -129,7 +99,7 @@ final class WorkerHandle {
 
     /** Connected, process alive, not retiring: may take a request. */
     boolean usable() {
-        Connection c = connection;
+        WorkerChannel c = channel;
         return !ended.get() && !retiring.get() && !retireRequested && c != null && c.isActive() && processAlive();
     }
 
@@ -140,59 +110,51 @@ final class WorkerHandle {
         return maxRssBytes > 0 && rssBytes > maxRssBytes;
     }
 
-    /** Sends a complete request frame; the returned future completes with the worker's response map. */
-    CompletableFuture<Map<String, Object>> send(String id, ByteBuf frame) {
+    boolean connected() {
+        WorkerChannel c = channel;
+        return c != null && c.isActive();
+    }
+
+    boolean hasRequestInFlight() {
+        WorkerChannel c = channel;
+        return c != null && c.hasRequestInFlight();
+    }
+
+    /** Sends a complete request frame; the returned future completes with the worker's response. */
+    CompletableFuture<Response> send(String id, ByteBuf frame) {
         return send(id, frame, null);
     }
 
     /** As {@link #send(String, ByteBuf)}; {@code progress} (may be null) gets the request's progress frames. */
-    CompletableFuture<Map<String, Object>> send(String id, ByteBuf frame,
-                                                java.util.function.Consumer<Map<String, Object>> progress) {
-        CompletableFuture<Map<String, Object>> f = new CompletableFuture<>();
-        InFlight mine = new InFlight(id, f, progress);
-        if (!inFlight.compareAndSet(null, mine)) {
-            frame.release();
-            // never two requests on one worker: a bug if it happens, so make it loud
-            f.completeExceptionally(new IllegalStateException(name() + " already has a request in flight"));
-            return f;
-        }
-        Connection c = connection;
+    CompletableFuture<Response> send(String id, ByteBuf frame,
+                                     java.util.function.Consumer<analytics.engine.workers.transport.WorkerMessage.Progress> progress) {
+        WorkerChannel c = channel;
         if (c == null || ended.get()) {
             frame.release();
-            inFlight.compareAndSet(mine, null);
-            f.completeExceptionally(new WorkerDiedException(name() + " is not connected"));
-            return f;
+            return CompletableFuture.failedFuture(new WorkerDiedException(name() + " is not connected"));
         }
         state = State.BUSY;
-        c.channel().writeAndFlush(frame).addListener(w -> {
-            if (!w.isSuccess()) {
-                if (inFlight.compareAndSet(mine, null)) {
-                    f.completeExceptionally(new WorkerDiedException(name() + ": writing the request failed: " + w.cause()));
-                }
+        return c.send(id, frame, progress).thenApply(r -> {
+            requests.incrementAndGet();
+            if (state == State.BUSY) {
+                state = State.READY;
             }
+            return r;
         });
-        return f;
     }
 
-    CompletableFuture<Map<String, Object>> ping() {
-        CompletableFuture<Map<String, Object>> f = new CompletableFuture<>();
-        Connection c = connection;
-        if (c == null || !c.isActive()) {
-            f.completeExceptionally(new WorkerDiedException(name() + " is not connected"));
-            return f;
+    /** Pings the worker; the pong's RSS is remembered for recycling. */
+    CompletableFuture<Pong> ping() {
+        WorkerChannel c = channel;
+        if (c == null) {
+            return CompletableFuture.failedFuture(new WorkerDiedException(name() + " is not connected"));
         }
-        String id = "ping-" + pingCounter.incrementAndGet();
-        InFlight mine = new InFlight(id, f);
-        pendingPing.set(mine);
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("type", "ping");
-        m.put("id", id);
-        try {
-            c.channel().writeAndFlush(WireCodec.encodeSimple(c.channel().alloc(), m));
-        } catch (IOException e) {
-            f.completeExceptionally(e);
-        }
-        return f;
+        return c.ping().thenApply(p -> {
+            if (p.rssBytes() >= 0) {
+                rssBytes = p.rssBytes();
+            }
+            return p;
+        });
     }
 
     /**
@@ -200,41 +162,22 @@ final class WorkerHandle {
      * Returns false when this worker does not offer it or is not connected: the caller kills it instead.
      */
     boolean sendCancel(String id) {
-        Connection c = connection;
-        if (!features.contains("cancel") || c == null || !c.isActive()) {
-            return false;
-        }
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("type", "cancel");
-        m.put("id", id);
-        try {
-            c.channel().writeAndFlush(WireCodec.encodeSimple(c.channel().alloc(), m));
-            return true;
-        } catch (IOException e) {
-            return false;
-        }
+        WorkerChannel c = channel;
+        return features.contains("cancel") && c != null && c.sendCancel(id);
     }
 
     void sendShutdown() {
-        Connection c = connection;
-        if (c != null && c.isActive()) {
-            try {
-                c.channel().writeAndFlush(WireCodec.encodeSimple(PooledByteBufAllocator.DEFAULT, Map.of("type", "shutdown")));
-            } catch (IOException ignored) {
-                // the SIGTERM that follows does the job
-            }
+        WorkerChannel c = channel;
+        if (c != null) {
+            c.sendShutdown();
         }
     }
 
     /** Fails whatever is pending on this worker (request, ping). */
     void failPending(Throwable t) {
-        InFlight r = inFlight.getAndSet(null);
-        if (r != null) {
-            r.response().completeExceptionally(t);
-        }
-        InFlight p = pendingPing.getAndSet(null);
-        if (p != null) {
-            p.response().completeExceptionally(t);
+        WorkerChannel c = channel;
+        if (c != null) {
+            c.failPending(t);
         }
     }
 

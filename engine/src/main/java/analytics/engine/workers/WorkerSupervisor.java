@@ -1,5 +1,7 @@
 package analytics.engine.workers;
 
+import analytics.engine.workers.transport.WorkerMessage;
+import analytics.engine.workers.transport.WorkerMessage.Hello;
 import analytics.engine.workers.WorkerHandle.RetireReason;
 import analytics.engine.workers.WorkerHandle.State;
 import analytics.engine.workers.launch.LaunchSpec;
@@ -24,7 +26,6 @@ import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.BooleanSupplier;
 import org.slf4j.Logger;
@@ -33,7 +34,7 @@ import org.slf4j.LoggerFactory;
 /**
  * Spawns, watches, restarts and stops the worker processes. Each of the {@code workers} slots has at most one
  * "current" process; a retiring process (recycle, reload, timeout kill) may briefly overlap with its
- * replacement. Workers that completed their hello are queued in {@link #takeReady} for the pool.
+ * replacement. Workers that completed their hello are queued for the pool ({@link #pollReady}).
  */
 final class WorkerSupervisor implements WorkerSocketServer.Listener {
 
@@ -92,9 +93,10 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
     final Collection<WorkerHandle> live = ConcurrentHashMap.newKeySet();
     private final Deque<WorkerHandle> readyQueue = new ArrayDeque<>();
     private final ReentrantLock lock = new ReentrantLock();
-    private final Condition availability = lock.newCondition();
     private final AtomicLong restartsTotal = new AtomicLong();
     private volatile boolean closing;
+    /** Issue 11 (clean stop): set at the engine's first SIGTERM, before the drain; no worker starts after it. */
+    private volatile boolean stopping;
 
     WorkerSupervisor(WorkerPoolConfig config, WorkerLauncher launcher, ScheduledExecutorService scheduler, Events events) {
         this.config = config;
@@ -117,6 +119,22 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         return closing;
     }
 
+    /**
+     * The engine is stopping (first SIGTERM): requests in flight still finish on their workers, but no worker is
+     * started any more — no restart after a crash, no replacement after a recycle or a timeout kill.
+     */
+    void markStopping() {
+        stopping = true;
+        for (Slot s : slots) {
+            synchronized (s) {
+                if (s.pendingRestart != null) {
+                    s.pendingRestart.cancel(false);
+                    s.pendingRestart = null;
+                }
+            }
+        }
+    }
+
     long restartsTotal() {
         return restartsTotal.get();
     }
@@ -134,7 +152,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
 
     /** Starts a new process for the slot; it becomes the slot's current worker. Call on a supervisor thread. */
     private WorkerHandle spawn(Slot slot) {
-        if (closing) {
+        if (closing || stopping) {
             return null;
         }
         long recycleAfter = 0;
@@ -202,85 +220,51 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
     // ---------------------------------------------------------------- socket events
 
     @Override
-    public void onMessage(Connection conn, Map<String, Object> msg) {
-        Object type = msg.get("type");
+    public void onMessage(Connection conn, Map<String, Object> frame) {
+        WorkerMessage msg = WorkerMessage.of(frame);
         WorkerHandle h = (WorkerHandle) conn.attachment;
         if (h == null) {
             onHello(conn, msg);
             return;
         }
-        if ("response".equals(type)) {
-            WorkerHandle.InFlight r = h.inFlight.get();
-            if (r == null || !r.id().equals(msg.get("id"))) {
-                onProtocolError(conn, "response for a request that is not in flight");
-                conn.close();
-                return;
-            }
-            if (h.inFlight.compareAndSet(r, null)) {
-                h.requests.incrementAndGet();
-                if (h.state == State.BUSY) {
-                    h.state = State.READY;
-                }
-                r.response().complete(msg);
-            }
-        } else if ("progress".equals(type)) {
-            // revision 3: progress of the request in flight; one for a request we stopped waiting for is stale
-            WorkerHandle.InFlight r = h.inFlight.get();
-            if (r != null && r.progress() != null && r.id().equals(msg.get("id"))) {
-                try {
-                    r.progress().accept(msg);
-                } catch (RuntimeException e) {
-                    log.warn("worker[{}] progress listener failed: {}", h.slot, e.toString());
-                }
-            }
-        } else if ("pong".equals(type)) {
-            WorkerHandle.InFlight p = h.pendingPing.get();
-            if (p == null || !p.id().equals(msg.get("id"))) {
-                // the answer to a ping we gave up on (timeout, shutdown): stale, not a protocol violation
-                log.debug("worker[{}] stale pong {}", h.slot, msg.get("id"));
-                return;
-            }
-            h.pendingPing.compareAndSet(p, null);
-            if (msg.get("rss_bytes") instanceof Long rss) {
-                h.rssBytes = rss;
-            }
-            if (msg.get("requests") instanceof Long n) {
-                h.workerRequests = n;
-            }
-            p.response().complete(msg);
-        } else {
-            onProtocolError(conn, "unexpected frame of type '" + type + "'");
+        // after the hello, every frame answers something the worker's channel sent: it matches them
+        String violation = h.channel.deliver(msg);
+        if (violation != null) {
+            onProtocolError(conn, violation);
             conn.close();
         }
     }
 
-    private void onHello(Connection conn, Map<String, Object> msg) {
-        Object token = msg.get("token");
-        WorkerHandle h = "hello".equals(msg.get("type")) && token instanceof String t ? pendingTokens.remove(t) : null;
+    private void onHello(Connection conn, WorkerMessage msg) {
+        WorkerHandle h = msg instanceof Hello hello && hello.token() != null ? pendingTokens.remove(hello.token()) : null;
         if (h == null) {
-            log.warn("dropping a worker connection whose first frame is not a hello with a token we issued (type {})",
-                    msg.get("type"));
+            log.warn("dropping a worker connection whose first frame is not a hello with a token we issued ({})",
+                    msg.getClass().getSimpleName());
             conn.close();
             return;
         }
+        Hello hello = (Hello) msg;
         Slot slot = slots[h.slot];
-        Object proto = msg.get("protocol");
-        if (!(proto instanceof Long v) || v != PROTOCOL_VERSION) {
-            String why = "speaks worker protocol " + proto + ", the engine speaks " + PROTOCOL_VERSION;
+        if (hello.protocol() != PROTOCOL_VERSION) {
+            String why = "speaks worker protocol " + (hello.protocol() < 0 ? "null" : hello.protocol())
+                    + ", the engine speaks " + PROTOCOL_VERSION;
             log.error("worker[{}] pid {} {}; stopping it", h.slot, h.pid, why);
             conn.close();
             h.endDescription = why;
             retire(h, RetireReason.START_FAILED);
             return;
         }
-        if (msg.get("pid") instanceof Long pid && pid != h.pid) {
-            log.warn("worker[{}] hello reports pid {} but we spawned pid {}", h.slot, pid, h.pid);
+        if (hello.pid() >= 0 && h.pid <= 0) {
+            // A forked worker can say hello before its launcher has learnt its pid from the template.
+            h.pid = hello.pid();
+        } else if (hello.pid() >= 0 && hello.pid() != h.pid) {
+            log.warn("worker[{}] hello reports pid {} but we spawned pid {}", h.slot, hello.pid(), h.pid);
         }
-        h.connection = conn;
+        h.channel = new WorkerChannel(h.name(), conn);
         conn.attachment = h;
-        h.versions = stringMap(msg.get("versions"));
-        h.algorithms = msg.get("algorithms") instanceof Map<?, ?> m ? castMap(m) : Map.of();
-        h.features = WorkerHandle.features(msg.get("features"));
+        h.versions = hello.versions();
+        h.algorithms = hello.algorithms();
+        h.features = hello.features();
         if (h.ended.get() || h.retiring.get() || closing) {
             conn.close();
             return;
@@ -293,20 +277,6 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         h.readyFuture.complete(null);
         offerReady(h);
         events.workerReady(h);
-    }
-
-    @SuppressWarnings("unchecked")
-    private static Map<String, Object> castMap(Map<?, ?> m) {
-        return (Map<String, Object>) m;
-    }
-
-    private static Map<String, String> stringMap(Object o) {
-        if (!(o instanceof Map<?, ?> m)) {
-            return Map.of();
-        }
-        Map<String, String> out = new java.util.TreeMap<>();
-        m.forEach((k, v) -> out.put(String.valueOf(k), String.valueOf(v)));
-        return out;
     }
 
     @Override
@@ -361,7 +331,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         removeReady(h);
         h.failPending(new WorkerDiedException("Python worker " + h.slot + " (pid " + h.pid + ") " + what, !h.requestCaused));
         h.readyFuture.completeExceptionally(new WorkerDiedException("worker " + h.slot + " " + what));
-        Connection c = h.connection;
+        WorkerChannel c = h.channel;
         if (c != null) {
             c.close();
         }
@@ -389,8 +359,8 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         events.workerCrashed(h, what, startup);
         long delayMs;
         synchronized (slot) {
-            if (slot.current != h || closing || !h.replaced.compareAndSet(false, true)) {
-                return; // already replaced
+            if (slot.current != h || closing || stopping || !h.replaced.compareAndSet(false, true)) {
+                return; // already replaced, or the engine is stopping: no new worker
             }
             if (h.readyNanos != 0 && System.nanoTime() - h.readyNanos >= HEALTHY_AFTER_NANOS) {
                 slot.consecutiveFailures = 0; // it ran fine for a while: not a crash loop
@@ -403,12 +373,13 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
                 slot.down = true;
                 log.error("worker[{}] is in a crash loop ({} consecutive failures); leaving it down until a reload: {}",
                         slot.id, slot.consecutiveFailures, slot.lastFailure);
-                signalAvailability();
                 return;
             }
+            // Issue 11: the first failure of a slot that was healthy is replaced at once (a fork is cheap, and a
+            // one-off crash is not a loop); consecutive failures back off initial × 2^(n-2), capped.
             long initial = config.restartBackoffInitial().toMillis();
-            int shift = Math.min(30, slot.consecutiveFailures - 1);
-            delayMs = Math.min(config.restartBackoffMax().toMillis(), initial << shift);
+            int shift = Math.min(30, slot.consecutiveFailures - 2);
+            delayMs = slot.consecutiveFailures <= 1 ? 0 : Math.min(config.restartBackoffMax().toMillis(), initial << shift);
             slot.pendingRestart = scheduler.schedule(() -> spawn(slot), delayMs, TimeUnit.MILLISECONDS);
         }
         log.info("worker[{}] restarting in {} ms (consecutive failures: {})", slot.id, delayMs, slot.consecutiveFailures);
@@ -446,7 +417,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
             crashed(slots[h.slot], h, h.endDescription == null ? "failed to start" : h.endDescription, true);
             return;
         }
-        if (reason.replaceNow && !closing) {
+        if (reason.replaceNow && !closing && !stopping) {
             Slot s = slots[h.slot];
             boolean replace;
             synchronized (s) {
@@ -478,11 +449,13 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
                 scheduler.schedule(sigkill, grace, TimeUnit.MILLISECONDS);
             }
         };
-        if (graceful && h.connection != null && h.connection.isActive()) {
+        if (graceful && h.connected()) {
             h.sendShutdown();
             scheduler.schedule(sigterm, grace, TimeUnit.MILLISECONDS);
         } else {
-            sigterm.run();
+            // A worker treats SIGTERM as "finish the current request, then wait for shutdown" (clean stop under
+            // systemd), so a worker that must go now (hung, over its memory limit, no handshake) gets SIGKILL.
+            p.kill();
         }
         return p.exited().thenApply(x -> null);
     }
@@ -503,7 +476,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         long hardLimit = config.maxRssBytes() > Long.MAX_VALUE / 2 ? Long.MAX_VALUE : 2 * config.maxRssBytes();
         scheduler.scheduleWithFixedDelay(() -> {
             for (WorkerHandle h : live) {
-                if (h.inFlight.get() == null || h.ended.get() || h.retiring.get() || h.pid <= 0) {
+                if (!h.hasRequestInFlight() || h.ended.get() || h.retiring.get() || h.pid <= 0) {
                     continue;
                 }
                 long rss = readRss(h.pid);
@@ -539,7 +512,6 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         lock.lock();
         try {
             readyQueue.addLast(h);
-            availability.signalAll();
         } finally {
             lock.unlock();
         }
@@ -563,54 +535,22 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         }
     }
 
-    /** Wakes threads waiting in {@link #takeReady} (a worker was returned to the pool, a slot went down...). */
-    void signalAvailability() {
+
+    /** The next queued worker that completed its hello and is still usable, or null; never waits. */
+    WorkerHandle pollReady() {
         lock.lock();
         try {
-            availability.signalAll();
-        } finally {
-            lock.unlock();
-        }
-    }
-
-    /** Thrown by {@link #takeReady} when an idle pooled worker appeared meanwhile: borrow again. */
-    static final class IdleAvailable extends RuntimeException {
-        IdleAvailable() {
-            super("an idle worker became available", null, false, false);
-        }
-    }
-
-    /**
-     * Next worker that completed its hello and is not yet in the pool, waiting until {@code deadlineNanos}.
-     * Throws {@link IdleAvailable} as soon as {@code idleInPool} turns true, and {@link java.util.NoSuchElementException}
-     * on timeout.
-     */
-    WorkerHandle takeReady(long deadlineNanos, BooleanSupplier idleInPool) throws InterruptedException {
-        lock.lock();
-        try {
-            while (true) {
-                WorkerHandle h;
-                while ((h = readyQueue.pollFirst()) != null) {
-                    if (h.usable()) {
-                        return h;
-                    }
-                    if (h.retireRequested && !h.ended.get()) {
-                        WorkerHandle old = h;
-                        scheduler.execute(() -> retire(old, RetireReason.RELOAD));
-                    }
+            WorkerHandle h;
+            while ((h = readyQueue.pollFirst()) != null) {
+                if (h.usable()) {
+                    return h;
                 }
-                if (idleInPool.getAsBoolean()) {
-                    throw new IdleAvailable();
+                if (h.retireRequested && !h.ended.get()) {
+                    WorkerHandle old = h;
+                    scheduler.execute(() -> retire(old, RetireReason.RELOAD));
                 }
-                if (closing || allDown()) {
-                    throw new java.util.NoSuchElementException("no worker can start");
-                }
-                long left = deadlineNanos - System.nanoTime();
-                if (left <= 0) {
-                    throw new java.util.NoSuchElementException("timed out waiting for a worker");
-                }
-                availability.awaitNanos(Math.min(left, TimeUnit.MILLISECONDS.toNanos(50)));
             }
+            return null;
         } finally {
             lock.unlock();
         }
@@ -665,7 +605,6 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
                 }
             }
         }
-        signalAvailability();
         List<CompletableFuture<Void>> exits = new ArrayList<>();
         for (WorkerHandle h : List.copyOf(live)) {
             h.retiring.set(true);

@@ -72,6 +72,15 @@ class EngineConfigTest {
         Files.writeString(toml, "listn = \"x\"\n");
         e = assertThrows(EngineConfig.ConfigException.class, () -> EngineConfig.load(toml, null, Map.of(), Map.of()));
         assertTrue(e.getMessage().contains("unknown setting 'listn'"), e.getMessage());
+        Files.writeString(toml, "worker_preload = true\n");
+        e = assertThrows(EngineConfig.ConfigException.class, () -> EngineConfig.load(toml, null, Map.of(), Map.of()));
+        assertTrue(e.getMessage().contains("worker_start = \"spawn-preload\""), e.getMessage());
+        Files.writeString(toml, "worker_start = \"forkserver\"\n");
+        e = assertThrows(EngineConfig.ConfigException.class, () -> EngineConfig.load(toml, null, Map.of(), Map.of()));
+        assertTrue(e.getMessage().contains("must be one of fork-server, spawn, spawn-preload"), e.getMessage());
+        Files.writeString(toml, "worker_start = \"spawn-preload\"\n");
+        assertEquals(analytics.engine.workers.launch.WorkerStartMode.SPAWN_PRELOAD,
+                EngineConfig.load(toml, null, Map.of(), Map.of()).workerStart());
         Files.writeString(toml, "listen = [\n");
         e = assertThrows(EngineConfig.ConfigException.class, () -> EngineConfig.load(toml, null, Map.of(), Map.of()));
         assertTrue(e.getMessage().contains("cannot read config file"), e.getMessage());

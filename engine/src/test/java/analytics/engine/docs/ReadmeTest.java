@@ -44,4 +44,15 @@ class ReadmeTest {
             }
         }
     }
+
+    @Test
+    void pythonAlgorithmRowsShowTheCataloguesParams() throws Exception {
+        String r = readme();
+        for (AlgorithmSpec s : new AlgorithmRegistry().all()) {
+            if (!s.nativeImpl()) {
+                String row = "| `" + s.name() + "` | python | " + analytics.engine.dispatch.AlgorithmTable.params(s) + " | ";
+                assertTrue(r.contains(row), "README row of " + s.name() + " should start with: " + row);
+            }
+        }
+    }
 }

@@ -200,8 +200,15 @@ public final class FaultSuite {
         return m;
     }
 
+    /** The engine's Python processes: its workers and, in fork-server mode, their template (workers are its children). */
     List<Long> children() {
-        return engine.toHandle().children().filter(ProcessHandle::isAlive).map(ProcessHandle::pid).toList();
+        return engine.toHandle().descendants().filter(ProcessHandle::isAlive).map(ProcessHandle::pid).toList();
+    }
+
+    /** WORKERS, plus the fork-server template when /health shows one. */
+    int expectedProcesses() {
+        JsonNode h = health();
+        return WORKERS + (h != null && h.path("python").path("worker_start").path("template_pid").asLong(-1) > 0 ? 1 : 0);
     }
 
     // ------------------------------------------------------------------ requests and load
@@ -360,6 +367,13 @@ public final class FaultSuite {
         Map<String, Integer> names0 = threadNames();
         int fds0 = count("fd");
         List<Long> children0 = children();
+        // The default start mode must really be in use: a template that could not start would fall back to
+        // spawning silently as far as these scenarios are concerned.
+        String startMode = health() == null ? "?" : health().path("python").path("worker_start").path("mode").asText("?");
+        summary.put("worker_start", startMode);
+        if (!startMode.equals("fork-server")) {
+            failures.add("workers are not forked from a template (worker_start mode " + startMode + ", see the engine log)");
+        }
         long rss0 = rssKb(engine.pid());
         summary.put("baseline", Map.of("threads", threads0, "fds", fds0, "children", children0.size(), "rss_kb", rss0));
 
@@ -439,7 +453,7 @@ public final class FaultSuite {
 
         // Leak check after all worker faults (pool recovered, load stopped).
         waitFor(Duration.ofSeconds(20), () -> count("task") <= threads0 + 4 && count("fd") <= fds0 + 4
-                && children().size() == WORKERS);
+                && children().size() == expectedProcesses());
         int threads1 = count("task");
         int fds1 = count("fd");
         List<Long> children1 = children();
@@ -471,8 +485,8 @@ public final class FaultSuite {
         if (fds1 > fds0 + 4) {
             failures.add("fd leak: " + fds0 + " -> " + fds1);
         }
-        if (children1.size() != WORKERS) {
-            failures.add("child processes: " + children1.size() + " (expected " + WORKERS + ")");
+        if (children1.size() != expectedProcesses()) {
+            failures.add("child processes: " + children1.size() + " (expected " + expectedProcesses() + ")");
         }
 
         // Overload last before SIGTERM: its 40 clients grow grpc's cached executor (threads idle out after 60 s),

@@ -6,7 +6,7 @@ import analytics.engine.dispatch.Dispatcher;
 import analytics.engine.metrics.EngineMetrics;
 import analytics.engine.proto.AnalyticsEngineGrpc;
 import analytics.engine.stats.NativeStatistics;
-import analytics.engine.workers.PythonBackend;
+import analytics.engine.api.PythonBackend;
 import io.grpc.ManagedChannel;
 import io.grpc.netty.NettyChannelBuilder;
 import java.io.IOException;

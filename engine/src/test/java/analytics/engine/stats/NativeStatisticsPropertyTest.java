@@ -9,7 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
-import analytics.engine.dispatch.AnalysisException;
+import analytics.engine.api.AnalysisException;
 import analytics.engine.proto.ErrorCode;
 import java.time.Duration;
 import java.util.Arrays;

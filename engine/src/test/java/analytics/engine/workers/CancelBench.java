@@ -1,6 +1,7 @@
 package analytics.engine.workers;
 
-import analytics.engine.dispatch.AnalysisInput;
+import analytics.engine.api.AnalysisInput;
+import analytics.engine.api.PythonBackend;
 import analytics.engine.api.Cancellation;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.nio.file.Path;

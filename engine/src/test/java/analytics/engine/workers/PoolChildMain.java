@@ -6,7 +6,7 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 
-/** Child JVM for the kill -9 test: starts a 2-worker pool, prints the worker pids, then waits to be killed. */
+/** Child JVM for the kill -9 test: starts a 2-worker pool, prints the worker pids (and the fork-server template's), then waits to be killed. */
 public final class PoolChildMain {
     public static void main(String[] args) throws Exception {
         WorkerPoolConfig cfg = WorkerPoolConfig.defaults().withPython(Path.of(args[0])).withWorkers(2)
@@ -22,6 +22,10 @@ public final class PoolChildMain {
         List<Map<String, Object>> ws = (List<Map<String, Object>>) pool.status().get("worker_list");
         for (Map<String, Object> w : ws) {
             sb.append(' ').append(w.get("pid"));
+        }
+        Object start = pool.status().get("worker_start"); // fork-server mode: the template must go too
+        if (start instanceof Map<?, ?> m && m.get("template_pid") instanceof Number tpl && tpl.longValue() > 0) {
+            sb.append(' ').append(tpl);
         }
         System.out.println(sb);
         System.out.flush();

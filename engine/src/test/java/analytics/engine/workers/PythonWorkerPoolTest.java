@@ -13,9 +13,9 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
-import analytics.engine.dispatch.AnalysisException;
+import analytics.engine.api.AnalysisException;
 import analytics.engine.proto.ErrorCode;
-import analytics.engine.workers.PythonBackend.PythonResult;
+import analytics.engine.api.PythonBackend.PythonResult;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -399,7 +399,7 @@ class PythonWorkerPoolTest {
                     break;
                 }
             }
-            assertEquals(2, pids.size(), "child JVM did not report its worker pids");
+            assertEquals(3, pids.size(), "child JVM did not report its 2 worker pids and its fork-server template's");
             for (long p : pids) {
                 assertTrue(running(p));
             }

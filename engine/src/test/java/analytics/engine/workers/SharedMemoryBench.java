@@ -1,7 +1,7 @@
 package analytics.engine.workers;
 
-import analytics.engine.dispatch.AnalysisInput;
-import analytics.engine.workers.PythonBackend.PythonResult;
+import analytics.engine.api.AnalysisInput;
+import analytics.engine.api.PythonBackend.PythonResult;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -6,10 +6,10 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
-import analytics.engine.dispatch.AnalysisException;
-import analytics.engine.dispatch.AnalysisInput;
+import analytics.engine.api.AnalysisException;
+import analytics.engine.api.AnalysisInput;
 import analytics.engine.proto.ErrorCode;
-import analytics.engine.workers.PythonBackend.PythonResult;
+import analytics.engine.api.PythonBackend.PythonResult;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -217,9 +217,15 @@ class SharedMemoryTransportTest {
     @Test
     void helloFeaturesDecideTheTransport() {
         // a revision-1 worker sends no features: it only ever gets msgpack bytes (toFiles checks "data_file")
-        assertEquals(java.util.Set.of(), WorkerHandle.features(null));
-        assertEquals(java.util.Set.of(), WorkerHandle.features("data_file"));
-        assertEquals(java.util.Set.of("data_file", "x"), WorkerHandle.features(List.of("data_file", 3L, "x")));
+        assertEquals(java.util.Set.of(), helloFeatures(Map.of("type", "hello")));
+        assertEquals(java.util.Set.of(), helloFeatures(Map.of("type", "hello", "features", "data_file")));
+        assertEquals(java.util.Set.of("data_file", "x"),
+                helloFeatures(Map.of("type", "hello", "features", List.of("data_file", 3L, "x"))));
+    }
+
+    private static java.util.Set<String> helloFeatures(Map<String, Object> frame) {
+        return ((analytics.engine.workers.transport.WorkerMessage.Hello)
+                analytics.engine.workers.transport.WorkerMessage.of(frame)).features();
     }
 
     @Test

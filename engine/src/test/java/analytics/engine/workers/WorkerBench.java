@@ -1,7 +1,7 @@
 package analytics.engine.workers;
 
-import analytics.engine.dispatch.AnalysisInput;
-import analytics.engine.workers.PythonBackend.PythonResult;
+import analytics.engine.api.AnalysisInput;
+import analytics.engine.api.PythonBackend.PythonResult;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -64,7 +64,7 @@ public final class WorkerBench {
                 Thread.sleep(2500);
             }
             Arrays.sort(ms);
-            System.out.printf("kill -9 -> replacement ready (restart backoff 200 ms included): %s ms, median %d ms%n",
+            System.out.printf("kill -9 -> replacement ready (first restart of a healthy slot: no backoff): %s ms, median %d ms%n",
                     Arrays.toString(ms), ms[ms.length / 2]);
         }
 

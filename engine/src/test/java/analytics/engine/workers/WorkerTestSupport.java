@@ -2,7 +2,7 @@ package analytics.engine.workers;
 
 import static org.junit.jupiter.api.Assertions.fail;
 
-import analytics.engine.dispatch.AnalysisInput;
+import analytics.engine.api.AnalysisInput;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;

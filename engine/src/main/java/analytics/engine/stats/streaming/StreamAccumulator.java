@@ -1,6 +1,6 @@
 package analytics.engine.stats.streaming;
 
-import analytics.engine.dispatch.AnalysisException;
+import analytics.engine.api.AnalysisException;
 import analytics.engine.stats.NativeKernel;
 import java.util.LinkedHashMap;
 import java.util.Map;

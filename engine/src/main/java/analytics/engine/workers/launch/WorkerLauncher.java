@@ -17,6 +17,18 @@ public interface WorkerLauncher extends AutoCloseable {
     /** One line for logs and {@code /health}: e.g. "fork-server (template pid 1234)" or "spawn". */
     String describe();
 
+    /** For /health: at least {"mode": ...}; a fork server adds its template and any fallback to spawning. */
+    default java.util.Map<String, Object> status() {
+        return java.util.Map.of("mode", describe());
+    }
+
+    /**
+     * First step of a rolling reload, before the workers are replaced one by one: a fork server starts a template
+     * with the code now on disk (the replacements are forked from it). Nothing to do for a spawning launcher.
+     */
+    default void reload() {
+    }
+
     /** Stops what the launcher itself runs (a template process); launched workers are the supervisor's. */
     @Override
     void close();

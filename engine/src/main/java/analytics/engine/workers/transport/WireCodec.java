@@ -1,5 +1,6 @@
 package analytics.engine.workers.transport;
 
+import analytics.engine.api.AnalysisInput;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufAllocator;
 import java.io.IOException;
@@ -36,34 +37,31 @@ public final class WireCodec {
         }
     }
 
-    /** A request frame; returns a buffer holding the complete frame (length prefix included). */
-    public static ByteBuf encodeRequest(ByteBufAllocator alloc, String id, String algorithm, Map<String, String> params,
-                                        double[] data, int rows, int cols, boolean matrix, double[] target,
-                                        List<String> texts, long timeoutMs) throws IOException {
-        return encodeRequest(alloc, id, algorithm, params, data, rows, cols, matrix, target, texts, timeoutMs, null, null);
-    }
-
     /**
-     * A request frame where {@code dataFile} (if not null) replaces the {@code data} bin by a {@code data_file}
-     * reference and {@code targetFile} (if not null) replaces {@code target} by {@code target_file}
-     * (PROTOCOL.md, "Shared-memory hand-off"); the arrays in files are not copied into the frame.
+     * The request frame of {@code in} (length prefix included) under the id {@code id}. {@code dataFile} (if not
+     * null) replaces the {@code data} bin by a {@code data_file} reference and {@code targetFile} (if not null)
+     * replaces {@code target} by {@code target_file} (PROTOCOL.md, "Shared-memory hand-off"); the arrays in files
+     * are not copied into the frame.
      */
-    public static ByteBuf encodeRequest(ByteBufAllocator alloc, String id, String algorithm, Map<String, String> params,
-                                        double[] data, int rows, int cols, boolean matrix, double[] target,
-                                        List<String> texts, long timeoutMs, DataFile dataFile, DataFile targetFile)
-            throws IOException {
-        return encodeRequest(alloc, id, algorithm, params, data, rows, cols, matrix, target, texts, timeoutMs, dataFile,
-                targetFile, false);
+    public static ByteBuf encodeRequest(ByteBufAllocator alloc, String id, AnalysisInput in, long timeoutMs,
+                                        DataFile dataFile, DataFile targetFile) throws IOException {
+        return encodeRequest(alloc, id, in, timeoutMs, dataFile, targetFile, false);
     }
 
     /**
      * As above; {@code progress} adds {@code "progress": true} (PROTOCOL.md revision 3): the worker then sends
      * progress frames while it computes. Only for a worker whose hello listed the {@code progress} feature.
      */
-    public static ByteBuf encodeRequest(ByteBufAllocator alloc, String id, String algorithm, Map<String, String> params,
-                                        double[] data, int rows, int cols, boolean matrix, double[] target,
-                                        List<String> texts, long timeoutMs, DataFile dataFile, DataFile targetFile,
-                                        boolean progress) throws IOException {
+    public static ByteBuf encodeRequest(ByteBufAllocator alloc, String id, AnalysisInput in, long timeoutMs,
+                                        DataFile dataFile, DataFile targetFile, boolean progress) throws IOException {
+        String algorithm = in.algorithm();
+        Map<String, String> params = in.params();
+        double[] data = in.data();
+        int rows = in.rows();
+        int cols = in.cols();
+        boolean matrix = in.matrix();
+        double[] target = in.target();
+        List<String> texts = in.texts();
         long dataBytes = 8L * rows * cols;
         long targetBytes = target == null ? 0 : 8L * target.length;
         if (dataFile != null && dataFile.nbytes() != dataBytes) {
@@ -165,8 +163,29 @@ public final class WireCodec {
         buf.writerIndex(at + bytes);
     }
 
-    /** A small control message (ping, shutdown) as a complete frame. */
-    public static ByteBuf encodeSimple(ByteBufAllocator alloc, Map<String, Object> msg) throws IOException {
+    /** A ping frame; the worker answers with a pong carrying the same id and its RSS. */
+    public static ByteBuf encodePing(ByteBufAllocator alloc, String id) throws IOException {
+        Map<String, Object> m = new java.util.LinkedHashMap<>();
+        m.put("type", "ping");
+        m.put("id", id);
+        return encodeSimple(alloc, m);
+    }
+
+    /** A cancel frame (revision 3): the worker stops request {@code id} and answers CANCELLED. */
+    public static ByteBuf encodeCancel(ByteBufAllocator alloc, String id) throws IOException {
+        Map<String, Object> m = new java.util.LinkedHashMap<>();
+        m.put("type", "cancel");
+        m.put("id", id);
+        return encodeSimple(alloc, m);
+    }
+
+    /** A shutdown frame: the worker finishes and exits. */
+    public static ByteBuf encodeShutdown(ByteBufAllocator alloc) throws IOException {
+        return encodeSimple(alloc, Map.of("type", "shutdown"));
+    }
+
+    /** A small control message as a complete frame. */
+    private static ByteBuf encodeSimple(ByteBufAllocator alloc, Map<String, Object> msg) throws IOException {
         try (MessageBufferPacker pk = MessagePack.newDefaultBufferPacker()) {
             pk.packMapHeader(msg.size());
             for (Map.Entry<String, Object> e : msg.entrySet()) {

@@ -5,7 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import analytics.engine.dispatch.AnalysisException;
+import analytics.engine.api.AnalysisException;
 import analytics.engine.stats.NativeStatistics;
 import java.util.Arrays;
 import java.util.List;

@@ -1,5 +1,6 @@
 package analytics.engine.workers.transport;
 
+import analytics.engine.api.AnalysisInput;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -20,8 +21,8 @@ class WireCodecTest {
     void requestFrameHasLengthPrefixAndLittleEndianPayload() throws Exception {
         double[] data = {1.0, -0.5, Math.PI, 1e300, -0.0, 6.0};
         double[] target = {7.0, 8.0, 9.0};
-        ByteBuf frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, "req-1", "kmeans",
-                Map.of("k", "3"), data, 3, 2, true, target, List.of("héllo", "wörld"), 1234);
+        ByteBuf frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, "req-1", new AnalysisInput("req-1", "kmeans",
+                data, 3, 2, true, target, List.of("héllo", "wörld"), Map.of("k", "3")), 1234, null, null);
         try {
             assertTrue(frame.isDirect());
             int len = frame.readInt();
@@ -43,8 +44,8 @@ class WireCodecTest {
 
     @Test
     void seriesShapeIsOneDimensional() throws Exception {
-        ByteBuf frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, "r", "mean", Map.of(),
-                new double[] {1, 2}, 2, 1, false, null, List.of(), 10);
+        ByteBuf frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, "r", new AnalysisInput("r", "mean",
+                new double[] {1, 2}, 2, 1, false, null, List.of(), Map.of()), 10, null, null);
         try {
             frame.readInt();
             Map<String, Object> m = WireCodec.decode(frame.slice());
@@ -95,8 +96,8 @@ class WireCodecTest {
             assertEquals(8, java.nio.file.Files.size(small.path()));
             assertTrue(df.name().startsWith(DataFile.PREFIX) && !df.name().contains("/"), df.name());
 
-            ByteBuf frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, "r", "linear_regression", Map.of(),
-                    new double[] {1, 2, 3, 4}, 2, 2, true, target, List.of(), 10,
+            ByteBuf frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, "r", new AnalysisInput("r", "linear_regression",
+                    new double[] {1, 2, 3, 4}, 2, 2, true, target, List.of(), Map.of()), 10,
                     DataFile.write(dir, new double[] {1, 2, 3, 4}), tf);
             try {
                 assertEquals(frame.readableBytes() - 4, frame.readInt());
@@ -111,7 +112,7 @@ class WireCodecTest {
                 frame.release();
             }
             assertThrows(IllegalArgumentException.class, () -> WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, "r",
-                    "mean", Map.of(), new double[] {1, 2}, 2, 1, false, null, List.of(), 10, small, null));
+                    new AnalysisInput("r", "mean", new double[] {1, 2}, 2, 1, false, null, List.of(), Map.of()), 10, small, null));
         } finally {
             df.delete();
             small.delete();

@@ -1,7 +1,5 @@
-package analytics.engine.workers;
+package analytics.engine.api;
 
-import analytics.engine.dispatch.AnalysisInput;
-import analytics.engine.api.Cancellation;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
@@ -10,7 +8,7 @@ import java.util.concurrent.CompletableFuture;
  * What the dispatcher needs from the Python side: run one request on some worker.
  *
  * <p>The future completes with the worker's result, or exceptionally with an
- * {@link analytics.engine.dispatch.AnalysisException} whose code is one of TIMEOUT, OVERLOADED,
+ * {@link analytics.engine.api.AnalysisException} whose code is one of TIMEOUT, OVERLOADED,
  * WORKER_FAILED, UNAVAILABLE, INVALID_ARGUMENT, UNKNOWN_ALGORITHM, INTERNAL. It always completes, at the
  * latest at {@code timeoutMs} (plus scheduling slack).
  */
@@ -37,6 +35,13 @@ public interface PythonBackend extends AutoCloseable {
 
     /** Pool state for /health, HealthCheck capabilities: JSON-compatible values. */
     Map<String, Object> status();
+
+    /**
+     * The engine is stopping (first SIGTERM, before the drain): requests in flight finish, no worker is started
+     * any more. {@link #close()} follows after the drain.
+     */
+    default void markStopping() {
+    }
 
     /** Rolling restart of every worker, one at a time (SIGHUP). */
     void reload();

@@ -1,4 +1,4 @@
-package analytics.engine.dispatch;
+package analytics.engine.api;
 
 import analytics.engine.proto.ErrorCode;
 

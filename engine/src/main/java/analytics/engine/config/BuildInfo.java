@@ -1,4 +1,4 @@
-package analytics.engine;
+package analytics.engine.config;
 
 import java.io.IOException;
 import java.io.InputStream;

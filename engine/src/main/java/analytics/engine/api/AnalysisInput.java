@@ -1,4 +1,4 @@
-package analytics.engine.dispatch;
+package analytics.engine.api;
 
 import java.util.List;
 import java.util.Map;

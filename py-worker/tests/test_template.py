@@ -1,0 +1,224 @@
+"""The fork-server template (template.py) against a real template process and real forked workers."""
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+
+from harness import PKG_DIR, pack  # noqa: F401
+import harness
+
+from analytics_worker import template
+
+
+def _wait(cond, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.01)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def _gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ")[1].startswith("Z")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+class TemplateSide:
+    """Plays the engine: a listening worker socket + a template process driven over stdin/stdout."""
+
+    def __init__(self, engine_pid=None, env=None):
+        self.tmp = tempfile.TemporaryDirectory(prefix="aw-tpl-")
+        self.path = os.path.join(self.tmp.name, "workers.sock")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.path)
+        self.listener.listen(8)
+        self.listener.settimeout(60)
+        e = dict(os.environ)
+        e["PYTHONPATH"] = PKG_DIR + os.pathsep + e.get("PYTHONPATH", "")
+        if env:
+            e.update(env)
+        cmd = [sys.executable, "-m", "analytics_worker", "--template", "--socket", self.path,
+               "--enable-test-algorithms", "--engine-pid", str(engine_pid or os.getpid())]
+        self.proc = subprocess.Popen(cmd, env=e, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.stderr_lines = []
+        self._err = threading.Thread(target=self._read_err, daemon=True)
+        self._err.start()
+        self.events = []
+
+    def _read_err(self):
+        for raw in self.proc.stderr:
+            self.stderr_lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def event(self, timeout=60.0):
+        r, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        assert r, "no event from the template within %s s (stderr: %s)" % (timeout, self.stderr_lines[-5:])
+        line = self.proc.stdout.readline()
+        assert line, "template closed its control channel (stderr: %s)" % self.stderr_lines[-5:]
+        ev = json.loads(line)
+        self.events.append(ev)
+        return ev
+
+    def exit_report(self, pid, timeout=30.0):
+        prefix = "\x1fX%d\x1f" % pid
+        line = _wait(lambda: next((l for l in self.stderr_lines if l.startswith(prefix)), None), timeout,
+                     "exit report of pid %d" % pid)
+        return line[len(prefix):]
+
+    def fork(self, worker_id, token):
+        self.proc.stdin.write((json.dumps({"op": "fork", "worker_id": worker_id, "token": token,
+                                           "env": {"AW_TEST_ENV": "x%d" % worker_id}}) + "\n").encode())
+        self.proc.stdin.flush()
+        ev = self.event()
+        assert ev["event"] == "forked", ev
+        conn, _ = self.listener.accept()
+        conn.settimeout(60)
+        w = harness.EngineSide.__new__(harness.EngineSide)
+        w.conn, w.timeout = conn, 60
+        w.hello = w.recv()
+        return ev, w
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.listener.close()
+        self.tmp.cleanup()
+
+
+@pytest.fixture
+def tpl():
+    t = TemplateSide()
+    try:
+        ready = t.event()
+        assert ready["event"] == "ready" and ready["pid"] == t.proc.pid
+        yield t
+    finally:
+        t.close()
+
+
+def test_forked_workers_are_full_workers(tpl):
+    ev1, w1 = tpl.fork(1, "tok-1")
+    ev2, w2 = tpl.fork(2, "tok-2")
+    assert ev1["tasks"] == 1 and ev2["tasks"] == 1  # single-threaded at each fork
+    assert w1.hello["token"] == "tok-1" and w1.hello["pid"] == ev1["pid"] and w1.hello["worker_id"] == 1
+    assert w2.hello["token"] == "tok-2" and w2.hello["pid"] == ev2["pid"]
+    assert "kmeans" in w1.hello["algorithms"] and "_test_random" in w1.hello["algorithms"]
+    r = w1.request("mean", [1.0, 2.0, 3.0])
+    assert r["ok"] and r["result_json"] == "2.0"
+    # the title goes back to idle right after the response is sent: await it
+    _wait(lambda: open("/proc/%d/cmdline" % ev1["pid"], "rb").read().startswith(b"analytics-worker[1] idle"),
+          what="idle title of the forked worker")
+    # every child reseeds after the fork: otherwise all would replay the template's random streams
+    a = json.loads(w1.request("_test_random", [])["result_json"])
+    b = json.loads(w2.request("_test_random", [])["result_json"])
+    assert a["pid"] != b["pid"]
+    assert a["random"] != b["random"], "two forked workers replay the same random stream"
+    assert a["numpy"] != b["numpy"], "two forked workers replay the same numpy stream"
+    # each child's log lines reach the template's stderr pipe tagged with the child's pid
+    w1.send({"type": "shutdown"})
+    assert tpl.exit_report(ev1["pid"]) == "exited with status 0"
+    # each child's log lines reach the template's stderr pipe tagged with its pid, before its exit report
+    tag = template.TAG % (ev1["pid"], "stderr")
+    lines = [l for l in tpl.stderr_lines if l.startswith(tag) or l.startswith("\x1fX%d\x1f" % ev1["pid"])]
+    assert "shutdown requested" in lines[-2] and lines[-1].startswith("\x1fX")
+
+
+def test_template_reports_sigkill_of_a_worker(tpl):
+    ev, w = tpl.fork(3, "tok-3")
+    os.kill(ev["pid"], signal.SIGKILL)
+    assert tpl.exit_report(ev["pid"]) == "was killed by signal 9"
+
+
+def test_worker_sigterm_finishes_request_and_waits_for_shutdown(tpl):
+    ev, w = tpl.fork(4, "tok-4")
+    w.send({"type": "request", "id": "s1", "algorithm": "_test_sleep", "params": {"seconds": "0.5"},
+            "data": b"", "timeout_ms": 10000})
+    _wait(lambda: open("/proc/%d/cmdline" % ev["pid"], "rb").read().startswith(b"analytics-worker[4] busy"),
+          what="busy title")
+    os.kill(ev["pid"], signal.SIGTERM)
+    r = w.recv()
+    assert r["id"] == "s1" and r["ok"], r
+    assert w.ping("p1")["type"] == "pong"  # still serving the engine after SIGTERM
+    w.send({"type": "shutdown"})
+    assert tpl.exit_report(ev["pid"]) == "exited with status 0"
+
+
+def test_worker_exits_when_the_engine_dies_even_if_its_socket_stays_open():
+    fake_engine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    t = TemplateSide(engine_pid=fake_engine.pid)
+    try:
+        assert t.event()["event"] == "ready"
+        ev, w = t.fork(5, "tok-5")
+        fake_engine.kill()
+        fake_engine.wait(10)
+        assert t.exit_report(ev["pid"]) == "exited with status %d" % template.EXIT_ENGINE_GONE
+    finally:
+        if fake_engine.poll() is None:
+            fake_engine.kill()
+        t.close()
+
+
+def test_workers_outlive_a_killed_template_and_serve(tpl):
+    ev, w = tpl.fork(6, "tok-6")
+    tpl.proc.kill()
+    tpl.proc.wait(10)
+    r = w.request("mean", [2.0, 4.0])
+    assert r["ok"] and r["result_json"] == "3.0"
+    w.send({"type": "shutdown"})
+    _wait(lambda: _gone(ev["pid"]), what="orphaned worker to exit on shutdown")
+
+
+def test_eof_on_control_channel_ends_template_after_its_workers(tpl):
+    ev, w = tpl.fork(7, "tok-7")
+    tpl.proc.stdin.close()
+    assert w.request("count", [1.0])["ok"]
+    assert tpl.proc.poll() is None  # still reaping for its worker
+    w.send({"type": "shutdown"})
+    assert tpl.proc.wait(20) == 0
+    assert tpl.exit_report(ev["pid"]) == "exited with status 0"
+
+
+def test_fork_refused_while_another_thread_runs():
+    stop = threading.Event()
+    th = threading.Thread(target=stop.wait, name="intruder")
+    th.start()
+    try:
+        n, why = template.check_single_threaded()
+        assert n >= 2 and "refusing to fork" in why and "intruder" in why
+    finally:
+        stop.set()
+        th.join()
+
+
+def test_template_that_cannot_import_exits_with_a_clear_message(tmp_path):
+    broken = tmp_path / "sklearn"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('simulated broken scikit-learn')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + PKG_DIR)
+    p = subprocess.run([sys.executable, "-m", "analytics_worker", "--template", "--socket", "/nonexistent.sock"],
+                       env=env, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert p.returncode == template.EXIT_IMPORT
+    assert b"cannot import the worker libraries" in p.stderr and b"simulated broken scikit-learn" in p.stderr
+
+
+def test_template_survives_sigterm_and_still_forks(tpl):
+    tpl.proc.send_signal(signal.SIGTERM)
+    ev, w = tpl.fork(8, "tok-8")
+    assert w.request("count", [1.0, 2.0])["ok"]
+    _wait(lambda: any("SIGTERM ignored" in l for l in tpl.stderr_lines), what="SIGTERM log line")
+    assert tpl.proc.poll() is None
