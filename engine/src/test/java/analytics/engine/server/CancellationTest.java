@@ -371,10 +371,12 @@ class CancellationTest {
         int warmup = 20;
         long threads0 = 0;
         long fds0 = 0;
+        List<String> children0 = List.of();
         for (int i = 0; i < warmup + 100; i++) {
             if (i == warmup) {
                 threads0 = ManagementFactory.getThreadMXBean().getThreadCount();
                 fds0 = openFds();
+                children0 = workerProcesses();
             }
             Context.CancellableContext ctx = Context.current().withCancellation();
             Outcome<AnalysisResponse> call = new Outcome<>();
@@ -391,8 +393,9 @@ class CancellationTest {
                 && ((Number) pool.status().get("in_flight")).intValue() == 0
                 && ((Map<?, ?>) pool.status().get("pool")).get("idle").equals(2));
         assertEquals(pids, List.of(pidOf(pool, 0), pidOf(pool, 1)), "no worker was killed or leaked");
-        await("exactly the pool's 2 worker processes alive (no leaked child): " + workerProcesses(), Duration.ofSeconds(20),
-                () -> workerProcesses().size() == 2);
+        List<String> c0 = children0; // the 2 workers, plus the fork-server template when that launcher is used
+        await("the same child processes as after the warm-up (none leaked, none lost): " + c0 + " now "
+                + workerProcesses(), Duration.ofSeconds(20), () -> workerProcesses().equals(c0));
         awaitCancellations("killed", 0.0);
         // a call cancelled before its handler reached the pool is not a pool cancellation; all others are
         double pooled = cancellations("stopped") + cancellations("queued");
@@ -409,10 +412,10 @@ class CancellationTest {
         printRelease("100 cycles (client cancel)", -1);
     }
 
-    /** The JVM's live child processes (pid, executable): only workers in this test JVM. */
+    /** The JVM's live child processes (pid, executable), sorted: the pool's workers (and fork-server template). */
     private static List<String> workerProcesses() {
         return ProcessHandle.current().descendants().filter(ProcessHandle::isAlive)
-                .map(p -> p.pid() + " " + p.info().command().orElse("?")).toList();
+                .map(p -> p.pid() + " " + p.info().command().orElse("?")).sorted().toList();
     }
 
     private static long openFds() {
