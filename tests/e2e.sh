@@ -82,6 +82,29 @@ if (( WORKERS > 0 )); then
   check "timeout_ms gives TIMEOUT" '"error_code": "TIMEOUT"' "$out"
   check "TIMEOUT near the deadline (${ms} ms)" "yes" "$( (( ms >= 650 && ms < 3000 )) && echo yes || echo no)"
   check "python works after a timeout" '"success": true' "$(grpcurl -plaintext -d '{"algorithm":"kmeans","data":[1,2,10,11],"params":{"k":"2"}}' "$ADDR" analytics.AnalyticsEngine/Analyze)"
+  # AnalyzeWithProgress (README): running, progress, then the result, the same as Analyze's
+  RF='{"request_id":"rf1","algorithm":"random_forest","data":[3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3,2,3,8,4],"params":{"n_estimators":"100"}}'
+  out=$(grpcurl -plaintext -d "$RF" "$ADDR" analytics.AnalyticsEngine/AnalyzeWithProgress)
+  check "AnalyzeWithProgress running" '"running"' "$out"
+  check "AnalyzeWithProgress progress" '"detail": "100 of 100 trees"' "$out"
+  check "AnalyzeWithProgress result" '"success": true' "$out"
+  plain=$(grpcurl -plaintext -d "$RF" "$ADDR" analytics.AnalyticsEngine/Analyze | grep '"result_json"')
+  check "AnalyzeWithProgress result = Analyze result" "$plain" "$out"
+  # a client that gives up (grpcurl -max-time, README) frees its worker: same pid, ready again
+  pid_before=$(curl -fsS "http://$ADDR/health" | grep -o '"pid":[0-9]*' | head -1)
+  out=$(grpcurl -plaintext -max-time 1 -d '{"algorithm":"random_forest","data":[3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3,2,3,8,4],"params":{"n_estimators":"10000"}}' "$ADDR" analytics.AnalyticsEngine/Analyze 2>&1 || true)
+  check "grpcurl -max-time gives up" "DeadlineExceeded" "$out"
+  freed=no
+  for _ in $(seq 1 50); do # up to 5 s: the worker answers the cancel in milliseconds
+    h=$(curl -fsS "http://$ADDR/health")
+    if [[ "$h" == *'"busy":0'* ]]; then freed=yes; break; fi
+    sleep 0.1
+  done
+  check "worker free after the cancel" "yes" "$freed"
+  check "same worker process after the cancel" "$pid_before" "$(curl -fsS "http://$ADDR/health")"
+  # grpcurl's -max-time is a gRPC deadline: the engine's copy of it (TIMEOUT) or the client's cancel (CANCELLED)
+  counted=$(curl -fsS "http://$ADDR/metrics" | grep -cE 'analytics_requests_total\{algorithm="random_forest".*outcome="(CANCELLED|TIMEOUT)"' || true)
+  check "the abandoned call is counted (CANCELLED or TIMEOUT)" "1" "$counted"
 fi
 check "curl /health" '"status":"ok"' "$(curl -fsS "http://$ADDR/health")"
 check "curl /metrics" 'analytics_requests_total' "$(curl -fsS "http://$ADDR/metrics")"

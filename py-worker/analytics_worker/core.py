@@ -11,8 +11,20 @@ _INTEGER = re.compile(r"[+-]?\d+")
 INVALID_ARGUMENT = "INVALID_ARGUMENT"
 UNKNOWN_ALGORITHM = "UNKNOWN_ALGORITHM"
 INTERNAL = "INTERNAL"
+CANCELLED = "CANCELLED"
+
+
+class Cancelled(BaseException):
+    """The engine cancelled the running request (a ``cancel`` frame, PROTOCOL.md).
+
+    Raised in the main thread by the worker's SIGIO handler at the next Python bytecode boundary of the
+    computation. A BaseException, like KeyboardInterrupt, so that ``except Exception`` blocks inside
+    scikit-learn/statsmodels/numpy wrappers cannot swallow it: the computation unwinds to the worker.
+    """
+
+
 # every error_code a worker sends; the engine maps each (WorkerMessage.WorkerError, checked by a test)
-ERROR_CODES = (INVALID_ARGUMENT, UNKNOWN_ALGORITHM, INTERNAL)
+ERROR_CODES = (INVALID_ARGUMENT, UNKNOWN_ALGORITHM, INTERNAL, CANCELLED)
 
 
 class AlgorithmError(Exception):
@@ -185,8 +197,10 @@ class Input:
     ``(n,)`` or ``(n, d)``; ``matrix`` is True when the engine sent a 2-D shape (even d == 1).
     """
 
-    def __init__(self, algorithm, data, shape, target, texts, params, defaults):
+    def __init__(self, algorithm, data, shape, target, texts, params, defaults, progress=None):
         self.algorithm = algorithm
+        # progress(fraction, detail) when the engine asked for progress frames, else None
+        self._progress = progress
         self.data = data
         self.shape = tuple(shape)
         self.matrix = len(self.shape) == 2
@@ -194,6 +208,18 @@ class Input:
         self.texts = texts
         self.p = Params(params, defaults)
         self._nan_checked = False
+
+    @property
+    def wants_progress(self):
+        """True when the engine asked for progress frames: an algorithm may then work in increments."""
+        return self._progress is not None
+
+    def report_progress(self, fraction, detail=""):
+        """Report how far the computation is (0..1) and what it did (e.g. "40 of 100 trees").
+
+        A no-op unless the engine asked for progress; the worker bounds the rate of the frames it sends."""
+        if self._progress is not None:
+            self._progress(min(1.0, max(0.0, float(fraction))), str(detail))
 
     @property
     def n(self):

@@ -13,7 +13,7 @@ DEFAULT_MAX_FRAME = 256 * 1024 * 1024
 
 _HEADER = struct.Struct(">I")
 # Engine -> worker message types the worker understands.
-INBOUND_TYPES = frozenset({"request", "ping", "shutdown"})
+INBOUND_TYPES = frozenset({"request", "ping", "shutdown", "cancel"})
 
 
 class ProtocolError(Exception):

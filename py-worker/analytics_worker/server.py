@@ -1,12 +1,15 @@
 """The worker process: connect to the engine, say hello, serve one request at a time."""
 
 import argparse
+import fcntl
 import mmap
 import os
 import re
+import signal
 import stat
 import platform
 import socket
+import struct
 import sys
 import time
 import traceback
@@ -15,10 +18,10 @@ import msgpack
 import numpy as np
 
 from . import __version__
-from .core import (INTERNAL, INVALID_ARGUMENT, UNKNOWN_ALGORITHM, AlgorithmError, Input,
+from .core import (CANCELLED, INTERNAL, INVALID_ARGUMENT, UNKNOWN_ALGORITHM, AlgorithmError, Cancelled, Input,
                    served_algorithms)
 from .jsonout import to_json
-from .protocol import (DEFAULT_MAX_FRAME, PROTOCOL_VERSION, ConnectionClosed, ProtocolError,
+from .protocol import (DEFAULT_MAX_FRAME, PROTOCOL_VERSION, ConnectionClosed, ProtocolError, decode_body,
                        encode_frame, read_frame, write_raw)
 
 EXIT_OK = 0
@@ -172,6 +175,23 @@ def _decode_floats(raw, field):
 # its private runtime directory and sends only the file's name. The name is checked before it is joined with
 # the directory the worker already knows (the --socket directory); nothing else from a frame becomes a path.
 FEATURES = ("data_file",)
+# Revision 3: "cancel" (a cancel frame stops the running computation) needs signal-driven I/O on the socket;
+# "progress" (progress frames while computing) is always offered.
+CANCEL_FEATURE = "cancel"
+PROGRESS_FEATURE = "progress"
+# At most one progress frame per this many seconds (the last one, fraction 1, always goes out).
+PROGRESS_MIN_INTERVAL_S = 0.1
+_F_SETOWN = getattr(fcntl, "F_SETOWN", 8)  # 8 on Linux
+# A cancel that arrives while a module is being imported (algorithms import scikit-learn/statsmodels on first
+# use) waits until the import is over, looking again this often: an import cut in half can leave a package
+# half-initialised for every later request of this worker.
+CANCEL_RECHECK_S = 0.01
+
+
+def _importing():
+    """True while some module is being imported (the import system holds a per-module lock meanwhile)."""
+    import importlib._bootstrap as bootstrap
+    return bool(getattr(bootstrap, "_module_locks", None))
 _MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _DATA_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}\Z")
 
@@ -219,7 +239,7 @@ def _release_maps(maps):
             pass
 
 
-def decode_request(msg, algorithms, data_dir=None, maps=None):
+def decode_request(msg, algorithms, data_dir=None, maps=None, progress=None):
     """Validate a request map; returns (Algorithm, Input). Raises BadRequest / AlgorithmError.
 
     ``data_dir`` is the runtime directory for ``data_file``/``target_file`` (None: not supported); the
@@ -281,7 +301,12 @@ def decode_request(msg, algorithms, data_dir=None, maps=None):
     if timeout is not None and type(timeout) is not int:
         raise BadRequest("field 'timeout_ms' must be an integer")
 
-    return algo, Input(name, data, shape, target, texts or [], params, algo.optional)
+    wants = msg.get("progress", False)
+    if type(wants) is not bool:
+        raise BadRequest("field 'progress' must be a boolean")
+
+    return algo, Input(name, data, shape, target, texts or [], params, algo.optional,
+                       progress=progress if wants else None)
 
 
 class Worker:
@@ -294,6 +319,100 @@ class Worker:
         self.title = Title(worker_id)
         self.algorithms = served_algorithms(enable_test)
         self.requests = 0
+        # Cancellation (PROTOCOL.md, "cancel"): while an algorithm runs, the kernel signals SIGIO when a frame
+        # arrives; the handler reads the complete frames there are and raises Cancelled for a cancel of the
+        # running request. Other frames are kept in self.pending for serve().
+        self.computing = None      # id of the request whose algorithm is running, else None
+        self.sending = False       # a frame is being written: a cancel must wait until it is complete
+        self.cancel_seen = False   # a cancel for self.computing arrived while sending
+        self.pending = []          # frames read by the SIGIO handler that serve() still has to handle
+        self.last_progress = 0.0
+        self.reading = False       # _read_available is running (the handler must not re-enter it)
+        self.cancel_supported = False  # set by enable_cancel() (main(); unit tests construct workers without)
+
+    def enable_cancel(self):
+        self.cancel_supported = self._enable_sigio()
+        return self.cancel_supported
+
+    def _enable_sigio(self):
+        """Ask the kernel for SIGIO on this socket (F_SETOWN + O_ASYNC); False where that is not possible."""
+        if self.sock is None or not hasattr(os, "O_ASYNC") or not hasattr(signal, "SIGIO"):
+            return False
+        try:
+            signal.signal(signal.SIGIO, self._on_sigio)
+            signal.signal(signal.SIGALRM, self._on_recheck)
+            fd = self.sock.fileno()
+            fcntl.fcntl(fd, _F_SETOWN, os.getpid())
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+            return True
+        except (OSError, ValueError) as e:  # ValueError: not the main thread
+            self.log("no signal-driven I/O on the engine socket (%s): cancel not offered", e)
+            return False
+
+    def _on_sigio(self, signum, frame):
+        if self.computing is None or self.reading:
+            return  # serve() reads the frame itself / the running read loop picks it up
+        self._read_available()
+        self._raise_if_cancelled()
+
+    def _on_recheck(self, signum, frame):
+        if self.computing is not None:
+            self._raise_if_cancelled()
+
+    def _raise_if_cancelled(self):
+        """Raises Cancelled for a cancel of the running request, unless a frame is being written (send() raises
+        after it) or a module is being imported (looked at again in CANCEL_RECHECK_S)."""
+        if not self.cancel_seen or self.sending or self.computing is None:
+            return
+        if _importing():
+            signal.setitimer(signal.ITIMER_REAL, CANCEL_RECHECK_S)
+            return
+        self.cancel_seen = False
+        raise Cancelled()
+
+    def _read_available(self):
+        """Reads every complete frame waiting on the socket without blocking (while computing only)."""
+        self.reading = True
+        try:
+            self._read_frames_nowait()
+        finally:
+            self.reading = False
+
+    def _read_frames_nowait(self):
+        while True:
+            try:
+                head = self.sock.recv(4, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                if len(head) < 4:
+                    return
+                (length,) = struct.unpack(">I", head)
+                if length == 0 or length > self.max_frame or length > 1 << 20:
+                    return  # serve() reads it (and reports a bad one) after the computation
+                whole = self.sock.recv(4 + length, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                if len(whole) < 4 + length:
+                    return  # the rest arrives later, with another SIGIO
+                self.sock.recv(4 + length, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # serve() sees the broken connection
+            try:
+                msg = decode_body(whole[4:])
+            except ProtocolError as e:
+                self.pending.append(e)
+                return
+            if msg["type"] == "cancel" and msg.get("id") == self.computing:
+                self.cancel_seen = True
+            elif msg["type"] != "cancel":  # a cancel of an earlier request crossed its response: stale
+                self.pending.append(msg)
+
+    def progress(self, fraction, detail):
+        """Sends a progress frame for the running request, at most one per PROGRESS_MIN_INTERVAL_S."""
+        req_id = self.computing
+        now = time.monotonic()
+        if req_id is None or (fraction < 1.0 and now - self.last_progress < PROGRESS_MIN_INTERVAL_S):
+            return
+        self.last_progress = now
+        self.send({"type": "progress", "id": req_id, "fraction": fraction, "detail": _one_line(detail)[:200]})
 
     def hello(self, token):
         return {
@@ -304,14 +423,22 @@ class Worker:
             "pid": os.getpid(),
             "versions": library_versions(),
             "algorithms": {n: a.spec() for n, a in self.algorithms.items()},
-            "features": list(FEATURES) if self.data_dir is not None else [],
+            "features": ((list(FEATURES) if self.data_dir is not None else []) + [PROGRESS_FEATURE]
+                         + ([CANCEL_FEATURE] if self.cancel_supported else [])),
         }
 
     def send(self, msg):
         header, body = encode_frame(msg)
         if len(body) > self.max_frame:
             raise ValueError("outgoing frame of %d bytes exceeds the maximum %d" % (len(body), self.max_frame))
-        write_raw(self.sock, header, body)
+        # A Cancelled raised in the middle of a write would leave half a frame on the socket: hold it back
+        # until the frame is out (the SIGIO handler only notes it meanwhile).
+        self.sending = True
+        try:
+            write_raw(self.sock, header, body)
+        finally:
+            self.sending = False
+        self._raise_if_cancelled()
 
     def handle_request(self, msg):
         req_id = msg["id"]
@@ -324,20 +451,35 @@ class Worker:
         inp = result = None
         try:
             try:
-                algo, inp = decode_request(msg, self.algorithms, self.data_dir, maps)
+                algo, inp = decode_request(msg, self.algorithms, self.data_dir, maps, progress=self.progress)
             except BadRequest as e:
                 raise AlgorithmError(INVALID_ARGUMENT, str(e))
             t1 = time.perf_counter()
             timings["decode_us"] = int((t1 - t0) * 1e6)
+            self.cancel_seen = False
+            self.last_progress = 0.0
+            self.computing = req_id
             try:
+                if self.cancel_supported:
+                    self._read_available()  # a cancel that came right behind the request
+                    self._raise_if_cancelled()
                 result = algo.func(inp)
             finally:
+                self.computing = None
+                if self.cancel_supported:
+                    signal.setitimer(signal.ITIMER_REAL, 0)  # no recheck left for the next request
                 t2 = time.perf_counter()
                 timings["compute_us"] = int((t2 - t1) * 1e6)
             result_json = to_json(result)
             timings["encode_us"] = int((time.perf_counter() - t2) * 1e6)
             resp["ok"] = True
             resp["result_json"] = result_json
+        except Cancelled:
+            self.computing = None
+            self.cancel_seen = False
+            self.log("request %.40r (%s) cancelled by the engine", req_id, algo_name)
+            resp["error_code"] = CANCELLED
+            resp["error_message"] = "%s cancelled by the engine" % algo_name
         except AlgorithmError as e:
             resp["error_code"] = e.code
             resp["error_message"] = _one_line(e.message)
@@ -371,7 +513,9 @@ class Worker:
         self.title.idle()
         while True:
             try:
-                msg = read_frame(self.sock, self.max_frame)
+                msg = self.pending.pop(0) if self.pending else read_frame(self.sock, self.max_frame)
+                if isinstance(msg, ProtocolError):
+                    raise msg
             except ConnectionClosed:
                 self.log("engine closed the connection; exiting")
                 return EXIT_OK
@@ -396,6 +540,7 @@ class Worker:
             elif mtype == "shutdown":
                 self.log("shutdown requested after %d requests", self.requests)
                 return EXIT_OK
+            # "cancel" between requests: its request was answered already (the frames crossed); ignore it
 
 
 def parse_args(argv):
@@ -452,6 +597,9 @@ def run_worker(socket_path, worker_id, token, max_frame, enable_test, log=None):
     testing.CONNECTION["sock"] = sock
     worker = Worker(sock, worker_id, max_frame, enable_test, log,
                     data_dir=os.path.dirname(os.path.abspath(socket_path)))
+    # before the hello, which lists "cancel" only when SIGIO on this socket works (every way of starting a
+    # worker process comes through here, in the process that serves the socket)
+    worker.enable_cancel()
     try:
         try:
             worker.send(worker.hello(token))

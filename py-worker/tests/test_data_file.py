@@ -54,10 +54,10 @@ def _ask(worker, **kw):
 
 def test_hello_advertises_data_file_only_with_a_runtime_dir(worker):
     w, _ = worker
-    assert w.hello("t")["features"] == ["data_file"]
+    assert "data_file" in w.hello("t")["features"]
     a, b = socket.socketpair()
     try:
-        assert server.Worker(a, 1, 1 << 20, False, server.Log(1)).hello("t")["features"] == []
+        assert "data_file" not in server.Worker(a, 1, 1 << 20, False, server.Log(1)).hello("t")["features"]
     finally:
         a.close()
         b.close()

@@ -202,6 +202,26 @@ def _is_classification(y, task):
     return integral and 2 <= n_classes <= min(MAX_CLASSES, len(y) // 2)
 
 
+PROGRESS_STEPS = 20
+
+
+def _fit_forest_in_steps(model, X, y, n_estimators, inp):
+    """Fits the forest in up to PROGRESS_STEPS increments (warm_start), reporting trees fitted so far.
+
+    The trees are the same as in one fit: with warm_start, scikit-learn skips the random draws of the trees
+    already fitted, so tree i gets the same seed either way; the out-of-bag score is computed once, over
+    all trees, by the last increment. A test compares both paths' results (they are bit-identical)."""
+    step = -(-n_estimators // PROGRESS_STEPS)
+    model.set_params(warm_start=True, oob_score=False)
+    done = 0
+    while done < n_estimators:
+        done = min(n_estimators, done + step)
+        model.set_params(n_estimators=done, oob_score=done == n_estimators)
+        model.fit(X, y)
+        inp.report_progress(done / n_estimators, "%d of %d trees" % (done, n_estimators))
+    model.set_params(warm_start=False)
+
+
 @params(min_points=2, target=Int(min=0, help="column index of the target in a matrix"),
         n_estimators=Int(min=1, max=10000, help="trees"),
         max_depth=Int(min=1, max=10000, words=("none", "null", "0"), help="maximum depth (none = unlimited)"),
@@ -230,7 +250,11 @@ def random_forest(inp):
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         model = cls(n_estimators=n_estimators, max_depth=max_depth, random_state=rs, oob_score=True,
-                    bootstrap=True, n_jobs=1).fit(X, y)
+                    bootstrap=True, n_jobs=1)
+        if inp.wants_progress and n_estimators > 1:
+            _fit_forest_in_steps(model, X, y, n_estimators, inp)
+        else:
+            model.fit(X, y)
         oob = float(model.oob_score_) if hasattr(model, "oob_score_") else None
     pred = model.predict(X)
     out = {

@@ -1,11 +1,12 @@
 """Test-only algorithms (registered only with --enable-test-algorithms; see PROTOCOL.md)."""
 
 import os
+import signal
 import time
 
 import numpy as np
 
-from ..catalogue import Int, Number, params
+from ..catalogue import Bool, Int, Number, params
 from ..core import algorithm
 
 # Set by the server so _test_garbage can write to the connection.
@@ -20,8 +21,14 @@ def test_sleep(inp):
     return {"slept": seconds}
 
 
-@algorithm("_test_hang", input="matrix", description="TEST: never returns (pure-Python busy loop)", test_only=True)
+@params(uncancellable=Bool(help="ignore SIGIO first: a cancel cannot stop it"))
+@algorithm("_test_hang", input="matrix", description="TEST: never returns (pure-Python busy loop)",
+           optional={"uncancellable": "false"}, test_only=True)
 def test_hang(inp):
+    if inp.p.bool("uncancellable"):
+        # like one long call into C code: no cancel frame can stop it (the engine must kill the worker). Ignored,
+        # not just blocked: another thread of the process (a forked worker's engine watcher) would take it.
+        signal.signal(signal.SIGIO, signal.SIG_IGN)
     x = 0
     while True:
         x = (x + 1) & 0xFFFF

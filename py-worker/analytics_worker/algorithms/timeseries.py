@@ -39,6 +39,25 @@ def _parse_order(inp):
     return p, d, q
 
 
+ARIMA_MAXITER = 50  # statsmodels' default for the L-BFGS fit of ARIMA (MLEModel.fit maxiter)
+
+
+def _arima_progress(inp):
+    """fit() kwargs that report the optimizer's iterations (of at most ARIMA_MAXITER) when progress is asked.
+
+    The callback only observes: the fit and its result are the same with or without it (tested)."""
+    if not inp.wants_progress:
+        return {}
+    done = [0]
+
+    def iteration(params):
+        done[0] += 1
+        inp.report_progress(min(done[0], ARIMA_MAXITER - 1) / ARIMA_MAXITER,
+                            "optimizer iteration %d (of at most %d)" % (done[0], ARIMA_MAXITER))
+
+    return {"method_kwargs": {"callback": iteration, "maxiter": ARIMA_MAXITER}}
+
+
 @params(min_points=5, order=IntList(help="p,d,q (p, q <= 20, d <= 3); needs max(5, p+d+q+3) points"),
         periods=Int(min=1, max=100000, help="steps to forecast"),
         alpha=Number(min=0.0, max=1.0, min_exclusive=True, help="1 - confidence level of the intervals"))
@@ -58,7 +77,7 @@ def arima(inp):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            res = ARIMA(y, order=order).fit()
+            res = ARIMA(y, order=order).fit(**_arima_progress(inp))
             fc = res.get_forecast(steps=periods)
             mean = np.asarray(fc.predicted_mean)
             ci = np.asarray(fc.conf_int(alpha=alpha))

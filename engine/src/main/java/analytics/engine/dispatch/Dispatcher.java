@@ -1,5 +1,6 @@
 package analytics.engine.dispatch;
 
+import analytics.engine.api.Cancellation;
 import analytics.engine.api.AnalysisInput;
 import analytics.engine.api.AnalysisException;
 import analytics.engine.dispatch.AlgorithmSpec.ParamSpec;
@@ -68,8 +69,18 @@ public final class Dispatcher {
      * @param deadlineRemainingMs time left on the caller's gRPC deadline, or -1 when it has none
      */
     public CompletableFuture<AnalysisResponse> analyze(AnalysisRequest req, long deadlineRemainingMs) {
+        return analyze(req, deadlineRemainingMs, new Cancellation(), PythonBackend.Listener.NONE);
+    }
+
+    /**
+     * Runs one request that its caller may cancel ({@code cancel}: the gRPC call was cancelled, its connection
+     * closed or its deadline passed) and whose Python execution {@code listener} may watch. A cancelled request
+     * is answered {@code CANCELLED} (a deadline: {@code TIMEOUT}); native statistics are too short to stop.
+     */
+    public CompletableFuture<AnalysisResponse> analyze(AnalysisRequest req, long deadlineRemainingMs,
+                                                       Cancellation cancel, PythonBackend.Listener listener) {
         return analyze(req, values(req.getDataCount(), req::getData),
-                values(req.getTargetCount(), req::getTarget), deadlineRemainingMs);
+                values(req.getTargetCount(), req::getTarget), deadlineRemainingMs, cancel, listener);
     }
 
     /**
@@ -81,6 +92,13 @@ public final class Dispatcher {
      */
     public CompletableFuture<AnalysisResponse> analyze(AnalysisRequest req, double[] data, double[] target,
                                                        long deadlineRemainingMs) {
+        return analyze(req, data, target, deadlineRemainingMs, new Cancellation(), PythonBackend.Listener.NONE);
+    }
+
+    /** The pre-decoded form, cancellable and watched (see the two methods above). */
+    public CompletableFuture<AnalysisResponse> analyze(AnalysisRequest req, double[] data, double[] target,
+                                                       long deadlineRemainingMs, Cancellation cancel,
+                                                       PythonBackend.Listener listener) {
         long start = System.nanoTime();
         String requestId = req.getRequestId().isEmpty() ? UUID.randomUUID().toString() : req.getRequestId();
         String algorithm = req.getAlgorithm().trim();
@@ -97,7 +115,7 @@ public final class Dispatcher {
             long timeoutMs = effectiveTimeout(req, deadlineRemainingMs);
             outcome = chosen.equals("native")
                     ? CompletableFuture.completedFuture(runNative(spec, v))
-                    : runPython(v, timeoutMs);
+                    : runPython(v, timeoutMs, cancel, listener);
         } catch (AnalysisException e) {
             outcome = CompletableFuture.failedFuture(e);
         } catch (RuntimeException e) {
@@ -149,6 +167,7 @@ public final class Dispatcher {
         MDC.put("request_id", printable(requestId));
         try {
             switch (e.code()) {
+                case CANCELLED -> LOG.info("{} cancelled: {}", printable(algorithm), printable(e.getMessage(), 500));
                 case INVALID_ARGUMENT, UNKNOWN_ALGORITHM -> LOG.info("{} rejected: {}", printable(algorithm), printable(e.getMessage(), 500));
                 case INTERNAL -> LOG.error("{} failed: {}", printable(algorithm), printable(e.getMessage(), 500));
                 default -> LOG.warn("{} failed ({}): {}", printable(algorithm), e.code(), printable(e.getMessage(), 500));
@@ -508,13 +527,14 @@ public final class Dispatcher {
         return new Outcome(ResultJson.write(result), "native", stats);
     }
 
-    private CompletableFuture<Outcome> runPython(Validated v, long timeoutMs) {
+    private CompletableFuture<Outcome> runPython(Validated v, long timeoutMs, Cancellation cancel,
+                                                 PythonBackend.Listener listener) {
         if (!python.isAvailable()) {
             return CompletableFuture.failedFuture(new AnalysisException(ErrorCode.UNAVAILABLE,
                     "no Python worker is available (workers by state: " + python.status().get("workers")
                             + ", circuit breaker " + python.status().get("breaker") + "); retry shortly"));
         }
-        return python.submit(v.input(), timeoutMs).thenApply(r -> {
+        return python.submit(v.input(), timeoutMs, cancel, listener).thenApply(r -> {
             Map<String, String> stats = new java.util.LinkedHashMap<>();
             stats.put("worker_id", Integer.toString(r.workerId()));
             stats.put("worker_compute_us", Long.toString(r.computeMicros()));

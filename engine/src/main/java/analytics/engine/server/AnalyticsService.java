@@ -1,6 +1,7 @@
 package analytics.engine.server;
 
 import analytics.engine.dispatch.AlgorithmSpec;
+import analytics.engine.api.Cancellation;
 import analytics.engine.dispatch.Dispatcher;
 import analytics.engine.proto.AlgorithmInfo;
 import analytics.engine.proto.AnalysisRequest;
@@ -10,8 +11,10 @@ import analytics.engine.proto.BatchAnalysisRequest;
 import analytics.engine.proto.Empty;
 import analytics.engine.proto.HealthCheckRequest;
 import analytics.engine.proto.HealthCheckResponse;
+import analytics.engine.proto.ProgressUpdate;
 import analytics.engine.proto.StreamChunk;
 import analytics.engine.proto.SupportedAlgorithmsResponse;
+import analytics.engine.api.PythonBackend;
 import io.grpc.Context;
 import io.grpc.Deadline;
 import io.grpc.MethodDescriptor;
@@ -73,12 +76,13 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
     @Override
     public void analyze(AnalysisRequest request, StreamObserver<AnalysisResponse> out) {
         if (dispatcher.isCheap(request)) {
-            analyzeNow(request, out, remainingMs());
+            analyzeNow(request, out, remainingMs(), new Cancellation()); // microseconds: nothing to stop
         } else {
             long remaining = remainingMs();
             Context ctx = Context.current();
+            Cancellation cancel = CallCancellation.of(ctx);
             try {
-                offload.execute(ctx.wrap(() -> analyzeNow(request, out, remaining)));
+                offload.execute(ctx.wrap(() -> analyzeNow(request, out, remaining, cancel)));
             } catch (java.util.concurrent.RejectedExecutionException e) {
                 out.onError(Status.UNAVAILABLE.withDescription("engine is shutting down").asRuntimeException());
             }
@@ -91,12 +95,13 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
         double[] data = bulk.array(0);
         double[] target = bulk.array(1);
         if (dispatcher.isCheap(meta, data.length)) {
-            analyzeNow(meta, data, target, out, remainingMs());
+            analyzeNow(meta, data, target, out, remainingMs(), new Cancellation()); // microseconds: nothing to stop
         } else {
             long remaining = remainingMs();
             Context ctx = Context.current();
+            Cancellation cancel = CallCancellation.of(ctx);
             try {
-                offload.execute(ctx.wrap(() -> analyzeNow(meta, data, target, out, remaining)));
+                offload.execute(ctx.wrap(() -> analyzeNow(meta, data, target, out, remaining, cancel)));
             } catch (java.util.concurrent.RejectedExecutionException e) {
                 out.onError(Status.UNAVAILABLE.withDescription("engine is shutting down").asRuntimeException());
             }
@@ -170,13 +175,14 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
         return b.build();
     }
 
-    private void analyzeNow(AnalysisRequest request, StreamObserver<AnalysisResponse> out, long remainingMs) {
-        respond(request, dispatcher.analyze(request, remainingMs), out);
+    private void analyzeNow(AnalysisRequest request, StreamObserver<AnalysisResponse> out, long remainingMs,
+                            Cancellation cancel) {
+        respond(request, dispatcher.analyze(request, remainingMs, cancel, PythonBackend.Listener.NONE), out);
     }
 
     private void analyzeNow(AnalysisRequest meta, double[] data, double[] target,
-                            StreamObserver<AnalysisResponse> out, long remainingMs) {
-        respond(meta, dispatcher.analyze(meta, data, target, remainingMs), out);
+                            StreamObserver<AnalysisResponse> out, long remainingMs, Cancellation cancel) {
+        respond(meta, dispatcher.analyze(meta, data, target, remainingMs, cancel, PythonBackend.Listener.NONE), out);
     }
 
     private static void respond(AnalysisRequest request, java.util.concurrent.CompletableFuture<AnalysisResponse> answer,
@@ -208,7 +214,8 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
             out.onCompleted();
             return;
         }
-        new BatchRun(request, (ServerCallStreamObserver<AnalysisResponse>) out, remainingMs()).start();
+        new BatchRun(request, (ServerCallStreamObserver<AnalysisResponse>) out, remainingMs(),
+                CallCancellation.of(Context.current())).start();
     }
 
     /**
@@ -222,10 +229,14 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
         private final AtomicInteger next = new AtomicInteger();
         private final AtomicInteger done = new AtomicInteger();
         private final AtomicBoolean finished = new AtomicBoolean();
+        /** The call's cancellation, shared by every item: cancelling the call cancels them all. */
+        private final Cancellation cancel;
 
-        BatchRun(BatchAnalysisRequest batch, ServerCallStreamObserver<AnalysisResponse> out, long remainingMs) {
+        BatchRun(BatchAnalysisRequest batch, ServerCallStreamObserver<AnalysisResponse> out, long remainingMs,
+                 Cancellation cancel) {
             this.batch = batch;
             this.out = out;
+            this.cancel = cancel;
             this.deadlineAtNanos = remainingMs < 0 ? -1 : System.nanoTime() + remainingMs * 1_000_000L;
         }
 
@@ -241,13 +252,14 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
             if (i >= batch.getRequestsCount()) {
                 return;
             }
-            if (out.isCancelled()) {
-                return;
+            if (out.isCancelled() || cancel.isCancelled()) {
+                return; // items not started yet never start
             }
             AnalysisRequest item = batch.getRequests(i);
             long remaining = deadlineAtNanos < 0 ? -1 : Math.max(0, (deadlineAtNanos - System.nanoTime()) / 1_000_000L);
             try {
-                compute.execute(() -> dispatcher.analyze(item, remaining).whenComplete((resp, err) -> onItemDone(resp)));
+                compute.execute(() -> dispatcher.analyze(item, remaining, cancel, PythonBackend.Listener.NONE)
+                        .whenComplete((resp, err) -> onItemDone(resp)));
             } catch (java.util.concurrent.RejectedExecutionException e) {
                 onItemDone(AnalysisResponse.newBuilder().setRequestId(item.getRequestId()).setSuccess(false)
                         .setErrorCode(analytics.engine.proto.ErrorCode.UNAVAILABLE)
@@ -272,6 +284,36 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
             } else {
                 launchNext();
             }
+        }
+    }
+
+    /**
+     * AnalyzeWithProgress: the same analysis as Analyze, with updates while it waits and runs (see
+     * {@link ProgressStream}); the last message carries the AnalysisResponse.
+     */
+    @Override
+    public void analyzeWithProgress(AnalysisRequest request, StreamObserver<ProgressUpdate> out) {
+        ServerCallStreamObserver<ProgressUpdate> obs = (ServerCallStreamObserver<ProgressUpdate>) out;
+        // the work hears of a cancellation through the Context; this handler only stops onNext from throwing
+        obs.setOnCancelHandler(() -> { });
+        AnalysisRequest req = request.getRequestId().isEmpty()
+                ? request.toBuilder().setRequestId(java.util.UUID.randomUUID().toString()).build() : request;
+        ProgressStream progress = new ProgressStream(obs, req.getRequestId());
+        long remaining = remainingMs();
+        Context ctx = Context.current();
+        Cancellation cancel = CallCancellation.of(ctx);
+        try {
+            Runnable run = () -> dispatcher.analyze(req, remaining, cancel, progress).whenComplete((resp, err) -> {
+                if (err != null) { // the dispatcher never fails its future; last line of defence
+                    LOG.error("request {}: unexpected failure", req.getRequestId(), err);
+                    obs.onError(Status.INTERNAL.withDescription("internal error").asRuntimeException());
+                    return;
+                }
+                progress.finish(resp);
+            });
+            offload.execute(ctx.wrap(run));
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            obs.onError(Status.UNAVAILABLE.withDescription("engine is shutting down").asRuntimeException());
         }
     }
 
@@ -302,6 +344,6 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
 
     @Override
     public StreamObserver<analytics.engine.proto.StreamChunk> analyzeStream(StreamObserver<AnalysisResponse> out) {
-        return streamIngest.open(out);
+        return streamIngest.open(out, CallCancellation.of(Context.current()));
     }
 }

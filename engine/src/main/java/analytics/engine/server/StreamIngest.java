@@ -2,6 +2,8 @@ package analytics.engine.server;
 
 import analytics.engine.dispatch.AlgorithmSpec;
 import analytics.engine.api.AnalysisException;
+import analytics.engine.api.Cancellation;
+import analytics.engine.api.PythonBackend;
 import analytics.engine.dispatch.Dispatcher;
 import analytics.engine.dispatch.ResultJson;
 import analytics.engine.metrics.EngineMetrics;
@@ -72,12 +74,20 @@ public final class StreamIngest {
     }
 
     StreamObserver<StreamChunk> open(StreamObserver<AnalysisResponse> out) {
-        return new Call(out);
+        return new Call(out, new Cancellation());
     }
 
-    /** AnalyzeStream as the server receives it: each chunk's data already decoded in bulk. */
+    /** {@code cancel}: the call's cancellation (a Python algorithm on the gathered series is stopped by it). */
+    StreamObserver<StreamChunk> open(StreamObserver<AnalysisResponse> out, Cancellation cancel) {
+        return new Call(out, cancel);
+    }
+
+    /**
+     * AnalyzeStream as the server receives it: each chunk's data already decoded in bulk. Called in the call's
+     * Context: its cancellation (a Python algorithm on the gathered series is stopped by it) is bound here.
+     */
     StreamObserver<BulkMessage<StreamChunk>> openBulk(StreamObserver<AnalysisResponse> out) {
-        Call call = new Call(out);
+        Call call = new Call(out, CallCancellation.of(io.grpc.Context.current()));
         return new StreamObserver<>() {
             @Override
             public void onNext(BulkMessage<StreamChunk> chunk) {
@@ -112,8 +122,11 @@ public final class StreamIngest {
         private long chunks;
         private boolean closed;
 
-        Call(StreamObserver<AnalysisResponse> out) {
+        private final Cancellation cancel;
+
+        Call(StreamObserver<AnalysisResponse> out, Cancellation cancel) {
             this.out = out;
+            this.cancel = cancel;
         }
 
         @Override
@@ -259,7 +272,7 @@ public final class StreamIngest {
             gather = null;
             gatheredData = null;
             closed = true;
-            dispatcher.analyze(req, data, new double[0], -1).whenComplete((resp, err) -> {
+            dispatcher.analyze(req, data, new double[0], -1, cancel, PythonBackend.Listener.NONE).whenComplete((resp, err) -> {
                 if (err != null || resp == null) {
                     out.onError(Status.INTERNAL.withDescription("dispatch failed").asRuntimeException());
                     return;

@@ -107,7 +107,8 @@ final class Admission {
         }
         switch (failure) {
             case TIMEOUT, WORKER_FAILED -> breaker.onError(elapsedNanos, TimeUnit.NANOSECONDS, cause);
-            case OVERLOADED, UNAVAILABLE -> breaker.releasePermission();
+            // a cancellation says nothing about the workers' health: not counted either way
+            case OVERLOADED, UNAVAILABLE, CANCELLED -> breaker.releasePermission();
             default -> breaker.onSuccess(elapsedNanos, TimeUnit.NANOSECONDS);
         }
     }

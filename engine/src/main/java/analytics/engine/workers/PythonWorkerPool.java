@@ -3,6 +3,7 @@ package analytics.engine.workers;
 import analytics.engine.api.PythonBackend;
 import analytics.engine.api.AnalysisException;
 import analytics.engine.api.AnalysisInput;
+import analytics.engine.api.Cancellation;
 import analytics.engine.proto.ErrorCode;
 import analytics.engine.workers.WorkerHandle.RetireReason;
 import analytics.engine.workers.WorkerSupervisor.Slot;
@@ -42,6 +43,7 @@ import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 import org.apache.commons.pool2.BasePooledObjectFactory;
 import org.apache.commons.pool2.DestroyMode;
@@ -98,6 +100,16 @@ public final class PythonWorkerPool implements PythonBackend {
     private final Counter retries;
     private final Timer roundTrip;
     private final Counter sharedMemoryRequests;
+    // ---- cancellation (issue 16): see Call.onCancel
+    /** Cancelled requests by how they ended: before a worker took them (queued), stopped by their worker, worker killed. */
+    private final Counter cancelledQueued;
+    private final Counter cancelledStopped;
+    private final Counter cancelledKilled;
+    /** From the cancellation to its worker being free again (stopped) or replaced (killed). */
+    private final Timer cancelRelease;
+    /** Requests waiting for a worker, by arrival (for AnalyzeWithProgress's queue position). */
+    private final java.util.concurrent.ConcurrentSkipListMap<Long, Call> waiting = new java.util.concurrent.ConcurrentSkipListMap<>();
+    private final AtomicLong queueSeq = new AtomicLong();
     /** Arrays of at least this many bytes go to workers that support it through a file (data_file); 0 = never. */
     private final long shmThresholdBytes;
     private final AtomicBoolean started = new AtomicBoolean();
@@ -117,6 +129,13 @@ public final class PythonWorkerPool implements PythonBackend {
     private Thread shutdownHook;
     /** Guards the pool's capacity (maxTotal): see {@link #grow}. */
     private final Object capacityLock = new Object();
+
+    /**
+     * How long a worker that was sent a {@code cancel} frame may take to answer it before it is killed and
+     * replaced (it is inside C code that does not return to Python, e.g. one long BLAS call).
+     */
+    public static final long CANCEL_STOP_WAIT_MS = 250;
+    private volatile long cancelStopWaitMs = CANCEL_STOP_WAIT_MS;
 
     /** Default of {@code shm_threshold_bytes}: arrays of 1 MiB and more go through the runtime directory. */
     public static final long DEFAULT_SHM_THRESHOLD_BYTES = 1L << 20;
@@ -165,6 +184,14 @@ public final class PythonWorkerPool implements PythonBackend {
         this.retries = Counter.builder("analytics.python.retries").description("requests retried after their worker died").register(meters);
         this.sharedMemoryRequests = Counter.builder("analytics.python.shm.requests")
                 .description("requests whose arrays went to the worker through a runtime-dir file (data_file)").register(meters);
+        Counter.Builder cancelled = Counter.builder("analytics.python.cancellations")
+                .description("Python requests cancelled by their client (or its lost connection), by how they ended");
+        this.cancelledQueued = cancelled.tag("how", "queued").register(meters);
+        this.cancelledStopped = cancelled.tag("how", "stopped").register(meters);
+        this.cancelledKilled = cancelled.tag("how", "killed").register(meters);
+        this.cancelRelease = Timer.builder("analytics.python.cancel.release")
+                .description("from a running request's cancellation to its worker free again (or replaced)")
+                .publishPercentileHistogram().register(meters);
         this.roundTrip = Timer.builder("analytics.python.roundtrip").description("Python request round trip").publishPercentileHistogram().register(meters);
         for (String st : List.of("ready", "busy", "starting", "down")) {
             Gauge.builder("analytics.python.workers", this, p -> p.countByState().getOrDefault(st, 0))
@@ -371,7 +398,16 @@ public final class PythonWorkerPool implements PythonBackend {
     // ================================================================= request path
 
     @Override
-    public CompletableFuture<PythonResult> submit(AnalysisInput input, long timeoutMs) {
+    public CompletableFuture<PythonResult> submit(AnalysisInput input, long timeoutMs, Cancellation cancel,
+                                                  PythonBackend.Listener listener) {
+        Cancellation.Cause gone = cancel.cause();
+        if (gone != null) {
+            if (gone.kind() == Cancellation.Kind.DEADLINE) {
+                return failed(ErrorCode.TIMEOUT, "the call's deadline passed before the request started");
+            }
+            cancelledQueued.increment(); // never reached a worker
+            return failed(ErrorCode.CANCELLED, "request cancelled before it started: " + gone.reason());
+        }
         if (!started.get() || closed.get()) {
             return failed(ErrorCode.UNAVAILABLE, closed.get() ? "the Python worker pool is shut down"
                     : "the Python worker pool is not started");
@@ -400,9 +436,13 @@ public final class PythonWorkerPool implements PythonBackend {
             admission.refused(e);
             return CompletableFuture.failedFuture(e);
         }
-        Call call = new Call(input, timeoutMs);
+        Call call = new Call(input, timeoutMs, cancel, listener == null ? PythonBackend.Listener.NONE : listener);
         call.result.whenComplete((r, e) -> finish(call, r, e));
         call.deadlineTask = deadlines.schedule(call::onDeadline, timeoutMs, TimeUnit.MILLISECONDS);
+        call.unlisten = cancel.onCancel(call::onCancel); // runs at once if it was cancelled meanwhile
+        if (call.result.isDone()) {
+            call.unlisten.run(); // answered before the listener was in place (finish saw none)
+        }
         admission.retry().executeCompletionStage(scheduler, () -> attempt(call)).whenComplete((r, e) -> {
             if (e == null) {
                 call.result.complete(r);
@@ -441,12 +481,26 @@ public final class PythonWorkerPool implements PythonBackend {
         final CompletableFuture<PythonResult> result = new CompletableFuture<>();
         final AtomicReference<WorkerHandle> onWorker = new AtomicReference<>();
         final AtomicInteger attempts = new AtomicInteger();
+        final PythonBackend.Listener listener;
+        final Cancellation cancel;
         volatile ScheduledFuture<?> deadlineTask;
         volatile boolean everSent;
+        /** Deregisters this call from its Cancellation (set once submitted). */
+        volatile Runnable unlisten;
+        /** When a CANCELLED cancellation answered this call ({@link System#nanoTime()}), else 0. */
+        volatile long cancelledAtNanos;
+        /** Why this call's computation is being stopped on its worker (CANCELLED, TIMEOUT), else null. */
+        volatile RetireReason stopReason;
+        /** When the stop was asked for ({@link System#nanoTime()}). */
+        volatile long stopAtNanos;
+        /** Queue position last reported to the listener. */
+        int reportedPosition;
 
-        Call(AnalysisInput input, long timeoutMs) {
+        Call(AnalysisInput input, long timeoutMs, Cancellation cancel, PythonBackend.Listener listener) {
             this.input = input;
             this.timeoutMs = timeoutMs;
+            this.cancel = cancel;
+            this.listener = listener;
             this.deadlineNanos = startNanos + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
             this.id = input.requestId() == null || input.requestId().isEmpty()
                     ? UUID.randomUUID().toString() : input.requestId();
@@ -471,14 +525,116 @@ public final class PythonWorkerPool implements PythonBackend {
             String msg = "Python algorithm '" + input.algorithm() + "' did not finish within " + timeoutMs + " ms";
             if (result.completeExceptionally(new AnalysisException(ErrorCode.TIMEOUT, msg))) {
                 timeouts.increment();
-                WorkerHandle w = onWorker.getAndSet(null);
+                WorkerHandle w = onWorker.get();
                 if (w != null) {
-                    log.warn("request {} ({}) passed its {} ms deadline on worker[{}] pid {}: replacing the worker",
-                            id, input.algorithm(), timeoutMs, w.slot, w.pid);
-                    invalidate(w, RetireReason.TIMEOUT);
+                    log.warn("request {} ({}) passed its {} ms deadline on worker[{}] pid {}: stopping it", id,
+                            input.algorithm(), timeoutMs, w.slot, w.pid);
+                    stopOnWorker(this, w, RetireReason.TIMEOUT);
                 }
             }
         }
+
+        /** Called by WorkerCall once the request frame is written: a stop asked for meanwhile must follow it. */
+        void sentTo(WorkerHandle h) {
+            RetireReason stopping = stopReason;
+            if (stopping != null && onWorker.get() == h) {
+                stopOnWorker(this, h, stopping);
+            }
+        }
+
+        /** Called by WorkerCall when {@code h} answered this call and is about to go back to the pool. */
+        void answeredOn(WorkerHandle h) {
+            if (stopReason == null) {
+                return;
+            }
+            long ns = System.nanoTime() - stopAtNanos;
+            if (cancelledAtNanos != 0) { // counted before the worker is lent again
+                cancelledStopped.increment();
+                cancelRelease.record(System.nanoTime() - cancelledAtNanos, TimeUnit.NANOSECONDS);
+            }
+            log.info("worker[{}] stopped request {} ({}): free again {} ms after the stop was asked", h.slot, id,
+                    stopReason == RetireReason.CANCELLED ? "cancelled" : "past its deadline",
+                    String.format(java.util.Locale.ROOT, "%.1f", ns / 1e6));
+        }
+
+        /**
+         * True when this call was answered (deadline, cancellation). A Cancellation is set before its listeners
+         * run — one at a time, for every item of a batch — so this applies it at once rather than let a borrower
+         * that got a worker meanwhile start work nobody wants.
+         */
+        boolean abandoned() {
+            Cancellation.Cause c = cancel.cause();
+            if (c != null && c.kind() == Cancellation.Kind.CANCELLED) {
+                onCancel(c); // idempotent: the first of this and the listener answers and counts
+            }
+            return result.isDone();
+        }
+
+        /**
+         * The caller's cancellation. A deadline is the same as this call's own deadline. Otherwise the call is
+         * answered CANCELLED at once (nothing is retried after it); a queued request leaves the queue (its
+         * borrower gives up at its next check); a running one is stopped on its worker: a cancel frame when the
+         * worker offers it (it answers CANCELLED and goes back to the pool), else — or when it does not answer
+         * within CANCEL_STOP_WAIT_MS — the worker is killed and replaced.
+         */
+        void onCancel(Cancellation.Cause cause) {
+            if (cause.kind() == Cancellation.Kind.DEADLINE) {
+                onDeadline();
+                return;
+            }
+            if (!result.completeExceptionally(new AnalysisException(ErrorCode.CANCELLED,
+                    "request cancelled: " + cause.reason()))) {
+                return; // answered already
+            }
+            cancelledAtNanos = cause.atNanos();
+            waiting.values().remove(this);
+            WorkerHandle w = onWorker.get();
+            if (w == null) {
+                cancelledQueued.increment();
+                log.debug("request {} ({}) cancelled while waiting for a worker ({})", id, input.algorithm(), cause.reason());
+                return;
+            }
+            log.debug("request {} ({}) cancelled on worker[{}] pid {} ({}): stopping it", id, input.algorithm(), w.slot,
+                    w.pid, cause.reason());
+            stopOnWorker(this, w, RetireReason.CANCELLED);
+        }
+    }
+
+    /**
+     * Stops the computation of an answered call (cancelled: CANCELLED; past its deadline: TIMEOUT) on {@code w}: a
+     * {@code cancel} frame, after which the worker answers CANCELLED and goes back to the pool; a worker that does not
+     * offer it, or does not answer within {@link #CANCEL_STOP_WAIT_MS} (see {@link #cancelStopWait}), is killed and
+     * replaced. Safe to call twice
+     * (both steps check that the call still owns the worker).
+     */
+    private void stopOnWorker(Call call, WorkerHandle w, RetireReason reason) {
+        if (call.stopReason == null) {
+            call.stopAtNanos = System.nanoTime();
+            call.stopReason = reason;
+        }
+        if (w.sendCancel(call.id)) {
+            try {
+                deadlines.schedule(() -> {
+                    if (call.onWorker.compareAndSet(w, null)) {
+                        log.warn("worker[{}] pid {} did not stop request {} within {} ms of the cancel: replacing it",
+                                w.slot, w.pid, call.id, cancelStopWaitMs);
+                        killStuck(call, w);
+                    }
+                }, cancelStopWaitMs, TimeUnit.MILLISECONDS);
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                // closing: the workers are being stopped anyway
+            }
+        } else if (call.onWorker.compareAndSet(w, null)) {
+            killStuck(call, w);
+        }
+    }
+
+    private void killStuck(Call call, WorkerHandle w) {
+        if (call.stopReason == RetireReason.CANCELLED) { // counted before the worker leaves: /health shows both at once
+            cancelledKilled.increment();
+            cancelRelease.record(System.nanoTime() - call.cancelledAtNanos, TimeUnit.NANOSECONDS);
+        }
+        invalidate(w, call.stopReason);
     }
 
     private CompletionStage<PythonResult> attempt(Call call) {
@@ -528,6 +684,18 @@ public final class PythonWorkerPool implements PythonBackend {
         workerCall.run(call, out, h);
     }
 
+    /**
+     * Replaces {@link #CANCEL_STOP_WAIT_MS} (tests: a long wait keeps a slow, loaded machine from turning a stop into
+     * a kill). Returns this pool.
+     */
+    public PythonWorkerPool cancelStopWait(Duration wait) {
+        if (wait.isNegative()) {
+            throw new IllegalArgumentException("cancel stop wait must be >= 0, got " + wait);
+        }
+        cancelStopWaitMs = wait.toMillis();
+        return this;
+    }
+
     /** Threshold for the shared-memory (runtime-dir file) hand-off, in bytes; 0 = off. */
     public long shmThresholdBytes() {
         return shmThresholdBytes;
@@ -555,8 +723,29 @@ public final class PythonWorkerPool implements PythonBackend {
             hardEnd = Math.min(call.deadlineNanos, start + Math.max(budget, config.startupTimeout().toNanos()));
         }
         long slice = TimeUnit.MILLISECONDS.toNanos(200);
+        long ticket = queueSeq.incrementAndGet();
+        waiting.put(ticket, call);
+        try {
+            return borrowQueued(call, start, budget, hardEnd, slice, ticket);
+        } finally {
+            waiting.remove(ticket);
+        }
+    }
+
+    private WorkerHandle borrowQueued(Call call, long start, long budget, long hardEnd, long slice, long ticket)
+            throws AnalysisException {
         long overloadWaited = 0;
         while (!closed.get()) {
+            if (call.abandoned()) { // cancelled or past its deadline: leave the queue
+                throw new AnalysisException(ErrorCode.CANCELLED, "request " + call.id + " left the queue");
+            }
+            if (call.listener != PythonBackend.Listener.NONE) {
+                int position = waiting.headMap(ticket).size() + 1;
+                if (position != call.reportedPosition) {
+                    call.reportedPosition = position;
+                    call.listener.queued(position);
+                }
+            }
             long now = System.nanoTime();
             long left = Math.min(hardEnd - now, budget - overloadWaited);
             if (left <= 0) {
@@ -632,6 +821,10 @@ public final class PythonWorkerPool implements PythonBackend {
         ScheduledFuture<?> t = call.deadlineTask;
         if (t != null) {
             t.cancel(false);
+        }
+        Runnable unlisten = call.unlisten;
+        if (unlisten != null) {
+            unlisten.run();
         }
         long elapsed = System.nanoTime() - call.startNanos;
         roundTrip.record(elapsed, TimeUnit.NANOSECONDS);

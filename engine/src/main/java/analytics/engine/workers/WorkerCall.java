@@ -2,11 +2,13 @@ package analytics.engine.workers;
 
 import analytics.engine.api.AnalysisException;
 import analytics.engine.api.AnalysisInput;
+import analytics.engine.api.PythonBackend;
 import analytics.engine.api.PythonBackend.PythonResult;
 import analytics.engine.proto.ErrorCode;
 import analytics.engine.workers.WorkerHandle.RetireReason;
 import analytics.engine.workers.transport.DataFile;
 import analytics.engine.workers.transport.WireCodec;
+import analytics.engine.workers.transport.WorkerMessage;
 import analytics.engine.workers.transport.WorkerMessage.Response;
 import io.micrometer.core.instrument.Counter;
 import io.netty.buffer.ByteBuf;
@@ -65,7 +67,7 @@ final class WorkerCall {
     }
 
     void run(PythonWorkerPool.Call call, CompletableFuture<PythonResult> out, WorkerHandle h) {
-        if (call.result.isDone()) {
+        if (call.abandoned()) { // answered, or cancelled (its listener may not have run yet)
             lending.giveBack(h);
             out.completeExceptionally(new PythonWorkerPool.CancelledAttempt());
             return;
@@ -76,6 +78,10 @@ final class WorkerCall {
             out.completeExceptionally(new PythonWorkerPool.CancelledAttempt());
             return;
         }
+        call.listener.running(h.slot);
+        // progress frames (revision 3) only for a watched request, and only from a worker that offers them
+        boolean watched = call.listener != PythonBackend.Listener.NONE && h.features.contains("progress");
+        Consumer<WorkerMessage.Progress> progress = !watched ? null : p -> call.listener.progress(p.fraction(), p.detail());
         AnalysisInput in = call.input;
         ByteBuf frame;
         DataFile[] files = toFiles(h, in);
@@ -95,7 +101,7 @@ final class WorkerCall {
         }
         try {
             long left = Math.max(1, TimeUnit.NANOSECONDS.toMillis(call.deadlineNanos - System.nanoTime()));
-            frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, call.id, in, left, files[0], files[1]);
+            frame = WireCodec.encodeRequest(PooledByteBufAllocator.DEFAULT, call.id, in, left, files[0], files[1], watched);
         } catch (IOException | RuntimeException e) {
             dropFiles.run();
             if (call.onWorker.compareAndSet(h, null)) {
@@ -107,7 +113,8 @@ final class WorkerCall {
         long sent = System.nanoTime();
         call.everSent = true;
         // Continue off the socket's event loop: pool bookkeeping and the caller's continuations must not run there.
-        CompletableFuture<Response> sentFuture = h.send(call.id, frame);
+        CompletableFuture<Response> sentFuture = h.send(call.id, frame, progress);
+        call.sentTo(h); // cancelled or past its deadline while the frame was prepared: the cancel follows it
         if (files[0] != null || files[1] != null) {
             // unlinking a large tmpfs file frees its pages: not on the socket's event loop
             sentFuture.whenCompleteAsync((msg, err) -> dropFiles.run(), completions);
@@ -130,6 +137,7 @@ final class WorkerCall {
             }
             lending.healthy(h);
             if (mine) {
+                call.answeredOn(h);
                 lending.giveBack(h);
             }
             try {

@@ -3,6 +3,7 @@ package analytics.engine.workers;
 import analytics.engine.workers.transport.WireCodec;
 import analytics.engine.workers.transport.WorkerMessage;
 import analytics.engine.workers.transport.WorkerMessage.Pong;
+import analytics.engine.workers.transport.WorkerMessage.Progress;
 import analytics.engine.workers.transport.WorkerMessage.Response;
 import analytics.engine.workers.transport.WorkerSocketServer.Connection;
 import io.netty.buffer.ByteBuf;
@@ -10,6 +11,7 @@ import java.io.IOException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Consumer;
 
 /**
  * The connection to one worker after its hello: sends requests, pings and the shutdown message, and matches
@@ -17,8 +19,8 @@ import java.util.concurrent.atomic.AtomicReference;
  */
 final class WorkerChannel {
 
-    /** Something sent and not yet answered. */
-    private record Pending<T>(String id, CompletableFuture<T> answer) {
+    /** Something sent and not yet answered; {@code progress} (requests only, may be null) gets its progress frames. */
+    private record Pending<T>(String id, CompletableFuture<T> answer, Consumer<Progress> progress) {
     }
 
     private final String name;
@@ -44,10 +46,13 @@ final class WorkerChannel {
         return request.get() != null;
     }
 
-    /** Writes a complete request frame; the future completes with the worker's response. */
-    CompletableFuture<Response> send(String id, ByteBuf frame) {
+    /**
+     * Writes a complete request frame; the future completes with the worker's response. {@code progress} (may be
+     * null) gets the request's progress frames (revision 3), on the socket's event loop: it must not block.
+     */
+    CompletableFuture<Response> send(String id, ByteBuf frame, Consumer<Progress> progress) {
         CompletableFuture<Response> f = new CompletableFuture<>();
-        Pending<Response> mine = new Pending<>(id, f);
+        Pending<Response> mine = new Pending<>(id, f, progress);
         if (!request.compareAndSet(null, mine)) {
             frame.release();
             // never two requests on one worker: a bug if it happens, so make it loud
@@ -69,13 +74,26 @@ final class WorkerChannel {
             return f;
         }
         String id = "ping-" + pingCounter.incrementAndGet();
-        ping.set(new Pending<>(id, f));
+        ping.set(new Pending<>(id, f, null));
         try {
             connection.channel().writeAndFlush(WireCodec.encodePing(connection.channel().alloc(), id));
         } catch (IOException e) {
             f.completeExceptionally(e);
         }
         return f;
+    }
+
+    /** Revision 3: asks the worker to stop request {@code id} (it answers CANCELLED); false when not connected. */
+    boolean sendCancel(String id) {
+        if (!connection.isActive()) {
+            return false;
+        }
+        try {
+            connection.channel().writeAndFlush(WireCodec.encodeCancel(connection.channel().alloc(), id));
+            return true;
+        } catch (IOException e) {
+            return false;
+        }
     }
 
     void sendShutdown() {
@@ -101,6 +119,19 @@ final class WorkerChannel {
             }
             if (request.compareAndSet(p, null)) {
                 p.answer().complete(r);
+            }
+            return null;
+        }
+        if (m instanceof Progress pr) {
+            // for the request in flight; one for a request that was answered meanwhile is stale, not a violation
+            Pending<Response> p = request.get();
+            if (p != null && p.progress() != null && p.id().equals(pr.id()) && pr.fraction() >= 0) {
+                try {
+                    p.progress().accept(pr);
+                } catch (RuntimeException e) {
+                    org.slf4j.LoggerFactory.getLogger(WorkerChannel.class).warn("{}: progress listener failed: {}", name,
+                            e.toString());
+                }
             }
             return null;
         }

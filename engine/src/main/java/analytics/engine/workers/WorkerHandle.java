@@ -32,7 +32,10 @@ final class WorkerHandle {
         /** engine shutdown. */
         SHUTDOWN(true, false),
         /** did not complete its hello in time or spoke the wrong protocol: counts as a start failure. */
-        START_FAILED(false, false);
+        START_FAILED(false, false),
+        /** its request was cancelled and it cannot stop (no cancel feature, or no answer to the cancel frame):
+         *  SIGTERM → grace → SIGKILL, replace now. */
+        CANCELLED(false, true);
 
         final boolean graceful;
         final boolean replaceNow;
@@ -119,13 +122,19 @@ final class WorkerHandle {
 
     /** Sends a complete request frame; the returned future completes with the worker's response. */
     CompletableFuture<Response> send(String id, ByteBuf frame) {
+        return send(id, frame, null);
+    }
+
+    /** As {@link #send(String, ByteBuf)}; {@code progress} (may be null) gets the request's progress frames. */
+    CompletableFuture<Response> send(String id, ByteBuf frame,
+                                     java.util.function.Consumer<analytics.engine.workers.transport.WorkerMessage.Progress> progress) {
         WorkerChannel c = channel;
         if (c == null || ended.get()) {
             frame.release();
             return CompletableFuture.failedFuture(new WorkerDiedException(name() + " is not connected"));
         }
         state = State.BUSY;
-        return c.send(id, frame).thenApply(r -> {
+        return c.send(id, frame, progress).thenApply(r -> {
             requests.incrementAndGet();
             if (state == State.BUSY) {
                 state = State.READY;
@@ -146,6 +155,15 @@ final class WorkerHandle {
             }
             return p;
         });
+    }
+
+    /**
+     * Asks the worker to stop the computation of request {@code id} (PROTOCOL.md revision 3, {@code cancel}).
+     * Returns false when this worker does not offer it or is not connected: the caller kills it instead.
+     */
+    boolean sendCancel(String id) {
+        WorkerChannel c = channel;
+        return features.contains("cancel") && c != null && c.sendCancel(id);
     }
 
     void sendShutdown() {

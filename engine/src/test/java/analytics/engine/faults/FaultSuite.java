@@ -256,9 +256,13 @@ public final class FaultSuite {
 
     /** A fault-triggering call, retried (as a client would) while the pool answers OVERLOADED/UNAVAILABLE. */
     String faultCall(String algorithm, int timeoutMs) {
+        return faultCall(algorithm, timeoutMs, Map.of());
+    }
+
+    String faultCall(String algorithm, int timeoutMs, Map<String, String> params) {
         String o = "";
         for (int i = 0; i < 50; i++) {
-            o = call("fault", algorithm, timeoutMs, Map.of());
+            o = call("fault", algorithm, timeoutMs, params);
             if (!o.equals("OVERLOADED") && !o.equals("UNAVAILABLE")) {
                 return o;
             }
@@ -385,7 +389,8 @@ public final class FaultSuite {
             scenario("worker_hang", r -> {
                 List<Long> before = readyWorkers();
                 long t0 = System.nanoTime();
-                String o = faultCall("_test_hang", 1500);
+                // uncancellable: a hang the worker cannot get out of (a cancellable one is stopped and stays)
+                String o = faultCall("_test_hang", 1500, Map.of("uncancellable", "true"));
                 r.put("answer", o);
                 r.put("answer_ms", ms(t0));
                 expect("hang", o, Set.of("TIMEOUT"));

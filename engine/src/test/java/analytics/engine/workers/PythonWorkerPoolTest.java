@@ -143,7 +143,9 @@ class PythonWorkerPoolTest {
         PythonWorkerPool pool = started(config());
         long deadlineMs = 1500;
         long t0 = System.nanoTime();
-        CompletableFuture<PythonResult> hang = pool.submit(input("h-1", "_test_hang", Map.of(), 1), deadlineMs);
+        // uncancellable: like a hang inside C code, the worker cannot stop when asked, so it must be replaced
+        CompletableFuture<PythonResult> hang = pool.submit(input("h-1", "_test_hang", Map.of("uncancellable", "true"), 1),
+                deadlineMs);
         CompletableFuture<Long> failedAt = hang.handle((r, e) -> System.nanoTime());
         await("the hang to occupy a worker", Duration.ofSeconds(5), () -> count(pool, "busy") == 1);
         long hungPid = -1;

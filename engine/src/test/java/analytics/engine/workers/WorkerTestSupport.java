@@ -52,7 +52,7 @@ public final class WorkerTestSupport {
     }
 
     /** Polls until the condition holds or the deadline passes. */
-    static void await(String what, Duration timeout, BooleanSupplier cond) {
+    public static void await(String what, Duration timeout, BooleanSupplier cond) {
         long deadline = System.nanoTime() + timeout.toNanos();
         while (!cond.getAsBoolean()) {
             if (System.nanoTime() > deadline) {
@@ -68,11 +68,11 @@ public final class WorkerTestSupport {
     }
 
     @SuppressWarnings("unchecked")
-    static List<Map<String, Object>> workerList(PythonWorkerPool pool) {
+    public static List<Map<String, Object>> workerList(PythonWorkerPool pool) {
         return (List<Map<String, Object>>) pool.status().get("worker_list");
     }
 
-    static long pidOf(PythonWorkerPool pool, int slot) {
+    public static long pidOf(PythonWorkerPool pool, int slot) {
         for (Map<String, Object> w : workerList(pool)) {
             if (((Number) w.get("id")).intValue() == slot && !"retiring".equals(w.get("state"))) {
                 return ((Number) w.get("pid")).longValue();
@@ -82,7 +82,7 @@ public final class WorkerTestSupport {
     }
 
     @SuppressWarnings("unchecked")
-    static int count(PythonWorkerPool pool, String state) {
+    public static int count(PythonWorkerPool pool, String state) {
         return ((Map<String, Integer>) pool.status().get("workers")).getOrDefault(state, 0);
     }
 }

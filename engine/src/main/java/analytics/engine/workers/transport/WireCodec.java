@@ -45,6 +45,15 @@ public final class WireCodec {
      */
     public static ByteBuf encodeRequest(ByteBufAllocator alloc, String id, AnalysisInput in, long timeoutMs,
                                         DataFile dataFile, DataFile targetFile) throws IOException {
+        return encodeRequest(alloc, id, in, timeoutMs, dataFile, targetFile, false);
+    }
+
+    /**
+     * As above; {@code progress} adds {@code "progress": true} (PROTOCOL.md revision 3): the worker then sends
+     * progress frames while it computes. Only for a worker whose hello listed the {@code progress} feature.
+     */
+    public static ByteBuf encodeRequest(ByteBufAllocator alloc, String id, AnalysisInput in, long timeoutMs,
+                                        DataFile dataFile, DataFile targetFile, boolean progress) throws IOException {
         String algorithm = in.algorithm();
         Map<String, String> params = in.params();
         double[] data = in.data();
@@ -66,7 +75,7 @@ public final class WireCodec {
         }
         boolean hasTexts = texts != null && !texts.isEmpty();
         MessageBufferPacker pk = MessagePack.newDefaultBufferPacker();
-        pk.packMapHeader(7 + (target != null ? 1 : 0) + (hasTexts ? 1 : 0));
+        pk.packMapHeader(7 + (target != null ? 1 : 0) + (hasTexts ? 1 : 0) + (progress ? 1 : 0));
         pk.packString("type").packString("request");
         pk.packString("id").packString(id);
         pk.packString("algorithm").packString(algorithm);
@@ -83,6 +92,9 @@ public final class WireCodec {
             pk.packArrayHeader(1).packInt(rows);
         }
         pk.packString("timeout_ms").packLong(timeoutMs);
+        if (progress) {
+            pk.packString("progress").packBoolean(true);
+        }
         if (dataFile != null) {
             packFileRef(pk, "data_file", dataFile);
         } else {
@@ -155,6 +167,14 @@ public final class WireCodec {
     public static ByteBuf encodePing(ByteBufAllocator alloc, String id) throws IOException {
         Map<String, Object> m = new java.util.LinkedHashMap<>();
         m.put("type", "ping");
+        m.put("id", id);
+        return encodeSimple(alloc, m);
+    }
+
+    /** A cancel frame (revision 3): the worker stops request {@code id} and answers CANCELLED. */
+    public static ByteBuf encodeCancel(ByteBufAllocator alloc, String id) throws IOException {
+        Map<String, Object> m = new java.util.LinkedHashMap<>();
+        m.put("type", "cancel");
         m.put("id", id);
         return encodeSimple(alloc, m);
     }

@@ -23,6 +23,10 @@ public sealed interface WorkerMessage {
                     long computeMicros) implements WorkerMessage {
     }
 
+    /** Revision 3: how far the request {@code id} is (fraction 0..1, or -1 when the frame had none usable). */
+    record Progress(String id, double fraction, String detail) implements WorkerMessage {
+    }
+
     /** The answer to a ping, with the worker's resident memory (-1 when it did not say). */
     record Pong(String id, long rssBytes) implements WorkerMessage {
     }
@@ -38,7 +42,9 @@ public sealed interface WorkerMessage {
     enum WorkerError {
         INVALID_ARGUMENT(ErrorCode.INVALID_ARGUMENT),
         UNKNOWN_ALGORITHM(ErrorCode.UNKNOWN_ALGORITHM),
-        INTERNAL(ErrorCode.INTERNAL);
+        INTERNAL(ErrorCode.INTERNAL),
+        /** revision 3: the worker stopped the request after a {@code cancel} frame */
+        CANCELLED(ErrorCode.CANCELLED);
 
         private final ErrorCode api;
 
@@ -69,6 +75,10 @@ public sealed interface WorkerMessage {
             return new Response(str(m.get("id")), ok, m.get("result_json") instanceof String s ? s : null,
                     ok ? null : WorkerError.parse(m.get("error_code")),
                     m.get("error_message") instanceof String s ? s : "Python worker reported an error", compute);
+        }
+        if ("progress".equals(type)) {
+            double f = m.get("fraction") instanceof Double d && Double.isFinite(d) ? Math.max(0, Math.min(1, d)) : -1;
+            return new Progress(str(m.get("id")), f, m.get("detail") instanceof String s ? s : "");
         }
         if ("pong".equals(type)) {
             return new Pong(str(m.get("id")), m.get("rss_bytes") instanceof Long r ? r : -1);
