@@ -141,7 +141,7 @@ public final class NativeStatistics {
         double s = Summation.sum(d, 0, n);
         if (Double.isInfinite(s)) {
             // the running sum overflowed although every value is finite: average scaled values
-            double scale = 0x1p-64;
+            double scale = Moments.OVERFLOW_SCALE;
             double[] tmp = new double[n];
             for (int i = 0; i < n; i++) {
                 tmp[i] = d[i] * scale;
@@ -191,48 +191,6 @@ public final class NativeStatistics {
         return Math.sqrt(varianceOf(d));
     }
 
-    /** scipy's "numerically constant" test: m2 <= (finfo(float64).resolution * mean)^2. */
-    private static boolean zeroSpread(double m2, double mean) {
-        double r = 1e-15 * mean;
-        return m2 <= r * r;
-    }
-
-    /**
-     * scipy.stats.skew(bias=False) from m2 = mean(d^2), m3 = mean(d^3). NaN when undefined (too
-     * few points or numerically constant data), +Infinity when it overflows double precision.
-     */
-    static double skewFrom(int n, double m2, double m3, double mean) {
-        if (n < 3) {
-            return Double.NaN;
-        }
-        if (!Double.isFinite(m2)) {
-            return Double.POSITIVE_INFINITY;
-        }
-        if (zeroSpread(m2, mean)) {
-            return Double.NaN;
-        }
-        double v = Math.sqrt((n - 1.0) * n) / (n - 2.0) * m3 / Math.pow(m2, 1.5);
-        return Double.isFinite(v) ? v : Double.POSITIVE_INFINITY;
-    }
-
-    /** scipy.stats.kurtosis(bias=False, fisher=True) from m2 and m4; NaN / +Infinity as above. */
-    static double kurtFrom(int n, double m2, double m4, double mean) {
-        if (n < 4) {
-            return Double.NaN;
-        }
-        if (!Double.isFinite(m2)) {
-            return Double.POSITIVE_INFINITY;
-        }
-        if (zeroSpread(m2, mean)) {
-            return Double.NaN;
-        }
-        double nd = n;
-        double nval = 1.0 / (nd - 2) / (nd - 3)
-                * (((nd * nd) - 1.0) * m4 / Math.pow(m2, 2.0) - 3 * Math.pow(nd - 1, 2.0));
-        double v = (nval + 3.0) - 3;
-        return Double.isFinite(v) ? v : Double.POSITIVE_INFINITY;
-    }
-
     private static Double finiteOrNull(double v) {
         return Double.isFinite(v) ? v : null;
     }
@@ -243,7 +201,7 @@ public final class NativeStatistics {
         double[] s = new double[7];
         Summation.moments(d, m, false, s);
         double[] c = centralMoments(n, s);
-        double v = skewFrom(n, c[0], c[1], m);
+        double v = Moments.skewness(n, c[0], c[1], m);
         return Double.isNaN(v) ? 0.0 : v; // constant data: 0.0, as the earlier engine answered
     }
 
@@ -253,7 +211,7 @@ public final class NativeStatistics {
         double[] s = new double[7];
         Summation.moments(d, m, false, s);
         double[] c = centralMoments(n, s);
-        double v = kurtFrom(n, c[0], c[2], m);
+        double v = Moments.kurtosis(n, c[0], c[2], m);
         return Double.isNaN(v) ? 0.0 : v; // constant data: 0.0, as the earlier engine answered
     }
 
@@ -279,14 +237,7 @@ public final class NativeStatistics {
         double dl = x[n - 1] - mr;
         double num = s[4] - delta * ((s0 - dl) + (s0 - d0)) + (n - 1) * delta * delta;
         double den = s[1] - s0 * s0 / n;
-        if (!Double.isFinite(num) || !Double.isFinite(den)) {
-            return Double.POSITIVE_INFINITY;
-        }
-        if (!(den > 0)) {
-            return 0.0; // no spread: the earlier engine's 0.0
-        }
-        // |r| <= 1 holds exactly (Cauchy-Schwarz); clamp the rounding
-        return Math.max(-1.0, Math.min(1.0, num / den));
+        return Moments.lag1(num, den);
     }
 
     private static Object correlation(double[] d, Map<String, String> p) {
@@ -632,8 +583,8 @@ public final class NativeStatistics {
         double[] cm = centralMoments(n, s);
         Double autocorr = min == max ? Double.valueOf(0.0) : finiteOrNull(autocorrFrom(x, mean, s));
         // skewness/kurtosis: null with too few points, 0.0 for (numerically) constant data
-        Double sk = n < 3 ? null : zeroIfConstant(skewFrom(n, cm[0], cm[1], mean));
-        Double ku = n < 4 ? null : zeroIfConstant(kurtFrom(n, cm[0], cm[2], mean));
+        Double sk = n < 3 ? null : zeroIfConstant(Moments.skewness(n, cm[0], cm[1], mean));
+        Double ku = n < 4 ? null : zeroIfConstant(Moments.kurtosis(n, cm[0], cm[2], mean));
 
         // order statistics: one copy, ranks of median, q25 and q75 placed together
         double[] c = Scratch.copyOf(x);

@@ -1,5 +1,7 @@
 package analytics.engine.stats.streaming;
 
+import analytics.engine.stats.Moments;
+
 /**
  * Count, sum, mean, min, max, central moments M2..M4 and the lag-1 co-moments of a series seen once,
  * in O(1) memory.
@@ -17,8 +19,6 @@ package analytics.engine.stats.streaming;
  * same scheme over the pairs (x[i-1], x[i]); the pair that straddles two blocks is carried over.
  */
 public final class StreamingMoments {
-
-    private static final double SCALE = 0x1p-64;
 
     private long n;
     private double sumHi;
@@ -81,9 +81,9 @@ public final class StreamingMoments {
         } else { // the plain sum overflowed although every value is finite: average scaled values
             double ss = 0;
             for (int i = off; i < end; i++) {
-                ss += x[i] * SCALE;
+                ss += x[i] * Moments.OVERFLOW_SCALE;
             }
-            bm = ss / len / SCALE;
+            bm = ss / len / Moments.OVERFLOW_SCALE;
         }
         // pass 2: powers of the deviations from the block mean
         double d1 = 0;
@@ -233,10 +233,10 @@ public final class StreamingMoments {
         double s = 0;
         double prev = prev0;
         for (int i = start; i < end; i++) {
-            s += (predecessors ? prev : x[i]) * SCALE;
+            s += (predecessors ? prev : x[i]) * Moments.OVERFLOW_SCALE;
             prev = x[i];
         }
-        return s / (end - start) / SCALE;
+        return s / (end - start) / Moments.OVERFLOW_SCALE;
     }
 
     private double currentMean() {
@@ -303,56 +303,16 @@ public final class StreamingMoments {
         }
         double m = mean();
         double num = sxy + (m - last) * (m - first) / (n - 1);
-        if (!Double.isFinite(num) || !Double.isFinite(m2)) {
-            return Double.POSITIVE_INFINITY;
-        }
-        if (!(m2 > 0)) {
-            return 0.0;
-        }
-        return Math.max(-1.0, Math.min(1.0, num / m2));
+        return Moments.lag1(num, m2);
     }
 
-    /** scipy.stats.skew(bias=False); NaN when undefined, +Infinity on overflow. */
+    /** scipy.stats.skew(bias=False); NaN when undefined, +Infinity on overflow ({@link Moments#skewness}). */
     public double skewness() {
-        if (n < 3) {
-            return Double.NaN;
-        }
-        double mm2 = m2 / n;
-        double mm3 = m3 / n;
-        if (!Double.isFinite(mm2)) {
-            return Double.POSITIVE_INFINITY;
-        }
-        if (zeroSpread(mm2, mean())) {
-            return Double.NaN;
-        }
-        double nd = n;
-        double v = Math.sqrt((nd - 1.0) * nd) / (nd - 2.0) * mm3 / Math.pow(mm2, 1.5);
-        return Double.isFinite(v) ? v : Double.POSITIVE_INFINITY;
+        return Moments.skewness(n, m2 / n, m3 / n, mean());
     }
 
     /** scipy.stats.kurtosis(bias=False, fisher=True); NaN when undefined, +Infinity on overflow. */
     public double kurtosis() {
-        if (n < 4) {
-            return Double.NaN;
-        }
-        double mm2 = m2 / n;
-        double mm4 = m4 / n;
-        if (!Double.isFinite(mm2)) {
-            return Double.POSITIVE_INFINITY;
-        }
-        if (zeroSpread(mm2, mean())) {
-            return Double.NaN;
-        }
-        double nd = n;
-        double nval = 1.0 / (nd - 2) / (nd - 3) * ((nd * nd - 1.0) * mm4 / Math.pow(mm2, 2.0)
-                - 3 * Math.pow(nd - 1, 2.0));
-        double v = (nval + 3.0) - 3;
-        return Double.isFinite(v) ? v : Double.POSITIVE_INFINITY;
-    }
-
-    /** scipy's "numerically constant" test: m2 &lt;= (finfo(float64).resolution * mean)^2. */
-    private static boolean zeroSpread(double mm2, double mean) {
-        double r = 1e-15 * mean;
-        return mm2 <= r * r;
+        return Moments.kurtosis(n, m2 / n, m4 / n, mean());
     }
 }
