@@ -12,10 +12,7 @@ import analytics.engine.workers.launch.SpawnLauncher;
 import analytics.engine.workers.launch.WorkerLauncher;
 import analytics.engine.workers.transport.DataFile;
 import analytics.engine.workers.transport.WorkerSocketServer;
-import io.micrometer.core.instrument.Counter;
-import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
-import io.micrometer.core.instrument.Timer;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
@@ -45,13 +42,8 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
-import org.apache.commons.pool2.BasePooledObjectFactory;
 import org.apache.commons.pool2.DestroyMode;
-import org.apache.commons.pool2.PooledObject;
-import org.apache.commons.pool2.PooledObjectState;
-import org.apache.commons.pool2.impl.DefaultPooledObject;
 import org.apache.commons.pool2.impl.GenericObjectPool;
-import org.apache.commons.pool2.impl.GenericObjectPoolConfig;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -62,7 +54,7 @@ import org.slf4j.LoggerFactory;
  * <h2>How commons-pool2 fits a supervised process set</h2>
  * Processes are owned by the {@link WorkerSupervisor} (spawn, restart with backoff, kill), not by the pool. The
  * pool's factory does not create processes: {@code makeObject()} takes the next worker that completed its hello
- * from the supervisor's ready queue, without waiting. The pool's capacity ({@code maxTotal}) follows the workers
+ * from the supervisor's ready queue, without waiting ({@link PooledWorkers}). The pool's capacity ({@code maxTotal}) follows the workers
  * it holds: it grows by one when a worker completes its hello (then {@code addObject()} hands it to a waiting
  * borrower at once) and shrinks when one is destroyed, up to the worker count. So a borrower never asks for a
  * worker that is still starting: {@code borrowObject(Duration)} waits on the idle deque, up to the request's
@@ -93,20 +85,7 @@ public final class PythonWorkerPool implements PythonBackend {
     private final ExecutorService borrowers;
     private final ExecutorService completions;
     private final Admission admission;
-    private final Counter restarts;
-    private final Counter timeouts;
-    private final Counter recycles;
-    private final Counter crashes;
-    private final Counter retries;
-    private final Timer roundTrip;
-    private final Counter sharedMemoryRequests;
-    // ---- cancellation (issue 16): see Call.onCancel
-    /** Cancelled requests by how they ended: before a worker took them (queued), stopped by their worker, worker killed. */
-    private final Counter cancelledQueued;
-    private final Counter cancelledStopped;
-    private final Counter cancelledKilled;
-    /** From the cancellation to its worker being free again (stopped) or replaced (killed). */
-    private final Timer cancelRelease;
+    private final PoolMetrics metrics;
     /** Requests waiting for a worker, by arrival (for AnalyzeWithProgress's queue position). */
     private final java.util.concurrent.ConcurrentSkipListMap<Long, Call> waiting = new java.util.concurrent.ConcurrentSkipListMap<>();
     private final AtomicLong queueSeq = new AtomicLong();
@@ -127,8 +106,8 @@ public final class PythonWorkerPool implements PythonBackend {
     private WorkerCall workerCall;
     private RollingReload reloader;
     private Thread shutdownHook;
-    /** Guards the pool's capacity (maxTotal): see {@link #grow}. */
-    private final Object capacityLock = new Object();
+    /** The commons-pool2 factory and the pool's capacity. */
+    private PooledWorkers pooled;
 
     /**
      * How long a worker that was sent a {@code cancel} frame may take to answer it before it is killed and
@@ -177,34 +156,10 @@ public final class PythonWorkerPool implements PythonBackend {
         c.allowCoreThreadTimeOut(true);
         this.completions = c;
         this.admission = new Admission(config, meters, PythonWorkerPool::unwrap);
-        this.restarts = Counter.builder("analytics.python.worker.restarts").description("worker processes started to replace another").register(meters);
-        this.timeouts = Counter.builder("analytics.python.timeouts").description("requests answered TIMEOUT at their deadline").register(meters);
-        this.recycles = Counter.builder("analytics.python.worker.recycles").description("workers recycled (max requests / RSS)").register(meters);
-        this.crashes = Counter.builder("analytics.python.worker.crashes").description("unexpected worker exits").register(meters);
-        this.retries = Counter.builder("analytics.python.retries").description("requests retried after their worker died").register(meters);
-        this.sharedMemoryRequests = Counter.builder("analytics.python.shm.requests")
-                .description("requests whose arrays went to the worker through a runtime-dir file (data_file)").register(meters);
-        Counter.Builder cancelled = Counter.builder("analytics.python.cancellations")
-                .description("Python requests cancelled by their client (or its lost connection), by how they ended");
-        this.cancelledQueued = cancelled.tag("how", "queued").register(meters);
-        this.cancelledStopped = cancelled.tag("how", "stopped").register(meters);
-        this.cancelledKilled = cancelled.tag("how", "killed").register(meters);
-        this.cancelRelease = Timer.builder("analytics.python.cancel.release")
-                .description("from a running request's cancellation to its worker free again (or replaced)")
-                .publishPercentileHistogram().register(meters);
-        this.roundTrip = Timer.builder("analytics.python.roundtrip").description("Python request round trip").publishPercentileHistogram().register(meters);
-        for (String st : List.of("ready", "busy", "starting", "down")) {
-            Gauge.builder("analytics.python.workers", this, p -> p.countByState().getOrDefault(st, 0))
-                    .tag("state", st).description("Python workers by state").register(meters);
-        }
-        // Monitoring (deploy/prometheus): the workers share the unit's cgroup, so MemoryMax covers them too.
-        Gauge.builder("analytics.python.workers.resident.memory", this, PythonWorkerPool::workersRssBytes)
-                .baseUnit("bytes")
-                .description("Resident memory of all live Python worker processes, as last measured by their pings")
-                .register(meters);
+        this.metrics = new PoolMetrics(meters, this);
     }
 
-    private long workersRssBytes() {
+    long workersRssBytes() {
         WorkerSupervisor s = supervisor;
         return s == null ? 0 : s.live.stream().mapToLong(h -> Math.max(0, h.rssBytes)).sum();
     }
@@ -274,24 +229,10 @@ public final class PythonWorkerPool implements PythonBackend {
             Thread.currentThread().interrupt();
             throw new IllegalStateException("interrupted while binding the worker socket", e);
         }
-        GenericObjectPoolConfig<WorkerHandle> pc = new GenericObjectPoolConfig<>();
-        pc.setMaxTotal(0); // grows as workers complete their hello: see grow()
-        pc.setMaxIdle(config.workers());
-        pc.setMinIdle(0);
-        pc.setLifo(false);
-        pc.setBlockWhenExhausted(true);
-        pc.setMaxWait(Duration.ofSeconds(1)); // only addObject uses it, waiting for a borrower's create to finish
-        pc.setTestOnCreate(true);
-        pc.setTestOnBorrow(true);
-        pc.setTestOnReturn(true);
-        pc.setTestWhileIdle(true);
-        pc.setTimeBetweenEvictionRuns(config.pingInterval());
-        pc.setNumTestsPerEvictionRun(config.workers() + 1);
-        pc.setEvictionPolicy((cfg, underTest, idleCount) -> false); // never evict for idleness; validation pings
-        pc.setJmxEnabled(false);
-        pool = new GenericObjectPool<>(new Factory(), pc);
+        pooled = new PooledWorkers(config, supervisor, scheduler, closed);
+        pool = pooled.pool();
         reloader = new RollingReload(config, supervisor, launcher, admission, pool, closed);
-        workerCall = new WorkerCall(runtimeDir, shmThresholdBytes, sharedMemoryRequests, completions,
+        workerCall = new WorkerCall(runtimeDir, shmThresholdBytes, metrics.sharedMemoryRequests, completions,
                 this::giveBack, this::invalidate, supervisor::markHealthy);
         shutdownHook = new Thread(this::closeFromHook, "python-workers-shutdown");
         Runtime.getRuntime().addShutdownHook(shutdownHook);
@@ -405,7 +346,7 @@ public final class PythonWorkerPool implements PythonBackend {
             if (gone.kind() == Cancellation.Kind.DEADLINE) {
                 return failed(ErrorCode.TIMEOUT, "the call's deadline passed before the request started");
             }
-            cancelledQueued.increment(); // never reached a worker
+            metrics.cancelledQueued.increment(); // never reached a worker
             return failed(ErrorCode.CANCELLED, "request cancelled before it started: " + gone.reason());
         }
         if (!started.get() || closed.get()) {
@@ -524,7 +465,7 @@ public final class PythonWorkerPool implements PythonBackend {
             }
             String msg = "Python algorithm '" + input.algorithm() + "' did not finish within " + timeoutMs + " ms";
             if (result.completeExceptionally(new AnalysisException(ErrorCode.TIMEOUT, msg))) {
-                timeouts.increment();
+                metrics.timeouts.increment();
                 WorkerHandle w = onWorker.get();
                 if (w != null) {
                     log.warn("request {} ({}) passed its {} ms deadline on worker[{}] pid {}: stopping it", id,
@@ -549,8 +490,8 @@ public final class PythonWorkerPool implements PythonBackend {
             }
             long ns = System.nanoTime() - stopAtNanos;
             if (cancelledAtNanos != 0) { // counted before the worker is lent again
-                cancelledStopped.increment();
-                cancelRelease.record(System.nanoTime() - cancelledAtNanos, TimeUnit.NANOSECONDS);
+                metrics.cancelledStopped.increment();
+                metrics.cancelRelease.record(System.nanoTime() - cancelledAtNanos, TimeUnit.NANOSECONDS);
             }
             log.info("worker[{}] stopped request {} ({}): free again {} ms after the stop was asked", h.slot, id,
                     stopReason == RetireReason.CANCELLED ? "cancelled" : "past its deadline",
@@ -590,7 +531,7 @@ public final class PythonWorkerPool implements PythonBackend {
             waiting.values().remove(this);
             WorkerHandle w = onWorker.get();
             if (w == null) {
-                cancelledQueued.increment();
+                metrics.cancelledQueued.increment();
                 log.debug("request {} ({}) cancelled while waiting for a worker ({})", id, input.algorithm(), cause.reason());
                 return;
             }
@@ -631,8 +572,8 @@ public final class PythonWorkerPool implements PythonBackend {
 
     private void killStuck(Call call, WorkerHandle w) {
         if (call.stopReason == RetireReason.CANCELLED) { // counted before the worker leaves: /health shows both at once
-            cancelledKilled.increment();
-            cancelRelease.record(System.nanoTime() - call.cancelledAtNanos, TimeUnit.NANOSECONDS);
+            metrics.cancelledKilled.increment();
+            metrics.cancelRelease.record(System.nanoTime() - call.cancelledAtNanos, TimeUnit.NANOSECONDS);
         }
         invalidate(w, call.stopReason);
     }
@@ -644,7 +585,7 @@ public final class PythonWorkerPool implements PythonBackend {
             return out;
         }
         if (call.attempts.incrementAndGet() > 1) {
-            retries.increment();
+            metrics.retries.increment();
             log.info("request {} ({}): retrying on another worker", call.id, call.input.algorithm());
         }
         try {
@@ -827,7 +768,7 @@ public final class PythonWorkerPool implements PythonBackend {
             unlisten.run();
         }
         long elapsed = System.nanoTime() - call.startNanos;
-        roundTrip.record(elapsed, TimeUnit.NANOSECONDS);
+        metrics.roundTrip.record(elapsed, TimeUnit.NANOSECONDS);
         Throwable c = e == null ? null : unwrap(e);
         admission.finished(elapsed, c == null ? null : c instanceof AnalysisException ae ? ae.code() : ErrorCode.INTERNAL, c);
     }
@@ -865,141 +806,6 @@ public final class PythonWorkerPool implements PythonBackend {
         }
     }
 
-    // ================================================================= pool factory
-
-    private final class Factory extends BasePooledObjectFactory<WorkerHandle> {
-        @Override
-        public WorkerHandle create() {
-            // Never waits: the pool only creates within the capacity that fillPool granted for a worker that
-            // completed its hello, so there is one queued (unless it died or reload took it meanwhile).
-            WorkerHandle h = supervisor.pollReady();
-            if (h == null) {
-                shrink(); // the grant it was made for is void
-                throw new NoSuchElementException("no Python worker ready");
-            }
-            return h;
-        }
-
-        @Override
-        public PooledObject<WorkerHandle> wrap(WorkerHandle h) {
-            return new DefaultPooledObject<>(h);
-        }
-
-        @Override
-        public boolean validateObject(PooledObject<WorkerHandle> p) {
-            WorkerHandle h = p.getObject();
-            if (!h.usable() || h.needsRecycle(config.maxRssBytes())) {
-                return false;
-            }
-            if (p.getState() == PooledObjectState.EVICTION) { // idle check by the pool's evictor: ping
-                try {
-                    h.ping().get(config.pingTimeout().toMillis(), TimeUnit.MILLISECONDS);
-                    supervisor.markHealthy(h);
-                    if (h.needsRecycle(config.maxRssBytes())) {
-                        log.info("worker[{}] pid {} RSS {} bytes is over the limit of {}: recycling", h.slot, h.pid,
-                                h.rssBytes, config.maxRssBytes());
-                        return false;
-                    }
-                } catch (java.util.concurrent.TimeoutException e) {
-                    log.warn("worker[{}] pid {} did not answer a ping within {} ms: replacing it", h.slot, h.pid,
-                            config.pingTimeout().toMillis());
-                    h.retireReason = RetireReason.BROKEN;
-                    return false;
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    return false;
-                } catch (Exception e) {
-                    if (!supervisor.isClosing() && !h.ended.get()) {
-                        log.warn("worker[{}] pid {}: ping failed ({}): replacing it", h.slot, h.pid, unwrap(e).getMessage());
-                        h.retireReason = RetireReason.BROKEN;
-                    }
-                    return false;
-                }
-            }
-            return true;
-        }
-
-        @Override
-        public void destroyObject(PooledObject<WorkerHandle> p, DestroyMode mode) {
-            WorkerHandle h = p.getObject();
-            h.destroyed = true;
-            shrink();
-            if (supervisor.isClosing() || h.ended.get()) {
-                fillPoolSoon();
-                return;
-            }
-            RetireReason reason = h.retireReason;
-            if (reason == RetireReason.BROKEN && h.retiring.get() == false
-                    && (!h.processAlive() || !h.connected())) {
-                // It is dying by itself (crash, kill -9, lost connection): the supervisor's end-of-process path
-                // restarts it with crash accounting (backoff, crash-loop limit). Make sure that path runs.
-                supervisor.ensureEnding(h);
-                fillPoolSoon();
-                return;
-            }
-            if (reason == null) {
-                if (h.retireRequested) {
-                    reason = RetireReason.RELOAD;
-                } else if (h.needsRecycle(config.maxRssBytes())) {
-                    reason = RetireReason.RECYCLE;
-                    log.info("worker[{}] pid {} recycled after {} requests (rss {} bytes)", h.slot, h.pid,
-                            h.requests.get(), h.rssBytes);
-                } else {
-                    reason = RetireReason.BROKEN;
-                }
-            }
-            supervisor.retire(h, reason);
-            fillPoolSoon();
-        }
-    }
-
-    /**
-     * Moves workers that completed their hello into the pool's idle set while it has room, so that borrowers
-     * blocked on the idle deque see them at once and the evictor pings them. Called when a worker becomes ready
-     * and whenever the pool destroys one (room appears).
-     */
-    private void fillPoolSoon() {
-        try {
-            scheduler.execute(this::fillPool);
-        } catch (java.util.concurrent.RejectedExecutionException e) {
-            // closing
-        }
-    }
-
-    private void fillPool() {
-        GenericObjectPool<WorkerHandle> p = pool;
-        while (p != null && !closed.get() && supervisor.hasQueuedReady() && grow()) {
-            try {
-                p.addObject(); // a borrower waiting on the idle deque gets it at once
-            } catch (Exception e) {
-                return; // it died or reload took it meanwhile (create gave the capacity back)
-            }
-        }
-    }
-
-    /**
-     * The pool's capacity ({@code maxTotal}) is the number of workers it holds plus those granted and about to be
-     * added: a borrower therefore never asks the factory for a worker that is still starting; it waits on the
-     * idle deque ({@code borrowObject(Duration)}) until one is returned or added. Grown here for each worker that
-     * completed its hello (at most the worker count); shrunk when one is destroyed or a grant finds no worker.
-     */
-    private boolean grow() {
-        synchronized (capacityLock) {
-            int max = pool.getMaxTotal();
-            if (max >= config.workers()) {
-                return false;
-            }
-            pool.setMaxTotal(max + 1);
-            return true;
-        }
-    }
-
-    private void shrink() {
-        synchronized (capacityLock) {
-            pool.setMaxTotal(Math.max(0, pool.getMaxTotal() - 1));
-        }
-    }
-
     // ================================================================= supervisor events → metrics
 
     private final class Events implements WorkerSupervisor.Events {
@@ -1012,12 +818,12 @@ public final class PythonWorkerPool implements PythonBackend {
                 pythonVersions = h.versions;
             }
             wakeReadyWaiters();
-            fillPoolSoon();
+            pooled.fillPoolSoon();
         }
 
         @Override
         public void workerCrashed(WorkerHandle h, String description, boolean duringStartup) {
-            crashes.increment();
+            metrics.crashes.increment();
             if (duringStartup) {
                 admission.startFailed(new WorkerDiedException(description));
             }
@@ -1026,20 +832,20 @@ public final class PythonWorkerPool implements PythonBackend {
 
         @Override
         public void workerRestarted(WorkerHandle h) {
-            restarts.increment();
+            metrics.restarts.increment();
         }
 
         @Override
         public void workerRetired(WorkerHandle h, RetireReason reason) {
             if (reason == RetireReason.RECYCLE) {
-                recycles.increment();
+                metrics.recycles.increment();
             }
         }
     }
 
     // ================================================================= visibility
 
-    private Map<String, Integer> countByState() {
+    Map<String, Integer> countByState() {
         return PoolStatus.countByState(supervisor);
     }
 
