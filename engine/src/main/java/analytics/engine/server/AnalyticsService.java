@@ -90,7 +90,7 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
         AnalysisRequest meta = bulk.message();
         double[] data = bulk.array(0);
         double[] target = bulk.array(1);
-        if (dispatcher.isCheap(meta, data.length)) {
+        if (dispatcher.isCheap(meta, data.length + target.length)) {
             analyzeNow(meta, data, target, out, remainingMs());
         } else {
             long remaining = remainingMs();

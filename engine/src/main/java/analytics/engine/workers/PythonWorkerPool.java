@@ -265,7 +265,8 @@ public final class PythonWorkerPool implements PythonBackend {
         pool = new GenericObjectPool<>(new Factory(), pc);
         reloader = new RollingReload(config, supervisor, launcher, admission, pool, closed);
         workerCall = new WorkerCall(runtimeDir, shmThresholdBytes, sharedMemoryRequests, completions,
-                this::giveBack, this::invalidate, supervisor::markHealthy);
+                this::giveBack, this::invalidate, supervisor::markHealthy,
+                h -> h.usable() && !h.needsRecycle(config.maxRssBytes()));
         shutdownHook = new Thread(this::closeFromHook, "python-workers-shutdown");
         Runtime.getRuntime().addShutdownHook(shutdownHook);
         supervisor.startAll();
