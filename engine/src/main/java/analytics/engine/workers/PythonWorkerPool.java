@@ -266,7 +266,7 @@ public final class PythonWorkerPool implements PythonBackend {
         reloader = new RollingReload(config, supervisor, launcher, admission, pool, closed);
         workerCall = new WorkerCall(runtimeDir, shmThresholdBytes, sharedMemoryRequests, completions,
                 this::giveBack, this::invalidate, supervisor::markHealthy,
-                h -> h.usable() && !h.needsRecycle(config.maxRssBytes()));
+                h -> h.inService() && !h.needsRecycle(config.maxRssBytes()));
         shutdownHook = new Thread(this::closeFromHook, "python-workers-shutdown");
         Runtime.getRuntime().addShutdownHook(shutdownHook);
         supervisor.startAll();
