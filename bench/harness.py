@@ -537,16 +537,24 @@ def python_calls(addr, data, duration, min_calls):
     return alg, req, calls
 
 
-def sc_python_overhead(addr, duration):
-    """A trivial Python algorithm over 100 points: e2e (ghz p50; Python client per call) minus worker compute."""
+def sc_python_overhead(addr, duration, pid=None):
+    """A trivial Python algorithm over 100 points: e2e (ghz p50; Python client per call) minus worker compute.
+    pid: the engine's, for its CPU time per call during the ghz run (robust to a noisy machine)."""
     alg, req, calls = python_calls(addr, SERIES_100, max(2.0, duration / 2), 50)
     comp = [float(c[1].metadata.stats["worker_compute_us"]) for c in calls]
     rt = [float(c[1].metadata.stats.get("worker_roundtrip_us", "nan")) for c in calls]
     per_call = [c[0] - w for c, w in zip(calls, comp)]
     data = {"request_id": "bench", "algorithm": alg, "data": SERIES_100.tolist(),
             "options": dict(OPTIONS, prefer_rust=req.options.prefer_rust)}
+    c0 = cpu_s(pid) if pid else None
     g = ghz_summary(ghz(addr, "analytics.AnalyticsEngine.Analyze", data, 1, max(2, duration // 2), "pyalg_c1"))
+    c1 = cpu_s(pid) if pid else None
+    cpu_us = (c1 - c0) * 1e6 / g["count"] if c0 is not None and c1 is not None and g["count"] else None
+    # The gRPC floor in the same minute: native mean over the same 100 points answered without any worker.
+    native = dict(data, algorithm="mean", options=dict(OPTIONS, prefer_rust=True))
+    gn = ghz_summary(ghz(addr, "analytics.AnalyticsEngine.Analyze", native, 1, max(2, duration // 2), "native_c1"))
     return {"algorithm": alg, "ghz_p50_us": g["p50_us"], "ghz_p99_us": g["p99_us"],
+            "native_mean_p50_us": gn["p50_us"], "engine_cpu_us_per_call": cpu_us,
             "worker_compute_p50_us": statistics.median(comp), "worker_roundtrip_p50_us": statistics.median(rt),
             "overhead_p50_us": g["p50_us"] - statistics.median(comp),
             "pyclient_e2e_p50_us": statistics.median(c[0] for c in calls),
@@ -1042,7 +1050,19 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
     if eng:
         if "python_overhead" in scenarios:
             log("python_overhead")
-            res["python_overhead"] = safe(sc_python_overhead, eng.addr, duration)
+            res["python_overhead"] = safe(sc_python_overhead, eng.addr, duration, eng.pid)
+            if BEFORE_JAR:  # the same scenario on the earlier engine jar (2 workers), same run, same warm-up
+                log("python_overhead: before engine (BENCH_BEFORE_JAR)")
+                try:
+                    b2 = Engine(2, tag="engine-before-py-run%d" % run_idx, jar=BEFORE_JAR)
+                    try:
+                        b2.wait_ready()
+                        warm_up(b2.addr, duration)
+                        res["python_overhead_before"] = safe(sc_python_overhead, b2.addr, duration, b2.pid)
+                    finally:
+                        b2.stop()
+                except NotRun as e:
+                    res["python_overhead_before"] = {"error": str(e)}
         if "payload_8mb" in scenarios:
             log("payload_8mb")
             res["payload_8mb"] = safe(sc_payload, eng.addr, duration)
@@ -1238,6 +1258,11 @@ def build_rows(runs):
     row("Python path overhead: trivial Python algorithm, 100 pts, e2e p50 − worker compute", o, [], [], "",
         "≤ 250 µs p50", lambda ov, r: ov <= 250, "µs", 0, first_error(runs, "python_overhead"),
         base_text="n/a (in-process)")
+    if any(r.get("python_overhead_before") for r in runs):
+        o = [get(r, "python_overhead_before", "overhead_p50_us") for r in runs]
+        row("(before: BENCH_BEFORE_JAR) Python path overhead, same run", o, [], [], "",
+            "≤ 250 µs p50", lambda ov, r: ov <= 250, "µs", 0, first_error(runs, "python_overhead_before"),
+            base_text="n/a (in-process)")
     o = [get(r, "payload_8mb", "gbps_transport") for r in runs]
     row("8 MB float64 engine → worker → engine (transport)", o, [], [], "", "≥ 1 GB/s",
         lambda ov, r: ov >= 1.0, "GB/s", 2, first_error(runs, "payload_8mb"), base_text="n/a (in-process)")

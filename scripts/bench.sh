@@ -26,7 +26,8 @@ Options:
   -h, --help        this help
 Environment: BENCH_JAVA_OPTS (extra JVM flags for the engine, e.g. -XX:StartFlightRecording=...),
              BENCH_BEFORE_JAR (an engine jar built from an earlier commit: the large-request scenarios
-             also run against it, in the same run, as "(before)" rows),
+             also run against it, in the same run, as "(before)" rows; so does python_overhead,
+             on that jar with 2 workers, after the current engine's measurement),
              GHZ_VERSION (default v0.120.0), PYTHON (python3 for bench/.venv).
 See bench/README.md for what each scenario measures.
 USAGE

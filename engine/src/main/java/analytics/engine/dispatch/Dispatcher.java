@@ -449,12 +449,21 @@ public final class Dispatcher {
 
     /** Native requests up to this many values are computed on the network thread (see {@link #isCheap}). */
     public static final int INLINE_MAX_POINTS = 100_000;
+    /**
+     * Python requests up to this many values (data + target) and texts are handed to the pool from the network
+     * thread (see {@link #isCheap}): validating and framing them costs a few microseconds (at most ~80 KB of
+     * msgpack), less than the hop to another thread and its wake-up.
+     */
+    public static final int INLINE_PYTHON_MAX_POINTS = 10_000;
+    public static final int INLINE_PYTHON_MAX_TEXTS = 100;
 
     /**
-     * True when answering this request costs about as much as handing it to another thread: refusals
-     * (unknown algorithm) and native statistics over at most {@link #INLINE_MAX_POINTS} values (tens of
-     * microseconds). The gRPC service runs those on the network thread; everything else (Python, big
-     * series) goes to a worker thread so a network thread never blocks.
+     * True when answering this request costs about as much as handing it to another thread, and never blocks:
+     * refusals (unknown algorithm), native statistics over at most {@link #INLINE_MAX_POINTS} values (tens of
+     * microseconds), and small Python requests ({@link #INLINE_PYTHON_MAX_POINTS}): the pool's submit only
+     * validates, frames and writes the request when a worker is idle, and otherwise hands the wait for one to
+     * its own borrower thread, so it returns at once; the answer arrives on another thread. The gRPC service
+     * runs those on the network thread; everything else (big series) goes to a worker thread first.
      */
     public boolean isCheap(AnalysisRequest req) {
         return isCheap(req, req.getDataCount());
@@ -466,14 +475,17 @@ public final class Dispatcher {
         if (spec == null) {
             return true;
         }
-        if (!spec.nativeImpl() || dataCount > INLINE_MAX_POINTS) {
-            return false;
-        }
+        String chosen;
         try {
-            return chooseImplementation(spec, req).equals("native");
+            chosen = chooseImplementation(spec, req);
         } catch (AnalysisException e) {
             return true;
         }
+        if (chosen.equals("native")) {
+            return dataCount <= INLINE_MAX_POINTS;
+        }
+        return (long) dataCount + req.getTargetCount() <= INLINE_PYTHON_MAX_POINTS
+                && req.getTextsCount() <= INLINE_PYTHON_MAX_TEXTS;
     }
 
     /**

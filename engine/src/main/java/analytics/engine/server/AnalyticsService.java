@@ -76,7 +76,8 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
     @Override
     public void analyze(AnalysisRequest request, StreamObserver<AnalysisResponse> out) {
         if (dispatcher.isCheap(request)) {
-            analyzeNow(request, out, remainingMs(), new Cancellation()); // microseconds: nothing to stop
+            // a small Python request is cheap to start but may run long: it is stopped like any other when the call ends
+            analyzeNow(request, out, remainingMs(), CallCancellation.of(Context.current()));
         } else {
             long remaining = remainingMs();
             Context ctx = Context.current();
@@ -94,8 +95,9 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
         AnalysisRequest meta = bulk.message();
         double[] data = bulk.array(0);
         double[] target = bulk.array(1);
-        if (dispatcher.isCheap(meta, data.length)) {
-            analyzeNow(meta, data, target, out, remainingMs(), new Cancellation()); // microseconds: nothing to stop
+        if (dispatcher.isCheap(meta, data.length + target.length)) {
+            // a small Python request is cheap to start but may run long: it is stopped like any other when the call ends
+            analyzeNow(meta, data, target, out, remainingMs(), CallCancellation.of(Context.current()));
         } else {
             long remaining = remainingMs();
             Context ctx = Context.current();

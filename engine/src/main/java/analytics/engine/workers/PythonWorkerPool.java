@@ -233,7 +233,8 @@ public final class PythonWorkerPool implements PythonBackend {
         pool = pooled.pool();
         reloader = new RollingReload(config, supervisor, launcher, admission, pool, closed);
         workerCall = new WorkerCall(runtimeDir, shmThresholdBytes, metrics.sharedMemoryRequests, completions,
-                this::giveBack, this::invalidate, supervisor::markHealthy);
+                this::giveBack, this::invalidate, supervisor::markHealthy,
+                h -> h.inService() && !h.needsRecycle(config.maxRssBytes()));
         shutdownHook = new Thread(this::closeFromHook, "python-workers-shutdown");
         Runtime.getRuntime().addShutdownHook(shutdownHook);
         supervisor.startAll();

@@ -17,9 +17,11 @@ import java.io.IOException;
 import java.nio.file.Path;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BiConsumer;
 import java.util.function.Consumer;
+import java.util.function.Predicate;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -55,10 +57,13 @@ final class WorkerCall {
     /** Continuations run here, off the socket's event loop. */
     private final Executor completions;
     private final Lending lending;
+    /** True when giving this worker back keeps it (no recycling due): its return then never starts a process. */
+    private final Predicate<WorkerHandle> keeps;
 
     WorkerCall(Path runtimeDir, long shmThresholdBytes, Counter sharedMemoryRequests, Executor completions,
                Consumer<WorkerHandle> giveBack, BiConsumer<WorkerHandle, RetireReason> invalidate,
-               Consumer<WorkerHandle> healthy) {
+               Consumer<WorkerHandle> healthy, Predicate<WorkerHandle> keeps) {
+        this.keeps = keeps;
         this.runtimeDir = runtimeDir;
         this.shmThresholdBytes = shmThresholdBytes;
         this.sharedMemoryRequests = sharedMemoryRequests;
@@ -112,14 +117,13 @@ final class WorkerCall {
         }
         long sent = System.nanoTime();
         call.everSent = true;
-        // Continue off the socket's event loop: pool bookkeeping and the caller's continuations must not run there.
         CompletableFuture<Response> sentFuture = h.send(call.id, frame, progress);
         call.sentTo(h); // cancelled or past its deadline while the frame was prepared: the cancel follows it
         if (files[0] != null || files[1] != null) {
             // unlinking a large tmpfs file frees its pages: not on the socket's event loop
             sentFuture.whenCompleteAsync((msg, err) -> dropFiles.run(), completions);
         }
-        sentFuture.whenCompleteAsync((msg, err) -> {
+        BiConsumer<Response, Throwable> answered = (msg, err) -> {
             long rtt = (System.nanoTime() - sent) / 1000;
             boolean mine = call.onWorker.compareAndSet(h, null);
             if (err != null) {
@@ -145,7 +149,32 @@ final class WorkerCall {
             } catch (AnalysisException e) {
                 out.completeExceptionally(e);
             }
-        }, completions);
+        };
+        sentFuture.whenComplete((msg, err) -> {
+            // A small answer from a worker that goes straight back to the idle set is finished right here on the
+            // socket's event loop: giving the worker back, building the gRPC response and handing it to grpc-java
+            // cost a few microseconds, less than waking a completion thread (the hop was ~1/3 of the toll, see
+            // bench/README.md "The small-request toll"). Failures, large results and a worker due for recycling
+            // (its return starts a replacement process) continue on the completion executor, as before.
+            if (err == null && msg.ok() && smallResult(msg) && keeps.test(h)) {
+                answered.accept(msg, null);
+                return;
+            }
+            try {
+                completions.execute(() -> answered.accept(msg, err));
+            } catch (RejectedExecutionException e) { // pool shut down: still answer the caller
+                answered.accept(msg, err);
+            }
+        });
+    }
+
+    /** Results up to this many characters are answered on the event loop (see run); larger ones are copied twice
+     *  more (UTF-8, gRPC framing), which belongs on a completion thread. */
+    static final int INLINE_RESULT_CHARS = 16 * 1024;
+
+    private static boolean smallResult(Response msg) {
+        String json = msg.resultJson();
+        return json == null || json.length() <= INLINE_RESULT_CHARS;
     }
 
     /**

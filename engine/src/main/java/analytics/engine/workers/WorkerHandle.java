@@ -103,6 +103,13 @@ final class WorkerHandle {
         return !ended.get() && !retiring.get() && !retireRequested && c != null && c.isActive() && processAlive();
     }
 
+    /** {@link #usable()} without the process check (a /proc read for a forked worker): for the request path,
+     *  where the connection that just answered is the evidence of life and the pool's return test still runs. */
+    boolean inService() {
+        WorkerChannel c = channel;
+        return !ended.get() && !retiring.get() && !retireRequested && c != null && c.isActive();
+    }
+
     boolean needsRecycle(long maxRssBytes) {
         if (recycleAfter > 0 && requests.get() >= recycleAfter) {
             return true;

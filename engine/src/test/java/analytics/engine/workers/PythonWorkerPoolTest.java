@@ -108,6 +108,21 @@ class PythonWorkerPoolTest {
         assertEquals("CLOSED", pool.status().get("breaker"));
     }
 
+    /**
+     * The small-request toll (bench/README.md): a small successful answer is finished on the worker socket's
+     * event loop, not handed to a completion thread. The continuation is registered right after submit, while
+     * the worker sleeps 0.5 s, so it runs on the thread that completes the future.
+     */
+    @Test
+    void smallAnswerIsFinishedOnTheSocketEventLoop() throws Exception {
+        PythonWorkerPool pool = started(config());
+        CompletableFuture<PythonResult> f = pool.submit(input("inline-1", "_test_sleep", Map.of("seconds", "0.5")), 10_000);
+        CompletableFuture<String> thread = f.thenApply(r -> Thread.currentThread().getName());
+        String name = thread.get(10, TimeUnit.SECONDS);
+        assertTrue(name.startsWith("worker-sock-io"), "answered on " + name);
+        assertEquals(2, count(pool, "ready"));
+    }
+
     @Test
     void killedWorkerMidRequestIsRetriedAndReplaced() throws Exception {
         PythonWorkerPool pool = started(config());

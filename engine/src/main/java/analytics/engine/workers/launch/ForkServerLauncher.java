@@ -13,6 +13,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
@@ -566,9 +567,13 @@ public final class ForkServerLauncher implements WorkerLauncher {
         final CompletableFuture<String> exited = new CompletableFuture<>();
         volatile LaunchSpec.OutputSink output;
 
+        /** Looked up once: ProcessHandle.of reads /proc/PID/stat, and isAlive() is asked on every borrow and return. */
+        final Optional<ProcessHandle> handle;
+
         Forked(long pid, Template template) {
             this.pid = pid;
             this.template = template;
+            this.handle = ProcessHandle.of(pid);
         }
 
         void reportExit(String description) {
@@ -587,7 +592,8 @@ public final class ForkServerLauncher implements WorkerLauncher {
 
         @Override
         public boolean isAlive() {
-            return !exited.isDone() && ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false);
+            // the cached handle's isAlive() also checks the start time: a reused pid reads as dead
+            return !exited.isDone() && handle.map(ProcessHandle::isAlive).orElse(false);
         }
 
         @Override
