@@ -63,9 +63,17 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
         this.streamIngest = streamIngest;
     }
 
+    /**
+     * Milliseconds left before the call's gRPC deadline, rounded up, so that the engine's own timer for it
+     * never fires before the deadline has passed (see {@link #respond}); -1 without a deadline.
+     */
     private static long remainingMs() {
         Deadline d = Context.current().getDeadline();
-        return d == null ? -1 : Math.max(0, d.timeRemaining(TimeUnit.MILLISECONDS));
+        if (d == null) {
+            return -1;
+        }
+        long ns = d.timeRemaining(TimeUnit.NANOSECONDS);
+        return ns <= 0 ? 0 : (ns + 999_999) / 1_000_000;
     }
 
     /**
@@ -187,12 +195,28 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
         respond(meta, dispatcher.analyze(meta, data, target, remainingMs, cancel, PythonBackend.Listener.NONE), out);
     }
 
+    /**
+     * Answers a unary Analyze. A request stopped because the call's own gRPC deadline passed ends the call with
+     * {@code DEADLINE_EXCEEDED}, as the client's stub reports it anyway when its own timer fires first: which of
+     * the two timers fires first is a race, and the client must not see a different answer for it. A request
+     * stopped by its {@code timeout_ms} (the deadline still ahead) is answered in band, {@code TIMEOUT}.
+     */
     private static void respond(AnalysisRequest request, java.util.concurrent.CompletableFuture<AnalysisResponse> answer,
                                 StreamObserver<AnalysisResponse> out) {
+        Deadline deadline = Context.current().getDeadline();
         answer.whenComplete((resp, err) -> {
             if (err != null) { // the dispatcher never fails its future; this is a last line of defence
                 LOG.error("request {}: unexpected failure", request.getRequestId(), err);
                 out.onError(Status.INTERNAL.withDescription("internal error").asRuntimeException());
+                return;
+            }
+            if (!resp.getSuccess() && resp.getErrorCode() == analytics.engine.proto.ErrorCode.TIMEOUT
+                    && deadline != null && deadline.isExpired()) {
+                try {
+                    out.onError(Status.DEADLINE_EXCEEDED.withDescription(resp.getErrorMessage()).asRuntimeException());
+                } catch (IllegalStateException | io.grpc.StatusRuntimeException e) {
+                    LOG.debug("request {}: call already ended at its deadline", resp.getRequestId());
+                }
                 return;
             }
             try {
