@@ -30,6 +30,7 @@ import os
 import random
 import select
 import signal
+import stat
 import sys
 import threading
 import time
@@ -153,6 +154,130 @@ def malloc_trim():
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass  # not glibc
+
+
+# ------------------------------------------------------------------ releasing the libraries' clean pages
+#
+# The imports leave the template with tens of MiB of resident pages of the libraries' .so files (numpy,
+# scipy, scikit-learn, OpenBLAS...), most of them touched once while importing and never again by a worker.
+# They count in the template's PSS for as long as it lives. Clean pages of a private file mapping that were
+# never written are exact copies of the file: MADV_DONTNEED drops them from this process and the next touch
+# faults them back in from the page cache (the forked workers share them there, as any two processes
+# mapping the same file do). A page of such a mapping that *was* written (RELRO: relocated, then made
+# read-only; text relocations) is a private anonymous copy: dropping it would revert it to the file's
+# unrelocated bytes and crash the process. /proc/self/maps cannot tell the two apart, so the selection reads
+# /proc/self/smaps and keeps a mapping only if nothing of it is anonymous, dirty or swapped.
+
+MADV_DONTNEED = 4  # Linux, all the architectures we run on (asm-generic/mman-common.h)
+_RELEASE_PERMS = ("r--p", "r-xp")
+# VmFlags that make a mapping special: locked, I/O or raw-PFN memory, hugetlb, userfaultfd-managed
+_UNSAFE_VMFLAGS = frozenset(("lo", "io", "pf", "ht", "um", "uw"))
+# every one of these must be present and 0 kB, or the mapping is left alone
+_MUST_BE_ZERO = ("Anonymous", "Private_Dirty", "Shared_Dirty", "Swap")
+
+
+class Mapping:
+    __slots__ = ("start", "end", "perms", "inode", "path", "fields", "vmflags")
+
+    def __init__(self, start, end, perms, inode, path):
+        self.start, self.end, self.perms, self.inode, self.path = start, end, perms, inode, path
+        self.fields = {}
+        self.vmflags = None
+
+    @property
+    def rss_kb(self):
+        return self.fields.get("Rss", 0)
+
+    def __repr__(self):
+        return "Mapping(%x-%x %s %s)" % (self.start, self.end, self.perms, self.path)
+
+
+def parse_smaps(text):
+    """The mappings of a /proc/<pid>/smaps text, each with its kB fields and VmFlags."""
+    out = []
+    cur = None
+    for line in text.splitlines():
+        head = line.split(None, 5)
+        if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
+            try:
+                lo, hi = head[0].split("-")
+                cur = Mapping(int(lo, 16), int(hi, 16), head[1], int(head[4]), head[5] if len(head) > 5 else "")
+            except ValueError:
+                cur = None  # not a header we understand: its fields are ignored with it
+                continue
+            out.append(cur)
+        elif cur is not None and line.startswith("VmFlags:"):
+            cur.vmflags = frozenset(line.split()[1:])
+        elif cur is not None and ":" in line:
+            key, _, rest = line.partition(":")
+            parts = rest.split()
+            if len(parts) == 2 and parts[1] == "kB" and parts[0].isdigit():
+                cur.fields[key] = int(parts[0])
+    return out
+
+
+def _regular_file(path, inode):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_ino == inode
+
+
+def releasable_mappings(smaps_text, regular_file=_regular_file):
+    """The mappings whose resident pages can be dropped safely: private, read-only (r--p / r-xp), backed by
+    a regular file that still exists, with resident pages, and clean -- nothing anonymous, dirty or swapped
+    (the kernel's own accounting). Anything else, or anything not reported in full, is left alone."""
+    keep = []
+    for m in parse_smaps(smaps_text):
+        if m.perms not in _RELEASE_PERMS or m.inode == 0 or not m.path.startswith("/"):
+            continue  # anonymous, writable, shared, [heap]/[stack]/[vdso]/[vvar]/[vsyscall]
+        if m.path.endswith(" (deleted)"):
+            continue
+        if m.vmflags is None or m.vmflags & _UNSAFE_VMFLAGS:
+            continue
+        if any(m.fields.get(k) != 0 for k in _MUST_BE_ZERO):
+            continue  # a missing field counts as "not known to be clean"
+        if m.rss_kb <= 0 or m.end <= m.start:
+            continue
+        if not regular_file(m.path, m.inode):
+            continue  # a device, or the file was replaced since it was mapped
+        keep.append(m)
+    return keep
+
+
+def release_library_pages(log):
+    """Drop this process's resident pages of clean, read-only library mappings (see above). Best effort:
+    a failure is logged, never raised. Returns the kB released (the mappings' Rss before the call)."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    t0 = time.perf_counter()
+    try:
+        import ctypes
+        # Everything that could load a library or map memory is done before smaps is read, so the list
+        # describes the mappings as they are when madvise runs (the template is single-threaded).
+        libc = ctypes.CDLL(None, use_errno=True)
+        madvise = libc.madvise
+        madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        madvise.restype = ctypes.c_int
+        with open("/proc/self/smaps", "rb") as f:
+            text = f.read().decode("utf-8", "surrogateescape")
+        released_kb, failed, first_error = 0, 0, None
+        candidates = releasable_mappings(text)
+        for m in candidates:
+            if madvise(m.start, m.end - m.start, MADV_DONTNEED) == 0:
+                released_kb += m.rss_kb
+            else:
+                failed += 1
+                if first_error is None:
+                    first_error = "%s: %s" % (m.path, os.strerror(ctypes.get_errno()))
+    except Exception as e:  # an optimisation only: never stop the template for it
+        log("library pages not released (%s: %s)", type(e).__name__, e)
+        return 0
+    log("released %d MiB of library pages (%d mappings) in %d ms%s", released_kb // 1024,
+        len(candidates) - failed, int((time.perf_counter() - t0) * 1000),
+        "" if not failed else "; %d mapping(s) refused, first: %s" % (failed, first_error))
+    return released_kb
 
 
 class Template:
@@ -333,6 +458,8 @@ def main(args):
     gc.collect()
     malloc_trim()
     gc.freeze()
+    # Last, after everything that touches the libraries: what the children never use stays out of memory.
+    release_library_pages(log)
     server.Title(0).set_raw("analytics-worker-template")
     log("ready: imported the libraries in %d ms; %d thread(s)", import_ms, task_count())
     tmpl.send({"event": "ready", "pid": os.getpid(), "import_ms": import_ms})

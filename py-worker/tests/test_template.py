@@ -222,3 +222,105 @@ def test_template_survives_sigterm_and_still_forks(tpl):
     assert w.request("count", [1.0, 2.0])["ok"]
     _wait(lambda: any("SIGTERM ignored" in l for l in tpl.stderr_lines), what="SIGTERM log line")
     assert tpl.proc.poll() is None
+
+
+# ------------------------------------------------------------------ releasing the libraries' clean pages
+
+def _mapping(header, rss=8, anonymous=0, private_dirty=0, shared_dirty=0, swap=0, vmflags="rd mr mw me",
+             omit=()):
+    fields = [("Size", 8), ("Rss", rss), ("Pss", rss), ("Shared_Clean", 0), ("Shared_Dirty", shared_dirty),
+              ("Private_Clean", rss), ("Private_Dirty", private_dirty), ("Anonymous", anonymous),
+              ("Swap", swap), ("SwapPss", swap), ("Locked", 0)]
+    lines = [header] + ["%-16s%8d kB" % (k + ":", v) for k, v in fields if k not in omit]
+    lines.append("THPeligible:    0")
+    lines.append("VmFlags: " + vmflags + " ")
+    return "\n".join(lines) + "\n"
+
+
+SAMPLE_SMAPS = "".join([
+    _mapping("7f0000000000-7f0000002000 r--p 00000000 fe:00 101      /usr/lib/libkeep.so.1"),
+    _mapping("7f0000002000-7f0000008000 r-xp 00002000 fe:00 101      /usr/lib/libkeep.so.1",
+             vmflags="rd ex mr mw me"),
+    _mapping("7f0000010000-7f0000012000 r--p 00000000 fe:00 102      /opt/my libs/with space.so"),
+    # RELRO: relocated while writable, then made read-only: its pages are private anonymous copies
+    _mapping("7f0000020000-7f0000022000 r--p 0001f000 fe:00 101      /usr/lib/libkeep.so.1", anonymous=8,
+             private_dirty=8),
+    _mapping("7f0000030000-7f0000031000 r--p 00000000 fe:00 103      /usr/lib/dirty.so", private_dirty=4),
+    _mapping("7f0000032000-7f0000033000 r--p 00000000 fe:00 103      /usr/lib/shdirty.so", shared_dirty=4),
+    _mapping("7f0000034000-7f0000035000 r--p 00000000 fe:00 104      /usr/lib/swapped.so", swap=4),
+    _mapping("7f0000036000-7f0000037000 r--p 00000000 fe:00 105      /usr/lib/nofields.so", omit=("Anonymous",)),
+    _mapping("7f0000038000-7f0000039000 r--p 00000000 fe:00 106      /usr/lib/notresident.so", rss=0),
+    _mapping("7f000003a000-7f000003b000 r-xp 00000000 fe:00 107      /usr/lib/locked.so",
+             vmflags="rd ex mr mw me lo"),
+    _mapping("7f0000040000-7f0000041000 rw-p 00022000 fe:00 101      /usr/lib/libkeep.so.1"),
+    _mapping("7f0000042000-7f0000043000 r--s 00000000 fe:00 108      /usr/lib/shared-map.cache"),
+    _mapping("7f0000044000-7f0000045000 r--p 00000000 00:00 0 "),
+    _mapping("7f0000046000-7f0000047000 r--p 00000000 00:01 2049     /memfd:jit (deleted)"),
+    _mapping("7f0000048000-7f0000049000 r--p 00000000 fe:00 109      /usr/lib/gone.so (deleted)"),
+    _mapping("7f000004a000-7f000004b000 r--p 00000000 00:05 6        /dev/zero"),
+    _mapping("55d000000000-55d000100000 rw-p 00000000 00:00 0        [heap]", anonymous=8, private_dirty=8),
+    _mapping("7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0        [stack]", anonymous=8, private_dirty=8),
+    _mapping("7ffd10000000-7ffd10004000 r--p 00000000 00:00 0        [vvar]"),
+    _mapping("7ffd10004000-7ffd10006000 r-xp 00000000 00:00 0        [vdso]", vmflags="rd ex mr mw me de"),
+    _mapping("ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]"),
+])
+
+
+def test_releasable_mappings_are_only_clean_read_only_private_regular_files():
+    def regular_file(path, inode):  # stands in for os.stat: /dev/zero is a device, the rest regular files
+        return not path.startswith("/dev/")
+    assert len(template.parse_smaps(SAMPLE_SMAPS)) == 21
+    got = [(m.start, m.perms, m.path) for m in template.releasable_mappings(SAMPLE_SMAPS, regular_file)]
+    assert got == [(0x7f0000000000, "r--p", "/usr/lib/libkeep.so.1"),
+                   (0x7f0000002000, "r-xp", "/usr/lib/libkeep.so.1"),
+                   (0x7f0000010000, "r--p", "/opt/my libs/with space.so")]
+    # and a real file is checked for what it is: a replaced file (other inode) or a device is left alone
+    assert not template._regular_file("/dev/null", os.stat("/dev/null").st_ino)
+    assert not template._regular_file(sys.executable, os.stat(sys.executable).st_ino + 1)
+    assert template._regular_file(os.path.realpath(sys.executable), os.stat(sys.executable).st_ino)
+
+
+RELEASE_CHILD = r"""
+import json, sys
+import numpy as np
+import scipy.linalg
+from analytics_worker import template
+
+def rss_kb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4
+def work():
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(60, 60)) + 60 * np.eye(60)
+    return [float(np.sort(rng.normal(size=1000))[500]), float(scipy.linalg.solve(a, np.ones(60)).sum()),
+            float(np.fft.rfft(np.arange(64.0))[3].real)]
+lines = []
+before_work = work()
+before = rss_kb()
+released = template.release_library_pages(lambda fmt, *a: lines.append(fmt % a))
+after = rss_kb()
+print(json.dumps({"before": before, "after": after, "released_kb": released, "log": lines,
+                  "same": work() == before_work}))
+"""
+
+
+def test_release_library_pages_in_a_child_that_keeps_working():
+    env = dict(os.environ, PYTHONPATH=PKG_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.run([sys.executable, "-c", RELEASE_CHILD], env=env, capture_output=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")[-2000:]
+    r = json.loads(p.stdout.decode().strip().splitlines()[-1])
+    assert r["same"], "numpy/scipy computed differently after their pages were released"
+    assert len(r["log"]) == 1 and r["log"][0].startswith("released %d MiB of library pages"
+                                                         % (r["released_kb"] // 1024)), r["log"]
+    # numpy + scipy.linalg leave well over 4 MiB of library pages resident; most of them go
+    assert r["released_kb"] >= 4096, r
+    assert r["after"] <= r["before"] - r["released_kb"] // 2, r
+
+
+def test_template_releases_library_pages_before_ready(tpl):
+    line = _wait(lambda: next((l for l in tpl.stderr_lines if "of library pages" in l), None),
+                 what="the release log line")
+    assert "released " in line and "not released" not in line and "refused" not in line, line
+    ev, w = tpl.fork(9, "tok-9")
+    assert w.request("count", [1.0, 2.0, 3.0])["ok"]
