@@ -63,9 +63,24 @@ def set_parent_death_signal():
         return False
 
 
+def _printable(s):
+    return "".join(c if c.isprintable() else "?" for c in s)
+
+
 class Title:
+    """The process title htop/ps show: "analytics-worker[N] idle" or "...[N] busy <algorithm> req=<id[:8]>".
+
+    busy()/idle() run twice per request, so the strings are built ahead: the idle title once, the busy
+    prefix once per algorithm name; per request only the id is cut (and cleaned in the rare case it needs it)."""
+
+    ALGO_CHARS = 40
+    ID_CHARS = 8
+    _MAX_CACHED = 256  # algorithm names come from the frame: a client inventing names must not grow this
+
     def __init__(self, worker_id):
         self.base = "analytics-worker[%d]" % worker_id
+        self._idle = self.base + " idle"
+        self._busy_prefix = {}
         try:
             from setproctitle import setproctitle
             self._set = setproctitle
@@ -80,13 +95,24 @@ class Title:
             self._set(title)
 
     def idle(self):
-        self.set("idle")
+        if self._set is not None:
+            self._set(self._idle)
+
+    def busy_title(self, algorithm, req_id):
+        # algorithm and id come from the frame: keep the title printable and short
+        prefix = self._busy_prefix.get(algorithm)
+        if prefix is None:
+            prefix = "%s busy %s req=" % (self.base, _printable(algorithm[:self.ALGO_CHARS]))
+            if len(self._busy_prefix) < self._MAX_CACHED:
+                self._busy_prefix[algorithm] = prefix
+        rid = req_id[:self.ID_CHARS]
+        if not rid.isprintable():
+            rid = _printable(rid)
+        return prefix + rid
 
     def busy(self, algorithm, req_id):
-        # algorithm and id come from the frame: keep the title printable and short
-        algo = "".join(c if c.isprintable() else "?" for c in algorithm[:40])
-        rid = "".join(c if c.isprintable() else "?" for c in req_id[:8])
-        self.set("busy %s req=%s" % (algo, rid))
+        if self._set is not None:
+            self._set(self.busy_title(algorithm, req_id))
 
 
 def rss_bytes():

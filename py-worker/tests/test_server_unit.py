@@ -100,3 +100,40 @@ def test_json_encoding_rules():
     assert to_json(np.array([[1.0, np.nan], [2.0, 3.0]])) == "[[1.0,null],[2.0,3.0]]"
     assert to_json({"a": np.arange(3), "b": None, "c": "x"}) == '{"a":[0,1,2],"b":null,"c":"x"}'
     assert json.loads(to_json({"k": (1, 2)})) == {"k": [1, 2]}
+
+
+# ------------------------------------------------------------------ process title (built per request)
+
+@pytest.mark.parametrize("algo, rid, expect", [
+    ("kmeans", "abcdefghijkl", "analytics-worker[5] busy kmeans req=abcdefgh"),
+    ("kmeans", "ab", "analytics-worker[5] busy kmeans req=ab"),
+    ("", "", "analytics-worker[5] busy  req="),
+    ("bad\nname\x1b[31m", "id\t\x00\u200bxyz", "analytics-worker[5] busy bad?name?[31m req=id???xyz"),
+    ("x" * 500, "y" * 500, "analytics-worker[5] busy " + "x" * 40 + " req=" + "y" * 8),
+    ("k\u00e9m\u00f6ans", "r\u00e9q-\u4e00", "analytics-worker[5] busy k\u00e9m\u00f6ans req=r\u00e9q-\u4e00"),
+])
+def test_busy_title_is_printable_and_short(algo, rid, expect):
+    t = server.Title(5)
+    for _ in range(2):  # the second call comes from the per-algorithm cache: same text
+        title = t.busy_title(algo, rid)
+        assert title == expect
+        assert title.isprintable()
+        longest = len("analytics-worker[5] busy ") + server.Title.ALGO_CHARS + len(" req=") + server.Title.ID_CHARS
+        assert len(title) <= longest
+
+
+
+def test_busy_title_cache_is_bounded_and_still_right_when_full():
+    t = server.Title(2)
+    for i in range(server.Title._MAX_CACHED + 50):
+        assert t.busy_title("algo-%d" % i, "r%d" % i) == "analytics-worker[2] busy algo-%d req=r%d" % (i, i)
+    assert len(t._busy_prefix) == server.Title._MAX_CACHED
+
+
+def test_idle_and_busy_reach_setproctitle():
+    t = server.Title(9)
+    seen = []
+    t._set = seen.append
+    t.busy("kmeans", "0123456789")
+    t.idle()
+    assert seen == ["analytics-worker[9] busy kmeans req=01234567", "analytics-worker[9] idle"]
