@@ -53,7 +53,14 @@ JAR=engine/target/analytics-engine.jar
 export BENCH_ENGINE_BUILD_ERROR=""
 needs_build() {
   [[ ! -f "$JAR" || ! -x py-worker/.venv/bin/python ]] && return 0
-  [[ -n "$(find engine/src proto py-worker/analytics_worker pom.xml engine/pom.xml -newer "$JAR" -type f 2>/dev/null | head -1)" ]]
+  [[ -n "$(find engine/src proto py-worker/analytics_worker pom.xml engine/pom.xml -newer "$JAR" -type f 2>/dev/null | head -1)" ]] \
+    && return 0
+  # The workers run the copy of py-worker installed into the venv, not the sources: a jar rebuilt by mvn after a
+  # py-worker change must not hide that the installed copy is older than the sources.
+  local installed
+  installed=$(ls -d py-worker/.venv/lib/python3*/site-packages/analytics_worker/__init__.py 2>/dev/null | head -1)
+  [[ -z "$installed" ]] && return 0
+  [[ -n "$(find py-worker/analytics_worker -newer "$installed" -type f -name '*.py' 2>/dev/null | head -1)" ]]
 }
 if (( BUILD )) && needs_build; then
   echo "==> building the engine (scripts/build.sh --no-dist)"
