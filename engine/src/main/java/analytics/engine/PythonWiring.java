@@ -34,16 +34,15 @@ final class PythonWiring {
             // systemd's RuntimeDirectory= (may list several, colon-separated; the first is ours)
             runtime = Path.of(System.getenv("RUNTIME_DIRECTORY").split(":")[0]);
         }
-        WorkerPoolConfig d = WorkerPoolConfig.defaults();
-        return d.withPython(Path.of(python))
-                .withWorkers(workers)
+        WorkerPoolConfig d = WorkerPoolConfig.defaults(Path.of(python));
+        return d.withWorkers(workers)
                 .withRuntimeDir(runtime)
                 .withTestMode(cfg.testMode())
                 .withStartMode(cfg.workerStart())
-                .withRecycling(cfg.workerMaxRequests(), cfg.workerMaxRssBytes())
-                .withLimits(cfg.maxConcurrent(), cfg.rateLimit(), Duration.ofMillis(cfg.queueWaitMs()))
-                .withTimeouts(Duration.ofSeconds(cfg.workerStartupTimeoutS()), d.pingInterval(), d.pingTimeout(),
-                        d.killGrace());
+                .withRecycling(new WorkerPoolConfig.Recycling(cfg.workerMaxRequests(), cfg.workerMaxRssBytes()))
+                .withLimits(new WorkerPoolConfig.Limits(cfg.maxConcurrent(), cfg.rateLimit()))
+                .withTimeouts(d.timeouts().withStartup(Duration.ofSeconds(cfg.workerStartupTimeoutS()))
+                        .withBorrowWait(Duration.ofMillis(cfg.queueWaitMs())));
     }
 
     /** Starts the pool (non-blocking) or returns null when workers = 0. */

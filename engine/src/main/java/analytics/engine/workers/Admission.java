@@ -38,16 +38,16 @@ final class Admission {
     Admission(WorkerPoolConfig config, MeterRegistry meters, Function<Throwable, Throwable> unwrap) {
         this.config = config;
         this.bulkhead = Bulkhead.of("python", BulkheadConfig.custom()
-                .maxConcurrentCalls(config.maxConcurrent()).maxWaitDuration(Duration.ZERO).build());
-        this.rateLimiter = config.rateLimitPerSecond() <= 0 ? null : RateLimiter.of("python", RateLimiterConfig.custom()
-                .limitForPeriod(config.rateLimitPerSecond()).limitRefreshPeriod(Duration.ofSeconds(1))
+                .maxConcurrentCalls(config.limits().maxConcurrent()).maxWaitDuration(Duration.ZERO).build());
+        this.rateLimiter = config.limits().rateLimitPerSecond() <= 0 ? null : RateLimiter.of("python", RateLimiterConfig.custom()
+                .limitForPeriod(config.limits().rateLimitPerSecond()).limitRefreshPeriod(Duration.ofSeconds(1))
                 .timeoutDuration(Duration.ZERO).build());
         this.breaker = CircuitBreaker.of("python", CircuitBreakerConfig.custom()
                 .slidingWindowType(CircuitBreakerConfig.SlidingWindowType.COUNT_BASED)
-                .slidingWindowSize(config.breakerWindow())
-                .minimumNumberOfCalls(config.breakerMinCalls())
-                .failureRateThreshold(config.breakerFailureRate())
-                .waitDurationInOpenState(config.breakerOpenDuration())
+                .slidingWindowSize(config.breaker().window())
+                .minimumNumberOfCalls(config.breaker().minCalls())
+                .failureRateThreshold(config.breaker().failureRate())
+                .waitDurationInOpenState(config.breaker().openDuration())
                 .permittedNumberOfCallsInHalfOpenState(2)
                 .automaticTransitionFromOpenToHalfOpenEnabled(true)
                 .build());
@@ -75,11 +75,11 @@ final class Admission {
     AnalysisException admit(String downSuffix) {
         if (rateLimiter != null && !rateLimiter.acquirePermission()) {
             return new AnalysisException(ErrorCode.OVERLOADED, "Python request rate limit of "
-                    + config.rateLimitPerSecond() + " per second exceeded");
+                    + config.limits().rateLimitPerSecond() + " per second exceeded");
         }
         if (!bulkhead.tryAcquirePermission()) {
             return new AnalysisException(ErrorCode.OVERLOADED, "too many concurrent Python requests (limit "
-                    + config.maxConcurrent() + ")");
+                    + config.limits().maxConcurrent() + ")");
         }
         if (!breaker.tryAcquirePermission()) {
             bulkhead.onComplete();
@@ -139,11 +139,11 @@ final class Admission {
 
     /** Requests admitted and not yet finished (waiting + running). */
     int inFlight() {
-        return config.maxConcurrent() - bulkhead.getMetrics().getAvailableConcurrentCalls();
+        return config.limits().maxConcurrent() - bulkhead.getMetrics().getAvailableConcurrentCalls();
     }
 
     private long breakerRetrySeconds() {
-        long openFor = config.breakerOpenDuration().toNanos() - (System.nanoTime() - breakerOpenedNanos);
+        long openFor = config.breaker().openDuration().toNanos() - (System.nanoTime() - breakerOpenedNanos);
         return Math.max(1, (long) Math.ceil(openFor / 1e9));
     }
 }

@@ -51,7 +51,7 @@ final class PooledWorkers {
         pc.setTestOnBorrow(true);
         pc.setTestOnReturn(true);
         pc.setTestWhileIdle(true);
-        pc.setTimeBetweenEvictionRuns(config.pingInterval());
+        pc.setTimeBetweenEvictionRuns(config.timeouts().pingInterval());
         pc.setNumTestsPerEvictionRun(config.workers() + 1);
         pc.setEvictionPolicy((cfg, underTest, idleCount) -> false); // never evict for idleness; validation pings
         pc.setJmxEnabled(false);
@@ -83,21 +83,21 @@ final class PooledWorkers {
         @Override
         public boolean validateObject(PooledObject<WorkerHandle> p) {
             WorkerHandle h = p.getObject();
-            if (!h.usable() || h.needsRecycle(config.maxRssBytes())) {
+            if (!h.usable() || h.needsRecycle(config.recycling().maxRssBytes())) {
                 return false;
             }
             if (p.getState() == PooledObjectState.EVICTION) { // idle check by the pool's evictor: ping
                 try {
-                    h.ping().get(config.pingTimeout().toMillis(), TimeUnit.MILLISECONDS);
+                    h.ping().get(config.timeouts().pingTimeout().toMillis(), TimeUnit.MILLISECONDS);
                     supervisor.markHealthy(h);
-                    if (h.needsRecycle(config.maxRssBytes())) {
+                    if (h.needsRecycle(config.recycling().maxRssBytes())) {
                         log.info("worker[{}] pid {} RSS {} bytes is over the limit of {}: recycling", h.slot, h.pid,
-                                h.rssBytes, config.maxRssBytes());
+                                h.rssBytes, config.recycling().maxRssBytes());
                         return false;
                     }
                 } catch (java.util.concurrent.TimeoutException e) {
                     log.warn("worker[{}] pid {} did not answer a ping within {} ms: replacing it", h.slot, h.pid,
-                            config.pingTimeout().toMillis());
+                            config.timeouts().pingTimeout().toMillis());
                     h.retireReason = RetireReason.BROKEN;
                     return false;
                 } catch (InterruptedException e) {
@@ -135,7 +135,7 @@ final class PooledWorkers {
             if (reason == null) {
                 if (h.retireRequested) {
                     reason = RetireReason.RELOAD;
-                } else if (h.needsRecycle(config.maxRssBytes())) {
+                } else if (h.needsRecycle(config.recycling().maxRssBytes())) {
                     reason = RetireReason.RECYCLE;
                     log.info("worker[{}] pid {} recycled after {} requests (rss {} bytes)", h.slot, h.pid,
                             h.requests.get(), h.rssBytes);

@@ -147,7 +147,7 @@ public final class PythonWorkerPool implements PythonBackend {
         ScheduledThreadPoolExecutor dl = new ScheduledThreadPoolExecutor(1, daemon("python-deadline"));
         dl.setRemoveOnCancelPolicy(true);
         this.deadlines = dl;
-        ThreadPoolExecutor b = new ThreadPoolExecutor(config.maxConcurrent(), config.maxConcurrent(), 30,
+        ThreadPoolExecutor b = new ThreadPoolExecutor(config.limits().maxConcurrent(), config.limits().maxConcurrent(), 30,
                 TimeUnit.SECONDS, new LinkedBlockingQueue<>(), daemon("python-borrow"));
         b.allowCoreThreadTimeOut(true);
         this.borrowers = b;
@@ -213,7 +213,7 @@ public final class PythonWorkerPool implements PythonBackend {
             // ---- issue 11: choose how workers start (fork-server by default, spawn as the fallback/option)
             launcher = switch (config.startMode()) {
                 case FORK_SERVER -> new ForkServerLauncher(config.python(), sock, workerArgs, config.workingDir(),
-                        config.extraEnv(), config.startupTimeout());
+                        config.extraEnv(), config.timeouts().startup());
                 case SPAWN -> new SpawnLauncher(config.python(), sock, workerArgs, config.workingDir(), config.extraEnv());
                 case SPAWN_PRELOAD -> {
                     List<String> preload = new ArrayList<>(workerArgs);
@@ -222,7 +222,7 @@ public final class PythonWorkerPool implements PythonBackend {
                 }
             };
             supervisor = new WorkerSupervisor(config, launcher, scheduler, new Events());
-            server = new WorkerSocketServer(sock, config.maxFrameBytes(), config.startupTimeout(), supervisor);
+            server = new WorkerSocketServer(sock, config.maxFrameBytes(), config.timeouts().startup(), supervisor);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot set up the worker runtime directory: " + e.getMessage(), e);
         } catch (InterruptedException e) {
@@ -234,7 +234,7 @@ public final class PythonWorkerPool implements PythonBackend {
         reloader = new RollingReload(config, supervisor, launcher, admission, pool, closed);
         workerCall = new WorkerCall(runtimeDir, shmThresholdBytes, metrics.sharedMemoryRequests, completions,
                 this::giveBack, this::invalidate, supervisor::markHealthy,
-                h -> h.inService() && !h.needsRecycle(config.maxRssBytes()));
+                h -> h.inService() && !h.needsRecycle(config.recycling().maxRssBytes()));
         shutdownHook = new Thread(this::closeFromHook, "python-workers-shutdown");
         Runtime.getRuntime().addShutdownHook(shutdownHook);
         supervisor.startAll();
@@ -650,7 +650,7 @@ public final class PythonWorkerPool implements PythonBackend {
      */
     private WorkerHandle borrow(Call call) throws AnalysisException {
         long start = System.nanoTime();
-        long cap = config.borrowWait().toNanos(); // 0 = no cap: up to the deadline
+        long cap = config.timeouts().borrowWait().toNanos(); // 0 = no cap: up to the deadline
         long budget;
         long hardEnd;
         if (cap == 0) {
@@ -661,8 +661,8 @@ public final class PythonWorkerPool implements PythonBackend {
             // coming back (a crash/kill/recycle replacement starting) is not overload. The total wait is still
             // bounded by the start-up timeout and, always, by the request's deadline. A retry after its worker
             // died gets the start-up timeout as budget (e.g. all workers died at once).
-            budget = call.attempts.get() > 1 ? Math.max(cap, config.startupTimeout().toNanos()) : cap;
-            hardEnd = Math.min(call.deadlineNanos, start + Math.max(budget, config.startupTimeout().toNanos()));
+            budget = call.attempts.get() > 1 ? Math.max(cap, config.timeouts().startup().toNanos()) : cap;
+            hardEnd = Math.min(call.deadlineNanos, start + Math.max(budget, config.timeouts().startup().toNanos()));
         }
         long slice = TimeUnit.MILLISECONDS.toNanos(200);
         long ticket = queueSeq.incrementAndGet();
@@ -882,7 +882,7 @@ public final class PythonWorkerPool implements PythonBackend {
         if (p != null) {
             st.put("pool", Map.of("idle", p.getNumIdle(), "lent", p.getNumActive(), "waiting", p.getNumWaiters()));
         }
-        st.put("max_concurrent", config.maxConcurrent());
+        st.put("max_concurrent", config.limits().maxConcurrent());
         st.put("python", pythonVersions);
         st.put("restarts_total", s == null ? 0 : s.restartsTotal());
         st.put("reloading", reloader != null && reloader.running());

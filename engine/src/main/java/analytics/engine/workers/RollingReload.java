@@ -96,7 +96,7 @@ final class RollingReload {
                 return;
             }
             try {
-                fresh.readyFuture.get(config.startupTimeout().toMillis() + 1000, TimeUnit.MILLISECONDS);
+                fresh.readyFuture.get(config.timeouts().startup().toMillis() + 1000, TimeUnit.MILLISECONDS);
             } catch (Exception e) {
                 String why = "worker " + slot.id + ": replacement did not start: " + (e instanceof java.util.concurrent.ExecutionException && e.getCause() != null ? e.getCause() : e).getMessage();
                 failures.add(why);
@@ -118,7 +118,7 @@ final class RollingReload {
                     }
                 }
                 try {
-                    old.outOfService.get(Math.max(60_000, config.startupTimeout().toMillis()), TimeUnit.MILLISECONDS);
+                    old.outOfService.get(Math.max(60_000, config.timeouts().startup().toMillis()), TimeUnit.MILLISECONDS);
                 } catch (java.util.concurrent.TimeoutException e) {
                     log.warn("rolling reload: worker[{}] pid {} still busy; it retires when its request ends", old.slot, old.pid);
                 }

@@ -156,9 +156,9 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
             return null;
         }
         long recycleAfter = 0;
-        if (config.maxRequests() > 0) {
+        if (config.recycling().maxRequests() > 0) {
             double jitter = 1 + ThreadLocalRandom.current().nextDouble(-0.1, 0.1);
-            recycleAfter = Math.max(1, Math.round(config.maxRequests() * jitter));
+            recycleAfter = Math.max(1, Math.round(config.recycling().maxRequests() * jitter));
         }
         byte[] secret = new byte[24];
         RANDOM.nextBytes(secret);
@@ -205,13 +205,13 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         }
         ScheduledFuture<?> startupTimer = scheduler.schedule(() -> {
             if (h.state == State.STARTING && !h.ended.get()) {
-                String why = "did not complete its handshake within " + config.startupTimeout().toMillis() + " ms";
+                String why = "did not complete its handshake within " + config.timeouts().startup().toMillis() + " ms";
                 log.error("worker[{}] pid {} {}", slot.id, h.pid, why);
                 h.endDescription = why;
                 retire(h, RetireReason.START_FAILED);
                 processEnded(h, why);
             }
-        }, config.startupTimeout().toMillis(), TimeUnit.MILLISECONDS);
+        }, config.timeouts().startup().toMillis(), TimeUnit.MILLISECONDS);
         h.readyFuture.whenComplete((v, e) -> startupTimer.cancel(false));
         p.exited().thenAccept(d -> processEnded(h, d));
         return h;
@@ -369,7 +369,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
             String last = slot.lastOutputLine();
             slot.lastFailure = "worker " + slot.id + " " + what + (startup ? " during start-up" : "")
                     + (last != null ? " (last stderr line: " + last + ")" : "");
-            if (slot.consecutiveFailures > config.crashLoopLimit()) {
+            if (slot.consecutiveFailures > config.restart().crashLoopLimit()) {
                 slot.down = true;
                 log.error("worker[{}] is in a crash loop ({} consecutive failures); leaving it down until a reload: {}",
                         slot.id, slot.consecutiveFailures, slot.lastFailure);
@@ -377,9 +377,9 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
             }
             // Issue 11: the first failure of a slot that was healthy is replaced at once (a fork is cheap, and a
             // one-off crash is not a loop); consecutive failures back off initial × 2^(n-2), capped.
-            long initial = config.restartBackoffInitial().toMillis();
+            long initial = config.restart().backoffInitial().toMillis();
             int shift = Math.min(30, slot.consecutiveFailures - 2);
-            delayMs = slot.consecutiveFailures <= 1 ? 0 : Math.min(config.restartBackoffMax().toMillis(), initial << shift);
+            delayMs = slot.consecutiveFailures <= 1 ? 0 : Math.min(config.restart().backoffMax().toMillis(), initial << shift);
             slot.pendingRestart = scheduler.schedule(() -> spawn(slot), delayMs, TimeUnit.MILLISECONDS);
         }
         log.info("worker[{}] restarting in {} ms (consecutive failures: {})", slot.id, delayMs, slot.consecutiveFailures);
@@ -436,7 +436,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         if (p == null) {
             return CompletableFuture.completedFuture(null);
         }
-        long grace = config.killGrace().toMillis();
+        long grace = config.timeouts().killGrace().toMillis();
         Runnable sigkill = () -> {
             if (p.isAlive()) {
                 log.warn("worker[{}] pid {} still alive {} ms after SIGTERM: SIGKILL", h.slot, h.pid, grace);
@@ -470,10 +470,10 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
      * stopped (SIGTERM → grace → SIGKILL) and replaced, and its request fails with WORKER_FAILED (not retried).
      */
     void startMemoryWatchdog() {
-        if (config.maxRssBytes() <= 0) {
+        if (config.recycling().maxRssBytes() <= 0) {
             return;
         }
-        long hardLimit = config.maxRssBytes() > Long.MAX_VALUE / 2 ? Long.MAX_VALUE : 2 * config.maxRssBytes();
+        long hardLimit = config.recycling().maxRssBytes() > Long.MAX_VALUE / 2 ? Long.MAX_VALUE : 2 * config.recycling().maxRssBytes();
         scheduler.scheduleWithFixedDelay(() -> {
             for (WorkerHandle h : live) {
                 if (!h.hasRequestInFlight() || h.ended.get() || h.retiring.get() || h.pid <= 0) {
@@ -611,7 +611,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
             h.failPending(new ShutdownException());
             exits.add(kill(h, true));
         }
-        long budget = 2 * config.killGrace().toMillis() + 1000;
+        long budget = 2 * config.timeouts().killGrace().toMillis() + 1000;
         try {
             CompletableFuture.allOf(exits.toArray(CompletableFuture[]::new)).get(budget, TimeUnit.MILLISECONDS);
         } catch (Exception e) {
@@ -635,7 +635,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
                 p.terminate();
             }
         }
-        long until = System.nanoTime() + config.killGrace().toNanos();
+        long until = System.nanoTime() + config.timeouts().killGrace().toNanos();
         for (WorkerHandle h : List.copyOf(live)) {
             LaunchedProcess p = h.process;
             if (p == null) {

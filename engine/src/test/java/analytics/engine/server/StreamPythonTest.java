@@ -29,7 +29,7 @@ class StreamPythonTest {
 
     @BeforeAll
     static void start() throws Exception {
-        pool = new PythonWorkerPool(WorkerPoolConfig.defaults().withPython(python()).withWorkers(1),
+        pool = new PythonWorkerPool(WorkerPoolConfig.defaults(python()).withWorkers(1),
                 new SimpleMeterRegistry());
         pool.start();
         assertTrue(pool.awaitReady(Duration.ofSeconds(60)), "worker did not start: " + pool.status());

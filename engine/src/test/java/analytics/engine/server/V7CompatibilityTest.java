@@ -48,7 +48,7 @@ class V7CompatibilityTest {
     @BeforeAll
     static void start() throws Exception {
         // the worker package from this checkout (not a possibly stale copy installed in the venv)
-        pool = new PythonWorkerPool(WorkerPoolConfig.defaults().withPython(WorkerTestSupport.python()).withWorkers(2)
+        pool = new PythonWorkerPool(WorkerPoolConfig.defaults(WorkerTestSupport.python()).withWorkers(2)
                 .withExtraEnv(Map.of("PYTHONPATH", WorkerTestSupport.repoRoot().resolve("py-worker").toString())),
                 new SimpleMeterRegistry());
         pool.start();

@@ -34,7 +34,7 @@ import java.util.concurrent.locks.LockSupport;
 public final class CancelBench {
 
     public static void main(String[] args) throws Exception {
-        WorkerPoolConfig cfg = WorkerPoolConfig.defaults().withPython(Path.of(args[0])).withWorkers(1)
+        WorkerPoolConfig cfg = WorkerPoolConfig.defaults(Path.of(args[0])).withWorkers(1)
                 .withExtraEnv(Map.of("PYTHONPATH", Path.of(args[1]).toAbsolutePath().toString())).withTestMode(true);
         Random r = new Random(16);
         double[] points = new double[60_000];

@@ -9,7 +9,7 @@ import java.util.Map;
 /** Child JVM for the kill -9 test: starts a 2-worker pool, prints the worker pids (and the fork-server template's), then waits to be killed. */
 public final class PoolChildMain {
     public static void main(String[] args) throws Exception {
-        WorkerPoolConfig cfg = WorkerPoolConfig.defaults().withPython(Path.of(args[0])).withWorkers(2)
+        WorkerPoolConfig cfg = WorkerPoolConfig.defaults(Path.of(args[0])).withWorkers(2)
                 .withExtraEnv(Map.of("PYTHONPATH", args[1]));
         PythonWorkerPool pool = new PythonWorkerPool(cfg, new SimpleMeterRegistry());
         pool.start();

@@ -55,6 +55,18 @@ class PythonWorkerPoolTest {
         return pool;
     }
 
+    /** The test config with these admission limits and this cap on the wait for a free worker. */
+    private static WorkerPoolConfig limits(int maxConcurrent, int ratePerSecond, Duration borrowWait) {
+        WorkerPoolConfig c = config();
+        return c.withLimits(new WorkerPoolConfig.Limits(maxConcurrent, ratePerSecond))
+                .withTimeouts(c.timeouts().withBorrowWait(borrowWait));
+    }
+
+    /** Idle workers pinged every 300 ms (RSS arrives quickly). */
+    private static WorkerPoolConfig fastPing(WorkerPoolConfig c) {
+        return c.withTimeouts(c.timeouts().withPing(Duration.ofMillis(300), c.timeouts().pingTimeout()));
+    }
+
     private static AnalysisException failure(CompletableFuture<?> f) throws InterruptedException {
         try {
             f.get(30, TimeUnit.SECONDS);
@@ -199,8 +211,8 @@ class PythonWorkerPoolTest {
                 + "    os._exit(7)\n");
         WorkerPoolConfig cfg = config()
                 .withExtraEnv(Map.of("PYTHONPATH", tmp + ":" + WorkerTestSupport.repoRoot().resolve("py-worker")))
-                .withRestart(Duration.ofMillis(20), Duration.ofMillis(100), 3)
-                .withBreaker(50f, 10, 4, Duration.ofSeconds(30));
+                .withRestart(new WorkerPoolConfig.Restart(Duration.ofMillis(20), Duration.ofMillis(100), 3))
+                .withBreaker(new WorkerPoolConfig.Breaker(50f, 10, 4, Duration.ofSeconds(30)));
         PythonWorkerPool pool = new PythonWorkerPool(cfg, meters);
         pools.add(pool);
         pool.start();
@@ -232,7 +244,7 @@ class PythonWorkerPoolTest {
 
     @Test
     void twoHundredConcurrentMixedRequestsWithAWorkerKilled() throws Exception {
-        PythonWorkerPool pool = started(config().withLimits(400, 0, Duration.ofSeconds(40)));
+        PythonWorkerPool pool = started(limits(400, 0, Duration.ofSeconds(40)));
         int n = 200;
         List<CompletableFuture<PythonResult>> futures = new ArrayList<>();
         int[] completions = new int[n];
@@ -284,7 +296,7 @@ class PythonWorkerPoolTest {
 
     @Test
     void rollingReloadUnderLoadFailsNothing() throws Exception {
-        PythonWorkerPool pool = started(config().withLimits(100, 0, Duration.ofSeconds(10)));
+        PythonWorkerPool pool = started(limits(100, 0, Duration.ofSeconds(10)));
         Set<Long> before = new HashSet<>(List.of(pidOf(pool, 0), pidOf(pool, 1)));
         List<Throwable> failures = java.util.Collections.synchronizedList(new ArrayList<>());
         java.util.concurrent.atomic.AtomicInteger ok = new java.util.concurrent.atomic.AtomicInteger();
@@ -331,7 +343,7 @@ class PythonWorkerPoolTest {
 
     @Test
     void recyclesAfterMaxRequestsWithoutFailures() throws Exception {
-        PythonWorkerPool pool = started(config().withRecycling(10, 0));
+        PythonWorkerPool pool = started(config().withRecycling(new WorkerPoolConfig.Recycling(10, 0)));
         Set<Long> pids = new HashSet<>();
         for (int i = 0; i < 40; i++) {
             PythonResult r = pool.submit(input("rc-" + i, "_test_echo", Map.of(), i), 10_000).get(10, TimeUnit.SECONDS);
@@ -345,8 +357,7 @@ class PythonWorkerPoolTest {
 
     @Test
     void idleWorkersArePingedAndReportRss() throws Exception {
-        PythonWorkerPool pool = started(config().withTimeouts(Duration.ofSeconds(30), Duration.ofMillis(300),
-                Duration.ofSeconds(5), Duration.ofSeconds(1)));
+        PythonWorkerPool pool = started(fastPing(config()));
         await("RSS from a pong", Duration.ofSeconds(10), () -> workerList(pool).stream()
                 .allMatch(w -> ((Number) w.get("rss_bytes")).longValue() > 1_000_000));
         Map<String, Object> st = pool.status();
@@ -391,7 +402,7 @@ class PythonWorkerPoolTest {
     @Test
     void missingPythonIsAClearError() {
         IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
-                () -> new PythonWorkerPool(WorkerPoolConfig.defaults(), meters));
+                () -> new PythonWorkerPool(WorkerPoolConfig.defaults(null), meters));
         assertTrue(e.getMessage().contains("ANALYTICS_PYTHON"), e.getMessage());
     }
 
@@ -456,7 +467,7 @@ class PythonWorkerPoolTest {
 
     @Test
     void overloadIsAFastClearError() throws Exception {
-        PythonWorkerPool pool = started(config().withLimits(3, 0, Duration.ofMillis(300)));
+        PythonWorkerPool pool = started(limits(3, 0, Duration.ofMillis(300)));
         List<CompletableFuture<PythonResult>> busy = List.of(
                 pool.submit(input("o-1", "_test_sleep", Map.of("seconds", "1.5")), 10_000),
                 pool.submit(input("o-2", "_test_sleep", Map.of("seconds", "1.5")), 10_000));
@@ -490,7 +501,7 @@ class PythonWorkerPoolTest {
 
     @Test
     void requestAllocatingWithoutBoundIsStoppedAtTheMemoryLimit() throws Exception {
-        PythonWorkerPool pool = started(config().withRecycling(10_000, 150L * 1024 * 1024)); // hard limit 300 MiB
+        PythonWorkerPool pool = started(config().withRecycling(new WorkerPoolConfig.Recycling(10_000, 150L * 1024 * 1024))); // hard limit 300 MiB
         long t0 = System.nanoTime();
         AnalysisException e = failure(pool.submit(input("mem-1", "_test_alloc", Map.of()), 30_000));
         long ms = (System.nanoTime() - t0) / 1_000_000;
@@ -505,8 +516,7 @@ class PythonWorkerPoolTest {
     @Test
     void idleWorkerOverTheRssLimitIsRecycled() throws Exception {
         // an idle worker is well above 8 MiB: every ping recycles it, gracefully, without failing requests
-        PythonWorkerPool pool = started(config().withRecycling(0, 8L * 1024 * 1024)
-                .withTimeouts(Duration.ofSeconds(30), Duration.ofMillis(300), Duration.ofSeconds(5), Duration.ofSeconds(1)));
+        PythonWorkerPool pool = started(fastPing(config().withRecycling(new WorkerPoolConfig.Recycling(0, 8L * 1024 * 1024))));
         long first = pidOf(pool, 0);
         await("an RSS recycle", Duration.ofSeconds(15),
                 () -> meters.get("analytics.python.worker.recycles").counter().count() >= 1);
@@ -516,7 +526,7 @@ class PythonWorkerPoolTest {
 
     @Test
     void rateLimitAnswersOverloaded() throws Exception {
-        PythonWorkerPool pool = started(config().withLimits(100, 3, Duration.ofSeconds(2)));
+        PythonWorkerPool pool = started(limits(100, 3, Duration.ofSeconds(2)));
         List<CompletableFuture<PythonResult>> fs = new ArrayList<>();
         for (int i = 0; i < 6; i++) {
             fs.add(pool.submit(input("rate-" + i, "mean", Map.of(), i), 5000));
@@ -554,7 +564,7 @@ class PythonWorkerPoolTest {
     @Test
     void badPythonPathIsReportedClearly() throws Exception {
         WorkerPoolConfig cfg = config().withPython(Path.of("/nonexistent/bin/python3"))
-                .withRestart(Duration.ofMillis(10), Duration.ofMillis(50), 2);
+                .withRestart(new WorkerPoolConfig.Restart(Duration.ofMillis(10), Duration.ofMillis(50), 2));
         PythonWorkerPool pool = new PythonWorkerPool(cfg, meters);
         pools.add(pool);
         pool.start();

@@ -32,7 +32,7 @@ class QueueToDeadlineTest {
     @Test
     @Timeout(value = 120, unit = TimeUnit.SECONDS)
     void sixtyKmeansOnTwoWorkersAllSucceedWhileAnotherProcessBurnsACore() throws Exception {
-        assertEquals(Duration.ZERO, WorkerPoolConfig.defaults().borrowWait(), "the default waits up to the deadline");
+        assertEquals(Duration.ZERO, WorkerPoolConfig.Timeouts.defaults().borrowWait(), "the default waits up to the deadline");
         double[] points = new double[4000];
         Random rnd = new Random(42);
         for (int i = 0; i < points.length; i++) {

@@ -51,7 +51,7 @@ public final class SharedMemoryBench {
             for (long threshold : new long[] {0, 1 << 20}) {
                 Path rt = Files.createTempDirectory(parent, "shm-bench-",
                         PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
-                WorkerPoolConfig cfg = WorkerPoolConfig.defaults().withPython(python).withExtraEnv(env).withTestMode(true)
+                WorkerPoolConfig cfg = WorkerPoolConfig.defaults(python).withExtraEnv(env).withTestMode(true)
                         .withWorkers(1).withRuntimeDir(rt);
                 try (PythonWorkerPool pool = new PythonWorkerPool(cfg, new SimpleMeterRegistry(), threshold)) {
                     pool.start();

@@ -23,7 +23,7 @@ public final class WorkerBench {
     public static void main(String[] args) throws Exception {
         Path python = Path.of(args[0]);
         Map<String, String> env = Map.of("PYTHONPATH", args[1]);
-        WorkerPoolConfig base = WorkerPoolConfig.defaults().withPython(python).withExtraEnv(env).withTestMode(true);
+        WorkerPoolConfig base = WorkerPoolConfig.defaults(python).withExtraEnv(env).withTestMode(true);
 
         try (PythonWorkerPool pool = new PythonWorkerPool(base.withWorkers(1), new SimpleMeterRegistry())) {
             pool.start();
@@ -85,7 +85,8 @@ public final class WorkerBench {
         String trees = args.length > 3 ? args[3] : "20";
         for (int workers : new int[] {1, 2}) {
             try (PythonWorkerPool pool = new PythonWorkerPool(base.withWorkers(workers)
-                    .withLimits(100, 0, Duration.ofMinutes(10)), new SimpleMeterRegistry())) {
+                    .withLimits(new WorkerPoolConfig.Limits(100, 0))
+                    .withTimeouts(base.timeouts().withBorrowWait(Duration.ofMinutes(10))), new SimpleMeterRegistry())) {
                 pool.start();
                 pool.awaitReady(Duration.ofSeconds(60), true);
                 Map<String, String> params = Map.of("n_estimators", trees, "random_state", "42");

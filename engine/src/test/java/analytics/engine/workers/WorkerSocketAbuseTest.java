@@ -61,8 +61,9 @@ class WorkerSocketAbuseTest {
 
     @Test
     void garbageImpostorsAndSilentPeersAreDropped() throws Exception {
-        try (PythonWorkerPool pool = new PythonWorkerPool(config().withTimeouts(Duration.ofSeconds(2),
-                Duration.ofSeconds(10), Duration.ofSeconds(5), Duration.ofSeconds(1)), new SimpleMeterRegistry())) {
+        WorkerPoolConfig base = config();
+        try (PythonWorkerPool pool = new PythonWorkerPool(base.withTimeouts(base.timeouts().withStartup(Duration.ofSeconds(2))
+                .withPing(Duration.ofSeconds(10), Duration.ofSeconds(5))), new SimpleMeterRegistry())) {
             pool.start();
             assertTrue(pool.awaitReady(Duration.ofSeconds(30), true));
             Random rnd = new Random(7);

@@ -34,13 +34,13 @@ public final class WorkerTestSupport {
 
     /** Two workers, test algorithms on, short restart backoff, the worker package from the repo on PYTHONPATH. */
     public static WorkerPoolConfig config() {
-        return WorkerPoolConfig.defaults()
-                .withPython(python())
-                .withWorkers(2)
+        WorkerPoolConfig d = WorkerPoolConfig.defaults(python());
+        return d.withWorkers(2)
                 .withTestMode(true)
                 .withExtraEnv(Map.of("PYTHONPATH", repoRoot().resolve("py-worker").toString()))
-                .withRestart(Duration.ofMillis(100), Duration.ofSeconds(2), 5)
-                .withTimeouts(Duration.ofSeconds(30), Duration.ofSeconds(2), Duration.ofSeconds(5), Duration.ofSeconds(1));
+                .withRestart(new WorkerPoolConfig.Restart(Duration.ofMillis(100), Duration.ofSeconds(2), 5))
+                .withTimeouts(d.timeouts().withStartup(Duration.ofSeconds(30))
+                        .withPing(Duration.ofSeconds(2), Duration.ofSeconds(5)).withKillGrace(Duration.ofSeconds(1)));
     }
 
     static AnalysisInput input(String id, String algorithm, Map<String, String> params, double... data) {

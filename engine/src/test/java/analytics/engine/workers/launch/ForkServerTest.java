@@ -42,14 +42,14 @@ class ForkServerTest {
     }
 
     private static WorkerPoolConfig config(String pythonPath) {
-        return WorkerPoolConfig.defaults()
-                .withPython(WorkerTestSupport.python())
-                .withWorkers(2)
+        WorkerPoolConfig d = WorkerPoolConfig.defaults(WorkerTestSupport.python());
+        return d.withWorkers(2)
                 .withTestMode(true)
                 .withStartMode(WorkerStartMode.FORK_SERVER)
                 .withExtraEnv(Map.of("PYTHONPATH", pythonPath))
-                .withRestart(Duration.ofMillis(100), Duration.ofSeconds(2), 5)
-                .withTimeouts(Duration.ofSeconds(60), Duration.ofSeconds(2), Duration.ofSeconds(5), Duration.ofSeconds(1));
+                .withRestart(new WorkerPoolConfig.Restart(Duration.ofMillis(100), Duration.ofSeconds(2), 5))
+                .withTimeouts(d.timeouts().withStartup(Duration.ofSeconds(60))
+                        .withPing(Duration.ofSeconds(2), Duration.ofSeconds(5)).withKillGrace(Duration.ofSeconds(1)));
     }
 
     private static String pkg() {
