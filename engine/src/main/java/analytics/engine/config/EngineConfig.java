@@ -23,13 +23,13 @@ import java.util.function.Function;
  */
 public final class EngineConfig {
 
-    /** One configuration setting. */
     /** The default of setting {@code key} as written in {@link #SETTINGS} (lower layers read theirs from here). */
     public static String defaultOf(String key) {
         return SETTINGS.stream().filter(s -> s.key().equals(key)).findFirst()
                 .orElseThrow(() -> new IllegalArgumentException("no setting " + key)).defaultValue();
     }
 
+    /** One configuration setting. */
     public record Setting(String key, String env, String defaultValue, String description) {
     }
 
