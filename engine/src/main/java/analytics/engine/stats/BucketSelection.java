@@ -8,9 +8,10 @@ import java.util.Arrays;
  * <p>Introselect on 10^6 values must first copy all of them (8 MB written) and then partition the
  * copy about twice; for the handful of ranks median/percentile/iqr/summary need, most of that work
  * moves values that are never read. Here each value is mapped to an order-preserving 64-bit key
- * ({@link #key}); one read-only pass finds the smallest and largest key, a second builds a histogram
- * of 2^16 equal-width key buckets over that range, the cumulative counts give the bucket of each
- * wanted rank, and a third pass copies only the values of those buckets (typically a few hundred)
+ * ({@link #key}); the range of keys comes from the numeric minimum and maximum (one cheap pass, or
+ * none when the caller has them), one read-only pass builds a histogram of 2^16 equal-width key
+ * buckets over that range, the cumulative counts give the bucket of each
+ * wanted rank, and a second pass copies only the values of those buckets (typically a few hundred)
  * into a small array, where {@link Selection} places the ranks. The caller's array is only read.
  *
  * <p>A wanted bucket that is still large (many equal values, or data clustered in a narrow range)
@@ -49,8 +50,19 @@ final class BucketSelection {
      * {@code d.length >= MIN_N}; d is not modified.
      */
     static double[] valuesAt(double[] d, int[] ranks) {
+        double[] mm = Summation.minMax(d);
+        return valuesAt(d, ranks, mm[0], mm[1]);
+    }
+
+    /** As {@link #valuesAt(double[], int[])}, with d's numeric minimum and maximum already known. */
+    static double[] valuesAt(double[] d, int[] ranks, double min, double max) {
+        // The key range from the numeric extremes: the double min/max pass is ~3x cheaper than the same
+        // pass over the keys (JFR of the summary load), and summary has them anyway. Only zeros have two keys for one value: a zero
+        // extreme widens the range to both of them.
+        long minK = min == 0.0 ? key(-0.0) : key(min);
+        long maxK = max == 0.0 ? key(0.0) : key(max);
         double[] out = new double[ranks.length];
-        valuesAt(d, 0, d.length, ranks, 0, ranks.length, 0, out, 0);
+        valuesAt(d, 0, d.length, ranks, 0, ranks.length, 0, out, 0, minK, maxK);
         return out;
     }
 
@@ -60,7 +72,7 @@ final class BucketSelection {
      * array (read only); deeper, a is this class's own copy and may be rearranged.
      */
     private static void valuesAt(double[] a, int from, int to, int[] ranks, int rFrom, int rTo,
-            int rankBase, double[] out, int depth) {
+            int rankBase, double[] out, int depth, long minKey, long maxKey) {
         int n = to - from;
         if (depth > 0 && (n < MIN_N || depth >= MAX_DEPTH)) {
             int[] local = new int[rTo - rFrom];
@@ -73,15 +85,20 @@ final class BucketSelection {
             }
             return;
         }
-        long minK = key(a[from]);
-        long maxK = minK;
-        for (int i = from + 1; i < to; i++) {
-            long k = key(a[i]);
-            minK = Math.min(minK, k);
-            maxK = Math.max(maxK, k);
+        long minK = minKey;
+        long maxK = maxKey;
+        if (depth > 0) {
+            minK = key(a[from]);
+            maxK = minK;
+            for (int i = from + 1; i < to; i++) {
+                long k = key(a[i]);
+                minK = Math.min(minK, k);
+                maxK = Math.max(maxK, k);
+            }
         }
         if (minK == maxK) {
-            // one key: every rank has this value (equal keys are equal bits)
+            // one key: every rank has this value (equal keys are equal bits); at depth 0 only when no
+            // extreme is a zero, so a[from] holds that key
             Arrays.fill(out, rFrom, rTo, a[from]);
             return;
         }
@@ -142,7 +159,7 @@ final class BucketSelection {
         int rStart = rFrom;
         for (int w = 0; w < nw; w++) {
             valuesAt(tmp, wOff[w], wOff[w] + wSize[w], ranks, rStart, wRankEnd[w], wBase[w], out,
-                    depth + 1);
+                    depth + 1, 0, 0);
             rStart = wRankEnd[w];
         }
     }

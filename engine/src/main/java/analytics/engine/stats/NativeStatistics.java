@@ -586,7 +586,7 @@ public final class NativeStatistics {
         int[] medRanks = (n & 1) == 1 ? new int[] {n / 2} : new int[] {n / 2 - 1, n / 2};
         int[] ranks = mergeRanks(medRanks, Selection.quantileRanks(n, 0.25),
                 Selection.quantileRanks(n, 0.75));
-        double[] v = Selection.valuesAt(x, ranks);
+        double[] v = Selection.valuesAt(x, ranks, min, max);
         double median = (n & 1) == 1 ? Selection.valueOfRank(ranks, v, n / 2)
                 : Selection.midpoint(Selection.valueOfRank(ranks, v, n / 2 - 1),
                         Selection.valueOfRank(ranks, v, n / 2));

@@ -133,10 +133,22 @@ final class Selection {
      * ones introselect on this thread's scratch copy.
      */
     static double[] valuesAt(double[] d, int[] ranks) {
-        int n = d.length;
-        if (n >= BucketSelection.MIN_N) {
+        if (d.length >= BucketSelection.MIN_N) {
             return BucketSelection.valuesAt(d, ranks);
         }
+        return selectOnCopy(d, ranks);
+    }
+
+    /** As {@link #valuesAt(double[], int[])}, with d's numeric minimum and maximum already known. */
+    static double[] valuesAt(double[] d, int[] ranks, double min, double max) {
+        if (d.length >= BucketSelection.MIN_N) {
+            return BucketSelection.valuesAt(d, ranks, min, max);
+        }
+        return selectOnCopy(d, ranks);
+    }
+
+    private static double[] selectOnCopy(double[] d, int[] ranks) {
+        int n = d.length;
         double[] c = Scratch.copyOf(d);
         selectAll(c, 0, n - 1, ranks, 0, ranks.length);
         double[] out = new double[ranks.length];

@@ -515,6 +515,19 @@ class NativeStatisticsPropertyTest {
         m.put("onlyZeros", d);
         d = new double[n];
         for (int i = 0; i < n; i++) {
+            // a zero is the minimum (its sign depends on which zero the min pass meets first)
+            int k = r.nextInt(4);
+            d[i] = k == 0 ? -0.0 : k == 1 ? 0.0 : r.nextDouble();
+        }
+        m.put("zerosAndPositives", d);
+        d = new double[n];
+        for (int i = 0; i < n; i++) {
+            int k = r.nextInt(4);
+            d[i] = k == 0 ? 0.0 : k == 1 ? -0.0 : -r.nextDouble();
+        }
+        m.put("negativesAndZeros", d);
+        d = new double[n];
+        for (int i = 0; i < n; i++) {
             double u = r.nextDouble();
             switch (r.nextInt(6)) {
                 case 0 -> d[i] = u * 1e300;
@@ -655,7 +668,8 @@ class NativeStatisticsPropertyTest {
             assertEquals(s[ranks[i]], got[i], 0.0, "rank " + ranks[i]);
         }
         for (Map.Entry<String, double[]> e : largeShapes(n, 77).entrySet()) {
-            if (!List.of("normal", "fiveValues", "signedZeros", "narrowUlps").contains(e.getKey())) {
+            if (!List.of("normal", "fiveValues", "signedZeros", "zerosAndPositives", "narrowUlps")
+                    .contains(e.getKey())) {
                 continue; // the other shapes run at smaller n above; these cover the 10^6 case
             }
             double[] x = e.getValue();
