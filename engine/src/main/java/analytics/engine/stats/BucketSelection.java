@@ -57,8 +57,8 @@ final class BucketSelection {
     /** As {@link #valuesAt(double[], int[])}, with d's numeric minimum and maximum already known. */
     static double[] valuesAt(double[] d, int[] ranks, double min, double max) {
         // The key range from the numeric extremes: the double min/max pass is ~3x cheaper than the same
-        // pass over the keys (JFR of the summary load), and summary has them anyway. Only zeros have two keys for one value: a zero
-        // extreme widens the range to both of them.
+        // pass over the keys (JFR of the summary load), and summary has them anyway. Only zeros have two
+        // keys for one value: a zero extreme widens the range to both of them.
         long minK = min == 0.0 ? key(-0.0) : key(min);
         long maxK = max == 0.0 ? key(0.0) : key(max);
         double[] out = new double[ranks.length];
