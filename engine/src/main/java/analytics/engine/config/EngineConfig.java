@@ -46,6 +46,10 @@ public final class EngineConfig {
                     "private directory for worker sockets (empty = $RUNTIME_DIRECTORY or a fresh temp dir)"),
             new Setting("max_message_mb", "ANALYTICS_MAX_MESSAGE_MB", "64",
                     "largest inbound gRPC message, in MiB"),
+            new Setting("flow_window_mb", "ANALYTICS_FLOW_WINDOW_MB", "16",
+                    "initial HTTP/2 flow-control window (per call and per connection), in MiB: an 8 MB request "
+                            + "arrives without waiting for WINDOW_UPDATE round trips; bounds what one connection "
+                            + "may send before the engine reads it"),
             new Setting("max_data_points", "ANALYTICS_MAX_DATA_POINTS", "20000000",
                     "largest number of data values in one request"),
             new Setting("stream_max_points", "ANALYTICS_STREAM_MAX_POINTS", "",
@@ -229,6 +233,8 @@ public final class EngineConfig {
             }
         });
         check(errors, "max_message_mb", v -> isInt(v, 1, 2047) ? null : "must be 1..2047");
+        // HTTP/2 caps a window at 2^31 - 1 bytes
+        check(errors, "flow_window_mb", v -> isInt(v, 1, 2047) ? null : "must be 1..2047");
         if (tlsCert().isEmpty() != tlsKey().isEmpty()) {
             errors.add("tls_cert and tls_key must be set together");
         }
@@ -301,6 +307,11 @@ public final class EngineConfig {
 
     public int maxMessageBytes() {
         return Integer.parseInt(values.get("max_message_mb")) * 1024 * 1024;
+    }
+
+    /** The initial HTTP/2 flow-control window in bytes (at most 2^31 - 1, HTTP/2's limit). */
+    public int flowWindowBytes() {
+        return (int) Math.min(Integer.MAX_VALUE, Long.parseLong(values.get("flow_window_mb")) * 1024 * 1024);
     }
 
     public int maxDataPoints() {

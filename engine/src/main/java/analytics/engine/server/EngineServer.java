@@ -168,6 +168,10 @@ public final class EngineServer implements AutoCloseable {
                     }
                 })
                 .maxInboundMessageSize(config.maxMessageBytes())
+                // grpc-java's default window is 1 MiB: an 8 MB request then stalls for a WINDOW_UPDATE round
+                // trip every MiB until BDP tuning (which stops growing it at 8 MiB) catches up. A larger
+                // *initial* window keeps BDP auto-tuning on; flowControlWindow(int) would switch it off.
+                .initialFlowControlWindow(config.flowWindowBytes())
                 // A connection must finish its HTTP/2 (and TLS) handshake within this, else it is closed:
                 // bounds idle, half-open and slowloris connections; HTTP/1 connections (one request each,
                 // see PortUnificationNegotiator) have this long to send their request and read the answer.

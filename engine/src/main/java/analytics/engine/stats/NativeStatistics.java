@@ -26,7 +26,8 @@ import java.util.regex.Pattern;
  *   <li>{@code median} = {@code np.median}; {@code percentile} = {@code np.percentile(x, p)}
  *       (method 'linear'), param {@code percentile} in [0, 100], default 50;
  *       {@code q1}/{@code q3} = percentile 25/75, {@code iqr} = q3 - q1. Order statistics come from
- *       introselect on one private copy (see {@link Selection}); the caller's array is never
+ *       introselect on one private copy, or from {@link BucketSelection} without a full copy
+ *       from 16 384 values (see {@link Selection#valuesAt}); the caller's array is never
  *       modified.
  *   <li>{@code mode} (the earlier engine's binning, kept for v7 clients): values are binned by
  *       x·1e6 rounded half <em>away from zero</em> (-0.0 counts as 0.0; a value too large to
@@ -46,7 +47,7 @@ import java.util.regex.Pattern;
  *       (as {@code correlation}), skewness, kurtosis (the last two null with too few points, 0.0
  *       for constant data, null beyond double range); needs 2 points. The mean pass, a fused min/max pass, then one fused pass for all central moments
  *       and the lag products;
- *       one copy for median/q25/q75 placed by a single multi-rank selection.
+ *       median/q25/q75 placed by a single multi-rank selection.
  * </ul>
  * Scalars are returned as {@link Double}, counts as {@link Long}. A result that overflows the
  * double range (e.g. the variance of values near 1e300) is an error, never Infinity.
@@ -264,13 +265,11 @@ public final class NativeStatistics {
 
     static double medianOf(double[] d) {
         int n = d.length;
-        double[] c = Scratch.copyOf(d);
         if ((n & 1) == 1) {
-            Selection.select(c, 0, n - 1, n / 2);
-            return c[n / 2];
+            return Selection.valuesAt(d, new int[] {n / 2})[0];
         }
-        Selection.selectAll(c, 0, n - 1, new int[] {n / 2 - 1, n / 2}, 0, 2);
-        return Selection.midpoint(c[n / 2 - 1], c[n / 2]);
+        double[] v = Selection.valuesAt(d, new int[] {n / 2 - 1, n / 2});
+        return Selection.midpoint(v[0], v[1]);
     }
 
     private static Object median(double[] d, Map<String, String> p) {
@@ -279,18 +278,15 @@ public final class NativeStatistics {
 
     static double quantile(double[] d, double q) {
         int n = d.length;
-        double[] c = Scratch.copyOf(d);
         int[] ranks = Selection.quantileRanks(n, q);
-        Selection.selectAll(c, 0, n - 1, ranks, 0, ranks.length);
-        return Selection.quantileFromPlaced(c, n, q);
+        return Selection.quantileOf(n, q, ranks, Selection.valuesAt(d, ranks));
     }
 
     private static Object iqr(double[] d, Map<String, String> p) {
         int n = d.length;
-        double[] c = Scratch.copyOf(d);
         int[] ranks = mergeRanks(Selection.quantileRanks(n, 0.25), Selection.quantileRanks(n, 0.75));
-        Selection.selectAll(c, 0, n - 1, ranks, 0, ranks.length);
-        return Selection.quantileFromPlaced(c, n, 0.75) - Selection.quantileFromPlaced(c, n, 0.25);
+        double[] v = Selection.valuesAt(d, ranks);
+        return Selection.quantileOf(n, 0.75, ranks, v) - Selection.quantileOf(n, 0.25, ranks, v);
     }
 
     private static int[] mergeRanks(int[]... sets) {
@@ -586,13 +582,14 @@ public final class NativeStatistics {
         Double sk = n < 3 ? null : zeroIfConstant(Moments.skewness(n, cm[0], cm[1], mean));
         Double ku = n < 4 ? null : zeroIfConstant(Moments.kurtosis(n, cm[0], cm[2], mean));
 
-        // order statistics: one copy, ranks of median, q25 and q75 placed together
-        double[] c = Scratch.copyOf(x);
+        // order statistics: the ranks of median, q25 and q75 selected together
         int[] medRanks = (n & 1) == 1 ? new int[] {n / 2} : new int[] {n / 2 - 1, n / 2};
         int[] ranks = mergeRanks(medRanks, Selection.quantileRanks(n, 0.25),
                 Selection.quantileRanks(n, 0.75));
-        Selection.selectAll(c, 0, n - 1, ranks, 0, ranks.length);
-        double median = (n & 1) == 1 ? c[n / 2] : Selection.midpoint(c[n / 2 - 1], c[n / 2]);
+        double[] v = Selection.valuesAt(x, ranks, min, max);
+        double median = (n & 1) == 1 ? Selection.valueOfRank(ranks, v, n / 2)
+                : Selection.midpoint(Selection.valueOfRank(ranks, v, n / 2 - 1),
+                        Selection.valueOfRank(ranks, v, n / 2));
 
         Map<String, Object> r = new LinkedHashMap<>();
         r.put("count", (long) n);
@@ -603,8 +600,8 @@ public final class NativeStatistics {
         r.put("min", min);
         r.put("max", max);
         r.put("range", max - min);
-        r.put("q25", Selection.quantileFromPlaced(c, n, 0.25));
-        r.put("q75", Selection.quantileFromPlaced(c, n, 0.75));
+        r.put("q25", Selection.quantileOf(n, 0.25, ranks, v));
+        r.put("q75", Selection.quantileOf(n, 0.75, ranks, v));
         r.put("autocorr", autocorr);
         // too few points or beyond double range: null, not an error
         r.put("skewness", sk);

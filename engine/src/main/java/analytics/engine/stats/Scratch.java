@@ -27,6 +27,16 @@ final class Scratch {
         if (n > MAX_REUSED) {
             return d.clone();
         }
+        double[] buf = buffer(n);
+        System.arraycopy(d, 0, buf, 0, n);
+        return buf;
+    }
+
+    /** This thread's buffer of length {@code >= n} (contents undefined; a fresh array beyond {@link #MAX_REUSED}). */
+    static double[] buffer(int n) {
+        if (n > MAX_REUSED) {
+            return new double[n];
+        }
         SoftReference<double[]> ref = BUFFER.get();
         double[] buf = ref == null ? null : ref.get();
         if (buf == null || buf.length < n) {
@@ -35,7 +45,6 @@ final class Scratch {
             buf = new double[size];
             BUFFER.set(new SoftReference<>(buf));
         }
-        System.arraycopy(d, 0, buf, 0, n);
         return buf;
     }
 }

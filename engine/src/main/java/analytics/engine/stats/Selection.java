@@ -3,7 +3,7 @@ package analytics.engine.stats;
 import java.util.Arrays;
 
 /**
- * Order statistics by in-place introselect (callers pass a private copy).
+ * Order statistics by in-place introselect (on a private copy).
  *
  * <p>{@link #select} is Floyd-Rivest selection (sample-based pivot, then a Hoare partition that
  * splits runs of equal values evenly, so duplicate-heavy data stays linear); expected linear time
@@ -14,6 +14,9 @@ import java.util.Arrays;
  * <p>{@link #selectAll} places several ranks at once the way {@code numpy.partition} with a list of
  * kth does: each selection narrows the ranges of the others, so the median, q25 and q75 of
  * {@code summary} cost about two quickselects, not three.
+ *
+ * <p>The kernels call {@link #valuesAt}, which uses this on a scratch copy for small inputs and
+ * {@link BucketSelection} (no full copy) from {@link BucketSelection#MIN_N} values.
  */
 final class Selection {
     private Selection() {
@@ -125,12 +128,43 @@ final class Selection {
     }
 
     /**
-     * numpy's default ('linear') quantile of the first n values of a partitioned copy: virtual index
-     * (n-1)·q, neighbours floor and floor+1 (both the last element at or beyond the end), and
-     * numpy's {@code _lerp}, which interpolates from the nearer neighbour. The two ranks must have
-     * been placed with {@link #selectAll} (see {@link #quantileRanks}).
+     * The values of {@code ranks} (strictly increasing, within [0, d.length)) of d's values, in the
+     * same order; d is not modified. Large inputs use {@link BucketSelection} (no full copy), small
+     * ones introselect on this thread's scratch copy.
      */
-    static double quantileFromPlaced(double[] placed, int n, double q) {
+    static double[] valuesAt(double[] d, int[] ranks) {
+        if (d.length >= BucketSelection.MIN_N) {
+            return BucketSelection.valuesAt(d, ranks);
+        }
+        return selectOnCopy(d, ranks);
+    }
+
+    /** As {@link #valuesAt(double[], int[])}, with d's numeric minimum and maximum already known. */
+    static double[] valuesAt(double[] d, int[] ranks, double min, double max) {
+        if (d.length >= BucketSelection.MIN_N) {
+            return BucketSelection.valuesAt(d, ranks, min, max);
+        }
+        return selectOnCopy(d, ranks);
+    }
+
+    private static double[] selectOnCopy(double[] d, int[] ranks) {
+        int n = d.length;
+        double[] c = Scratch.copyOf(d);
+        selectAll(c, 0, n - 1, ranks, 0, ranks.length);
+        double[] out = new double[ranks.length];
+        for (int i = 0; i < ranks.length; i++) {
+            out[i] = c[ranks[i]];
+        }
+        return out;
+    }
+
+    /**
+     * numpy's default ('linear') quantile q of n values: virtual index (n-1)·q, neighbours floor
+     * and floor+1 (both the last element at or beyond the end), and numpy's {@code _lerp}, which
+     * interpolates from the nearer neighbour. {@code values[i]} is the value of rank
+     * {@code ranks[i]}; ranks must include {@link #quantileRanks}(n, q).
+     */
+    static double quantileOf(int n, double q, int[] ranks, double[] values) {
         double vi = (n - 1) * q;
         double prevIdx = Math.floor(vi);
         int prev;
@@ -143,10 +177,19 @@ final class Selection {
             next = prev + 1;
         }
         double gamma = vi - prevIdx;
-        return lerp(placed[prev], placed[next], gamma);
+        return lerp(valueOfRank(ranks, values, prev), valueOfRank(ranks, values, next), gamma);
     }
 
-    /** The (one or two) ranks {@link #quantileFromPlaced} reads for quantile q of n values. */
+    /** The value of rank r from the parallel arrays of {@link #valuesAt}. */
+    static double valueOfRank(int[] ranks, double[] values, int r) {
+        int i = Arrays.binarySearch(ranks, r);
+        if (i < 0) {
+            throw new IllegalArgumentException("rank " + r + " was not selected");
+        }
+        return values[i];
+    }
+
+    /** The (one or two) ranks {@link #quantileOf} reads for quantile q of n values. */
     static int[] quantileRanks(int n, double q) {
         double vi = (n - 1) * q;
         if (vi >= n - 1) {

@@ -466,4 +466,220 @@ class NativeStatisticsPropertyTest {
         assertEquals(List.of(2.5), single.get("modes"));
         assertEquals(false, single.get("is_multimodal"));
     }
+
+    // ------------------------------------------------------------------ bucketed selection
+
+    /** Large inputs of many shapes for {@link BucketSelection}; each is a fresh array. */
+    static Map<String, double[]> largeShapes(int n, long seed) {
+        SplittableRandom r = new SplittableRandom(seed);
+        Map<String, double[]> m = new java.util.LinkedHashMap<>();
+        double[] d;
+        d = new double[n];
+        for (int i = 0; i < n; i++) {
+            d[i] = r.nextDouble();
+        }
+        m.put("uniform", d);
+        java.util.Random g = new java.util.Random(seed);
+        d = new double[n];
+        for (int i = 0; i < n; i++) {
+            d[i] = g.nextGaussian() * 3 + 1;
+        }
+        m.put("normal", d);
+        d = new double[n];
+        for (int i = 0; i < n; i++) {
+            d[i] = r.nextInt(5) - 2;
+        }
+        m.put("fiveValues", d);
+        d = new double[n];
+        for (int i = 0; i < n; i++) {
+            // half exactly 1.0 (one huge bucket of equal values), the rest spread around it
+            d[i] = r.nextBoolean() ? 1.0 : r.nextDouble() * 2;
+        }
+        m.put("halfOnes", d);
+        d = new double[n];
+        Arrays.fill(d, 3.25);
+        m.put("allEqual", d);
+        d = new double[n];
+        Arrays.fill(d, -0.0);
+        m.put("allNegativeZero", d);
+        d = new double[n];
+        for (int i = 0; i < n; i++) {
+            int k = r.nextInt(8);
+            d[i] = k < 3 ? -0.0 : k < 6 ? 0.0 : k == 6 ? Double.MIN_VALUE : -Double.MIN_VALUE;
+        }
+        m.put("signedZeros", d);
+        d = new double[n];
+        for (int i = 0; i < n; i++) {
+            d[i] = r.nextBoolean() ? -0.0 : 0.0;
+        }
+        m.put("onlyZeros", d);
+        d = new double[n];
+        for (int i = 0; i < n; i++) {
+            // a zero is the minimum (its sign depends on which zero the min pass meets first)
+            int k = r.nextInt(4);
+            d[i] = k == 0 ? -0.0 : k == 1 ? 0.0 : r.nextDouble();
+        }
+        m.put("zerosAndPositives", d);
+        d = new double[n];
+        for (int i = 0; i < n; i++) {
+            int k = r.nextInt(4);
+            d[i] = k == 0 ? 0.0 : k == 1 ? -0.0 : -r.nextDouble();
+        }
+        m.put("negativesAndZeros", d);
+        d = new double[n];
+        for (int i = 0; i < n; i++) {
+            double u = r.nextDouble();
+            switch (r.nextInt(6)) {
+                case 0 -> d[i] = u * 1e300;
+                case 1 -> d[i] = -u * 1e300;
+                case 2 -> d[i] = u * 1e-300;
+                case 3 -> d[i] = -u * Double.MIN_NORMAL;
+                case 4 -> d[i] = r.nextBoolean() ? Double.MAX_VALUE : -Double.MAX_VALUE;
+                default -> d[i] = Double.MIN_VALUE * r.nextInt(100);
+            }
+        }
+        m.put("hugeAndTiny", d);
+        d = new double[n];
+        for (int i = 0; i < n; i++) {
+            d[i] = -Math.exp(g.nextGaussian() * 4);
+        }
+        m.put("negativeOnly", d);
+        d = new double[n];
+        for (int i = 0; i < n; i++) {
+            // within a few thousand ulps of 1e6: every level of buckets is needed
+            d[i] = 1e6 + Math.ulp(1e6) * r.nextInt(5000);
+        }
+        m.put("narrowUlps", d);
+        d = new double[n];
+        for (int i = 0; i < n; i++) {
+            // narrow cluster plus outliers that stretch the key range
+            d[i] = i % 1000 == 0 ? (r.nextBoolean() ? 1e50 : -1e50) : 7 + r.nextDouble() * 1e-9;
+        }
+        m.put("clusterWithOutliers", d);
+        d = new double[n];
+        for (int i = 0; i < n; i++) {
+            d[i] = i * 0.5 - 100;
+        }
+        m.put("sorted", d);
+        d = new double[n];
+        for (int i = 0; i < n; i++) {
+            d[i] = n - i;
+        }
+        m.put("reverseSorted", d);
+        m.put("medianOf3Killer", Arrays.stream(medianOf3Killer(n)).map(x -> x - n / 3.0).toArray());
+        return m;
+    }
+
+    /** Every rank summary, median, iqr, q1/q3 and percentile (at the p below) read for n values. */
+    static int[] ranksUsedByKernels(int n, double[] ps) {
+        java.util.TreeSet<Integer> set = new java.util.TreeSet<>();
+        set.add(n / 2);
+        if ((n & 1) == 0) {
+            set.add(n / 2 - 1);
+        }
+        for (double p : ps) {
+            for (int k : Selection.quantileRanks(n, p / 100.0)) {
+                set.add(k);
+            }
+        }
+        return set.stream().mapToInt(Integer::intValue).toArray();
+    }
+
+    private static final double[] PCTS = {0, 0.1, 1, 12.5, 25, 33.3, 50, 66.7, 75, 90, 99, 99.99, 100};
+
+    /** The quantile from a sorted array with the kernels' interpolation (numpy 'linear'). */
+    static double sortedQuantile(double[] s, double q) {
+        int n = s.length;
+        double vi = (n - 1) * q;
+        int lo = (int) Math.floor(vi);
+        if (vi >= n - 1) {
+            return s[n - 1];
+        }
+        return Selection.lerp(s[lo], s[lo + 1], vi - Math.floor(vi));
+    }
+
+    @Test
+    void bucketedSelectionEqualsSortingOnLargeInputsOfManyShapes() throws Exception {
+        long seed = 13;
+        for (int n : new int[] {BucketSelection.MIN_N, BucketSelection.MIN_N + 1, 65_537, 300_000}) {
+            for (Map.Entry<String, double[]> e : largeShapes(n, seed++).entrySet()) {
+                String what = e.getKey() + " n=" + n;
+                double[] d = e.getValue();
+                double[] before = d.clone();
+                double[] s = d.clone();
+                Arrays.sort(s);
+                // every rank the kernels use, plus random rank sets (one rank, several, the ends)
+                SplittableRandom r = new SplittableRandom(seed);
+                List<int[]> rankSets = new java.util.ArrayList<>();
+                rankSets.add(ranksUsedByKernels(n, PCTS));
+                rankSets.add(new int[] {0, n - 1});
+                for (int t = 0; t < 4; t++) {
+                    rankSets.add(r.ints(1 + r.nextInt(6), 0, n).sorted().distinct().toArray());
+                }
+                for (int[] ranks : rankSets) {
+                    double[] got = BucketSelection.valuesAt(d, ranks);
+                    // today's path: introselect on a full copy
+                    double[] c = d.clone();
+                    Selection.selectAll(c, 0, n - 1, ranks, 0, ranks.length);
+                    for (int i = 0; i < ranks.length; i++) {
+                        // delta 0: bit-identical, except that -0.0 and 0.0 count as equal
+                        assertEquals(s[ranks[i]], got[i], 0.0, what + " rank " + ranks[i]);
+                        assertEquals(c[ranks[i]], got[i], 0.0, what + " rank " + ranks[i] + " (introselect)");
+                    }
+                }
+                assertArrayEquals(before, d, what + ": the input must not be modified");
+
+                // the kernels built on it: same interpolation rules as on the sorted array
+                double med = (n & 1) == 1 ? s[n / 2] : Selection.midpoint(s[n / 2 - 1], s[n / 2]);
+                assertEquals(med, num("median", d), 0.0, what + " median");
+                for (double p : PCTS) {
+                    assertEquals(sortedQuantile(s, p / 100.0), pct(d, p), 0.0, what + " percentile " + p);
+                }
+                double q1 = sortedQuantile(s, 0.25);
+                double q3 = sortedQuantile(s, 0.75);
+                assertEquals(q1, num("q1", d), 0.0, what + " q1");
+                assertEquals(q3, num("q3", d), 0.0, what + " q3");
+                assertEquals(q3 - q1, num("iqr", d), 0.0, what + " iqr");
+                if (!e.getKey().equals("hugeAndTiny")) { // its moments overflow: summary is an error
+                    Map<?, ?> sum = (Map<?, ?>) run("summary", d);
+                    assertEquals(med, (Double) sum.get("median"), 0.0, what + " summary median");
+                    assertEquals(q1, (Double) sum.get("q25"), 0.0, what + " summary q25");
+                    assertEquals(q3, (Double) sum.get("q75"), 0.0, what + " summary q75");
+                }
+                assertArrayEquals(before, d, what + ": the kernels must not modify the input");
+            }
+        }
+    }
+
+    @Test
+    void bucketedSelectionHandlesInfinitiesAndAMillionValues() throws Exception {
+        int n = 1_000_000;
+        SplittableRandom r = new SplittableRandom(1313);
+        double[] d = new double[n];
+        for (int i = 0; i < n; i++) {
+            int k = r.nextInt(10);
+            d[i] = k == 0 ? Double.POSITIVE_INFINITY : k == 1 ? Double.NEGATIVE_INFINITY : r.nextDouble() - 0.5;
+        }
+        double[] s = d.clone();
+        Arrays.sort(s);
+        int[] ranks = {0, 1, n / 10 - 1, n / 10, n / 4, n / 2 - 1, n / 2, 3 * n / 4, n - n / 10, n - 1};
+        double[] got = BucketSelection.valuesAt(d, ranks);
+        for (int i = 0; i < ranks.length; i++) {
+            assertEquals(s[ranks[i]], got[i], 0.0, "rank " + ranks[i]);
+        }
+        for (Map.Entry<String, double[]> e : largeShapes(n, 77).entrySet()) {
+            if (!List.of("normal", "fiveValues", "signedZeros", "zerosAndPositives", "narrowUlps")
+                    .contains(e.getKey())) {
+                continue; // the other shapes run at smaller n above; these cover the 10^6 case
+            }
+            double[] x = e.getValue();
+            double[] xs = x.clone();
+            Arrays.sort(xs);
+            int[] used = ranksUsedByKernels(n, PCTS);
+            double[] v = BucketSelection.valuesAt(x, used);
+            for (int i = 0; i < used.length; i++) {
+                assertEquals(xs[used[i]], v[i], 0.0, e.getKey() + " rank " + used[i]);
+            }
+        }
+    }
 }

@@ -1,0 +1,166 @@
+package analytics.engine.stats;
+
+import java.util.Arrays;
+
+/**
+ * Order statistics of large inputs by bucketing instead of a full working copy.
+ *
+ * <p>Introselect on 10^6 values must first copy all of them (8 MB written) and then partition the
+ * copy about twice; for the handful of ranks median/percentile/iqr/summary need, most of that work
+ * moves values that are never read. Here each value is mapped to an order-preserving 64-bit key
+ * ({@link #key}); the range of keys comes from the numeric minimum and maximum (one cheap pass, or
+ * none when the caller has them), one read-only pass builds a histogram of 2^16 equal-width key
+ * buckets over that range, the cumulative counts give the bucket of each
+ * wanted rank, and a second pass copies only the values of those buckets (typically a few hundred)
+ * into a small array, where {@link Selection} places the ranks. The caller's array is only read.
+ *
+ * <p>A wanted bucket that is still large (many equal values, or data clustered in a narrow range)
+ * is bucketed again over its own key range: each level narrows the range by 16 bits, so after at
+ * most four levels a bucket holds one key, and a range holding a single key needs no selection at
+ * all. Results equal {@link Selection#selectAll} on a full copy: both return the value of the
+ * requested rank. Keys order -0.0 just below +0.0, a valid order of numerically equal values, so a
+ * zero at a rank may carry either sign (as with introselect, whose partitions do not distinguish
+ * them either). NaN never reaches the kernels.
+ */
+final class BucketSelection {
+    private BucketSelection() {
+    }
+
+    /** Inputs from this size use bucketing; below it a copy and introselect is as fast. */
+    static final int MIN_N = 1 << 14;
+
+    private static final int BITS = 16;
+    /** 64 key bits, 16 per level: a fifth level could only see single-key ranges. */
+    private static final int MAX_DEPTH = 4;
+
+    /** Per-thread histogram (256 KB), reused: clearing it is cheaper than allocating it. */
+    private static final ThreadLocal<int[]> COUNTS = ThreadLocal.withInitial(() -> new int[1 << BITS]);
+
+    /**
+     * Order-preserving key: signed order of the keys = numeric order of the doubles (negative
+     * values have all non-sign bits flipped). -0.0 maps to -1, +0.0 to 0.
+     */
+    static long key(double x) {
+        long b = Double.doubleToRawLongBits(x);
+        return b ^ ((b >> 63) & Long.MAX_VALUE);
+    }
+
+    /**
+     * The values of the given ranks (strictly increasing, within [0, d.length)) of d's values,
+     * {@code d.length >= MIN_N}; d is not modified.
+     */
+    static double[] valuesAt(double[] d, int[] ranks) {
+        double[] mm = Summation.minMax(d);
+        return valuesAt(d, ranks, mm[0], mm[1]);
+    }
+
+    /** As {@link #valuesAt(double[], int[])}, with d's numeric minimum and maximum already known. */
+    static double[] valuesAt(double[] d, int[] ranks, double min, double max) {
+        // The key range from the numeric extremes: the double min/max pass is ~3x cheaper than the same
+        // pass over the keys (JFR of the summary load), and summary has them anyway. Only zeros have two
+        // keys for one value: a zero extreme widens the range to both of them.
+        long minK = min == 0.0 ? key(-0.0) : key(min);
+        long maxK = max == 0.0 ? key(0.0) : key(max);
+        double[] out = new double[ranks.length];
+        valuesAt(d, 0, d.length, ranks, 0, ranks.length, 0, out, 0, minK, maxK);
+        return out;
+    }
+
+    /**
+     * a[from, to) holds the values of global ranks [rankBase, rankBase + to - from); fills
+     * out[i] for i in [rFrom, rTo) with the value of rank ranks[i]. At depth 0 a is the caller's
+     * array (read only); deeper, a is this class's own copy and may be rearranged.
+     */
+    private static void valuesAt(double[] a, int from, int to, int[] ranks, int rFrom, int rTo,
+            int rankBase, double[] out, int depth, long minKey, long maxKey) {
+        int n = to - from;
+        if (depth > 0 && (n < MIN_N || depth >= MAX_DEPTH)) {
+            int[] local = new int[rTo - rFrom];
+            for (int i = 0; i < local.length; i++) {
+                local[i] = from + ranks[rFrom + i] - rankBase;
+            }
+            Selection.selectAll(a, from, to - 1, local, 0, local.length);
+            for (int i = 0; i < local.length; i++) {
+                out[rFrom + i] = a[local[i]];
+            }
+            return;
+        }
+        long minK = minKey;
+        long maxK = maxKey;
+        if (depth > 0) {
+            minK = key(a[from]);
+            maxK = minK;
+            for (int i = from + 1; i < to; i++) {
+                long k = key(a[i]);
+                minK = Math.min(minK, k);
+                maxK = Math.max(maxK, k);
+            }
+        }
+        if (minK == maxK) {
+            // one key: every rank has this value (equal keys are equal bits); at depth 0 only when no
+            // extreme is a zero, so a[from] holds that key
+            Arrays.fill(out, rFrom, rTo, a[from]);
+            return;
+        }
+        long span = maxK - minK; // unsigned: the full key range can exceed Long.MAX_VALUE
+        int shift = Math.max(0, 64 - Long.numberOfLeadingZeros(span) - BITS);
+        int buckets = (int) (span >>> shift) + 1;
+        int[] counts = COUNTS.get();
+        Arrays.fill(counts, 0, buckets, 0);
+        for (int i = from; i < to; i++) {
+            counts[(int) ((key(a[i]) - minK) >>> shift)]++;
+        }
+
+        // the bucket of each wanted rank, from the cumulative counts; ranks ascend, so do buckets
+        int nr = rTo - rFrom;
+        int[] wBucket = new int[nr];
+        int[] wSize = new int[nr];
+        int[] wBase = new int[nr]; // global rank of the bucket's first value
+        int[] wRankEnd = new int[nr]; // ranks [previous end, wRankEnd[w]) fall in bucket w
+        int nw = 0;
+        int b = 0;
+        int below = 0; // values in buckets < b
+        for (int ri = rFrom; ri < rTo; ri++) {
+            int local = ranks[ri] - rankBase;
+            while (below + counts[b] <= local) {
+                below += counts[b];
+                b++;
+            }
+            if (nw == 0 || wBucket[nw - 1] != b) {
+                wBucket[nw] = b;
+                wSize[nw] = counts[b];
+                wBase[nw] = rankBase + below;
+                nw++;
+            }
+            wRankEnd[nw - 1] = ri + 1;
+        }
+
+        // copy the wanted buckets' values, each bucket into its own region in bucket order; the
+        // histogram becomes the write-position table (-1 = not wanted)
+        int total = 0;
+        Arrays.fill(counts, 0, buckets, -1);
+        int[] wOff = new int[nw];
+        for (int w = 0; w < nw; w++) {
+            wOff[w] = total;
+            counts[wBucket[w]] = total;
+            total += wSize[w];
+        }
+        // depth 0 may use this thread's scratch buffer; deeper levels read from it
+        double[] tmp = depth == 0 ? Scratch.buffer(total) : new double[total];
+        for (int i = from; i < to; i++) {
+            double x = a[i];
+            int idx = (int) ((key(x) - minK) >>> shift);
+            int p = counts[idx];
+            if (p >= 0) {
+                tmp[p] = x;
+                counts[idx] = p + 1;
+            }
+        }
+        int rStart = rFrom;
+        for (int w = 0; w < nw; w++) {
+            valuesAt(tmp, wOff[w], wOff[w] + wSize[w], ranks, rStart, wRankEnd[w], wBase[w], out,
+                    depth + 1, 0, 0);
+            rStart = wRankEnd[w];
+        }
+    }
+}
