@@ -27,7 +27,8 @@ import java.util.concurrent.atomic.AtomicLong;
  *  RETIRING             -            -               -                - (lost: false)      → DEAD
  *  DEAD                 -            -               -                - (lost: false)      - (lost: null)
  * </pre>
- * "-" means the call changes nothing and reports that (false / null). STARTING: spawned, no hello yet. READY:
+ * "-" means the call changes nothing and reports that (false / null). {@code startedRequest} and
+ * {@code finishedRequest} are {@link #send}'s own (a retiring worker that still gets a frame stays RETIRING). STARTING: spawned, no hello yet. READY:
  * hello done, idle. BUSY: a request frame is on its way or being computed. RETIRING: taken out of service
  * ({@link #beginRetire}; the reason is kept), its process is being stopped. DEAD: the process exited or its
  * connection closed ({@link #ended}); final. {@link #isRetiring()} stays true once retiring began, also after
