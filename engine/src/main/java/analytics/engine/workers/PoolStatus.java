@@ -1,6 +1,5 @@
 package analytics.engine.workers;
 
-import analytics.engine.workers.WorkerSupervisor.Slot;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
@@ -25,25 +24,25 @@ final class PoolStatus {
         if (s == null) {
             return c;
         }
-        for (Slot slot : s.slots) {
+        for (WorkerSlot slot : s.slots) {
             c.merge(slotState(slot), 1, Integer::sum);
         }
         return c;
     }
 
-    static String slotState(Slot slot) {
+    static String slotState(WorkerSlot slot) {
         if (slot.down) {
             return "down";
         }
         WorkerHandle h = slot.current;
-        if (h == null || h.ended.get()) {
+        if (h == null) {
             return "starting";
         }
-        return switch (h.state) {
+        return switch (h.state()) {
             case READY -> "ready";
             case BUSY -> "busy";
             case RETIRING -> h.hasRequestInFlight() ? "busy" : "starting";
-            default -> "starting";
+            case STARTING, DEAD -> "starting";
         };
     }
 
@@ -53,7 +52,7 @@ final class PoolStatus {
         if (s != null) {
             List<WorkerHandle> handles = new ArrayList<>(s.live);
             handles.sort(Comparator.comparingInt((WorkerHandle h) -> h.slot).thenComparingLong(h -> h.generation));
-            for (Slot slot : s.slots) {
+            for (WorkerSlot slot : s.slots) {
                 boolean any = false;
                 for (WorkerHandle h : handles) {
                     if (h.slot != slot.id) {
@@ -89,5 +88,20 @@ final class PoolStatus {
             }
         }
         return list;
+    }
+
+    /** " (last failure: …)" naming the latest start-up failure of any slot, or "" when none failed. */
+    static String downSuffix(WorkerSupervisor supervisor) {
+        if (supervisor == null) {
+            return "";
+        }
+        List<String> why = new ArrayList<>();
+        for (WorkerSlot s : supervisor.slots) {
+            String f = s.lastFailure;
+            if (f != null) {
+                why.add(f);
+            }
+        }
+        return why.isEmpty() ? "" : " (last failure: " + why.get(why.size() - 1) + ")";
     }
 }

@@ -98,15 +98,15 @@ final class PooledWorkers {
                 } catch (java.util.concurrent.TimeoutException e) {
                     log.warn("worker[{}] pid {} did not answer a ping within {} ms: replacing it", h.slot, h.pid,
                             config.timeouts().pingTimeout().toMillis());
-                    h.retireReason = RetireReason.BROKEN;
+                    h.noteRetireReason(RetireReason.BROKEN);
                     return false;
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
                     return false;
                 } catch (Exception e) {
-                    if (!supervisor.isClosing() && !h.ended.get()) {
+                    if (!supervisor.isClosing() && !h.hasEnded()) {
                         log.warn("worker[{}] pid {}: ping failed ({}): replacing it", h.slot, h.pid, PythonWorkerPool.unwrap(e).getMessage());
-                        h.retireReason = RetireReason.BROKEN;
+                        h.noteRetireReason(RetireReason.BROKEN);
                     }
                     return false;
                 }
@@ -117,14 +117,14 @@ final class PooledWorkers {
         @Override
         public void destroyObject(PooledObject<WorkerHandle> p, DestroyMode mode) {
             WorkerHandle h = p.getObject();
-            h.destroyed = true;
+            h.markDestroyed();
             shrink();
-            if (supervisor.isClosing() || h.ended.get()) {
+            if (supervisor.isClosing() || h.hasEnded()) {
                 fillPoolSoon();
                 return;
             }
-            RetireReason reason = h.retireReason;
-            if (reason == RetireReason.BROKEN && h.retiring.get() == false
+            RetireReason reason = h.retireReason();
+            if (reason == RetireReason.BROKEN && !h.isRetiring()
                     && (!h.processAlive() || !h.connected())) {
                 // It is dying by itself (crash, kill -9, lost connection): the supervisor's end-of-process path
                 // restarts it with crash accounting (backoff, crash-loop limit). Make sure that path runs.
@@ -133,7 +133,7 @@ final class PooledWorkers {
                 return;
             }
             if (reason == null) {
-                if (h.retireRequested) {
+                if (h.retireRequested()) {
                     reason = RetireReason.RELOAD;
                 } else if (h.needsRecycle(config.recycling().maxRssBytes())) {
                     reason = RetireReason.RECYCLE;

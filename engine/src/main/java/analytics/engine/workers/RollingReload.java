@@ -2,7 +2,6 @@ package analytics.engine.workers;
 
 import analytics.engine.workers.WorkerHandle.RetireReason;
 import analytics.engine.workers.WorkerHandle.State;
-import analytics.engine.workers.WorkerSupervisor.Slot;
 import analytics.engine.workers.launch.WorkerLauncher;
 import java.util.ArrayList;
 import java.util.List;
@@ -75,20 +74,21 @@ final class RollingReload {
         admission.resetBreaker(); // the operator asks us to try again
         List<String> failures = new ArrayList<>();
         launcher.reload(); // fork server: a template with the code now on disk, before any worker is replaced
-        for (Slot slot : supervisor.slots) {
+        for (WorkerSlot slot : supervisor.slots) {
             if (closed.get()) {
                 return;
             }
             WorkerHandle old = slot.current;
             boolean wasDown = slot.down;
             supervisor.resetSlot(slot);
-            boolean oldServing = old != null && !wasDown && !old.ended.get() && !old.retiring.get()
-                    && old.state != State.STARTING;
-            if (oldServing && !old.replaced.compareAndSet(false, true)) {
+            WorkerHandle.State oldState = old == null ? null : old.state();
+            boolean oldServing = old != null && !wasDown && oldState != State.DEAD && !old.isRetiring()
+                    && oldState != State.STARTING;
+            if (oldServing && !old.claimReplacement()) {
                 oldServing = false; // its replacement is already on the way
                 continue;
             }
-            if (!oldServing && old != null && !old.ended.get() && !wasDown) {
+            if (!oldServing && old != null && !old.hasEnded() && !wasDown) {
                 continue; // starting right now: it runs the code on disk already
             }
             WorkerHandle fresh = supervisor.spawnOnSupervisorThread(slot).get();
@@ -107,7 +107,7 @@ final class RollingReload {
                 continue;
             }
             if (oldServing) {
-                old.retireRequested = true;
+                old.requestRetireOnReturn();
                 if (supervisor.removeReady(old)) {
                     supervisor.retire(old, RetireReason.RELOAD);
                 } else {

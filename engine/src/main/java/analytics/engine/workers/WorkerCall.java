@@ -71,16 +71,16 @@ final class WorkerCall {
         this.lending = new Lending(giveBack, invalidate, healthy);
     }
 
-    void run(PythonWorkerPool.Call call, CompletableFuture<PythonResult> out, WorkerHandle h) {
+    void run(PythonCall call, CompletableFuture<PythonResult> out, WorkerHandle h) {
         if (call.abandoned()) { // answered, or cancelled (its listener may not have run yet)
             lending.giveBack(h);
-            out.completeExceptionally(new PythonWorkerPool.CancelledAttempt());
+            out.completeExceptionally(new PythonCall.CancelledAttempt());
             return;
         }
         call.onWorker.set(h);
         if (call.result.isDone() && call.onWorker.compareAndSet(h, null)) { // deadline raced with the set
             lending.giveBack(h);
-            out.completeExceptionally(new PythonWorkerPool.CancelledAttempt());
+            out.completeExceptionally(new PythonCall.CancelledAttempt());
             return;
         }
         call.listener.running(h.slot);

@@ -1,21 +1,14 @@
 package analytics.engine.workers;
 
-import analytics.engine.workers.transport.WorkerMessage;
-import analytics.engine.workers.transport.WorkerMessage.Hello;
 import analytics.engine.workers.WorkerHandle.RetireReason;
 import analytics.engine.workers.WorkerHandle.State;
 import analytics.engine.workers.launch.LaunchSpec;
 import analytics.engine.workers.launch.LaunchedProcess;
 import analytics.engine.workers.launch.WorkerLauncher;
-import analytics.engine.workers.transport.WorkerSocketServer;
-import analytics.engine.workers.transport.WorkerSocketServer.Connection;
 import java.io.IOException;
-import java.nio.file.Path;
 import java.security.SecureRandom;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Collection;
-import java.util.Deque;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
@@ -26,19 +19,19 @@ import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.locks.ReentrantLock;
-import java.util.function.BooleanSupplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Spawns, watches, restarts and stops the worker processes. Each of the {@code workers} slots has at most one
- * "current" process; a retiring process (recycle, reload, timeout kill) may briefly overlap with its
- * replacement. Workers that completed their hello are queued for the pool ({@link #pollReady}).
+ * Spawns, reaps, restarts and kills the worker processes (gunicorn's arbiter: verbs on processes, no request
+ * path). Each slot's restart policy is {@link WorkerSlot}; the socket handshake is {@link WorkerConnections};
+ * workers that completed it wait in a {@link ReadyQueue} for the pool; {@link MemoryWatchdog} stops busy ones
+ * over the memory limit; each worker's lifecycle is {@link WorkerHandle}'s state machine. Each of the
+ * {@code workers} slots has at most one "current" process; a retiring process (recycle, reload, timeout kill) may
+ * briefly overlap with its replacement.
  */
-final class WorkerSupervisor implements WorkerSocketServer.Listener {
+final class WorkerSupervisor {
 
-    static final int PROTOCOL_VERSION = 1;
     /** A worker that was ready this long (or answered a request/ping) does not count towards a crash loop. */
     static final long HEALTHY_AFTER_NANOS = TimeUnit.SECONDS.toNanos(2);
     private static final Logger log = LoggerFactory.getLogger(WorkerSupervisor.class);
@@ -56,43 +49,17 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         void workerRetired(WorkerHandle h, RetireReason reason);
     }
 
-    final class Slot {
-        final int id;
-        volatile WorkerHandle current;
-        long generation;
-        int consecutiveFailures;
-        int restarts;
-        volatile boolean down;
-        volatile String lastFailure;
-        ScheduledFuture<?> pendingRestart;
-        final Deque<String> recentOutput = new ArrayDeque<>();
-
-        Slot(int id) {
-            this.id = id;
-        }
-
-        synchronized void remember(String line) {
-            if (recentOutput.size() >= 8) {
-                recentOutput.removeFirst();
-            }
-            recentOutput.addLast(line.length() > 300 ? line.substring(0, 300) + "…" : line);
-        }
-
-        synchronized String lastOutputLine() {
-            return recentOutput.isEmpty() ? null : recentOutput.peekLast();
-        }
-    }
-
     private final WorkerPoolConfig config;
     private final WorkerLauncher launcher;
     private final ScheduledExecutorService scheduler;
     private final Events events;
-    final Slot[] slots;
+    final WorkerSlot[] slots;
     private final Map<String, WorkerHandle> pendingTokens = new ConcurrentHashMap<>();
     /** Every handle whose process may still be running. */
     final Collection<WorkerHandle> live = ConcurrentHashMap.newKeySet();
-    private final Deque<WorkerHandle> readyQueue = new ArrayDeque<>();
-    private final ReentrantLock lock = new ReentrantLock();
+    private final ReadyQueue readyQueue;
+    /** The worker socket's listener: hello handshake, frames to each worker's channel. */
+    final WorkerConnections connections = new WorkerConnections(this);
     private final AtomicLong restartsTotal = new AtomicLong();
     private volatile boolean closing;
     /** Issue 11 (clean stop): set at the engine's first SIGTERM, before the drain; no worker starts after it. */
@@ -103,14 +70,15 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         this.launcher = launcher;
         this.scheduler = scheduler;
         this.events = events;
-        this.slots = new Slot[config.workers()];
+        this.slots = new WorkerSlot[config.workers()];
         for (int i = 0; i < slots.length; i++) {
-            slots[i] = new Slot(i);
+            slots[i] = new WorkerSlot(i);
         }
+        this.readyQueue = new ReadyQueue(h -> scheduler.execute(() -> retire(h, RetireReason.RELOAD)));
     }
 
     void startAll() {
-        for (Slot s : slots) {
+        for (WorkerSlot s : slots) {
             scheduler.execute(() -> spawn(s));
         }
     }
@@ -125,12 +93,9 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
      */
     void markStopping() {
         stopping = true;
-        for (Slot s : slots) {
+        for (WorkerSlot s : slots) {
             synchronized (s) {
-                if (s.pendingRestart != null) {
-                    s.pendingRestart.cancel(false);
-                    s.pendingRestart = null;
-                }
+                s.cancelPendingRestart();
             }
         }
     }
@@ -146,12 +111,12 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
      * created the child, so every spawn must happen on the long-lived supervisor threads, never on a short-lived
      * one (e.g. the reload thread), or the worker would get SIGTERM when that thread ends.
      */
-    CompletableFuture<WorkerHandle> spawnOnSupervisorThread(Slot slot) {
+    CompletableFuture<WorkerHandle> spawnOnSupervisorThread(WorkerSlot slot) {
         return CompletableFuture.supplyAsync(() -> spawn(slot), scheduler);
     }
 
     /** Starts a new process for the slot; it becomes the slot's current worker. Call on a supervisor thread. */
-    private WorkerHandle spawn(Slot slot) {
+    private WorkerHandle spawn(WorkerSlot slot) {
         if (closing || stopping) {
             return null;
         }
@@ -164,10 +129,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         RANDOM.nextBytes(secret);
         WorkerHandle h;
         synchronized (slot) {
-            if (slot.pendingRestart != null) {
-                slot.pendingRestart.cancel(false);
-                slot.pendingRestart = null;
-            }
+            slot.cancelPendingRestart();
             h = new WorkerHandle(slot.id, ++slot.generation, HexFormat.of().formatHex(secret), recycleAfter);
             if (slot.current != null && slot.generation > 1) {
                 slot.restarts++;
@@ -190,9 +152,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
             live.remove(h);
             String why = e.getMessage();
             log.error("worker[{}] {}", slot.id, why);
-            h.endDescription = why;
-            h.ended.set(true);
-            h.state = State.DEAD;
+            h.ended(why);
             h.readyFuture.completeExceptionally(new WorkerDiedException(why));
             h.endedFuture.complete(null);
             crashed(slot, h, why, true);
@@ -200,14 +160,15 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         }
         h.process = p;
         h.pid = p.pid();
+        h.launched.complete(null); // a hello that came first is handed to the pool now (see ready)
         if (slot.generation > 1) {
             events.workerRestarted(h);
         }
         ScheduledFuture<?> startupTimer = scheduler.schedule(() -> {
-            if (h.state == State.STARTING && !h.ended.get()) {
+            if (h.state() == State.STARTING) {
                 String why = "did not complete its handshake within " + config.timeouts().startup().toMillis() + " ms";
                 log.error("worker[{}] pid {} {}", slot.id, h.pid, why);
-                h.endDescription = why;
+                h.noteEndCause(why);
                 retire(h, RetireReason.START_FAILED);
                 processEnded(h, why);
             }
@@ -217,88 +178,25 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         return h;
     }
 
-    // ---------------------------------------------------------------- socket events
+    // ---------------------------------------------------------------- handshake outcomes (from WorkerConnections)
 
-    @Override
-    public void onMessage(Connection conn, Map<String, Object> frame) {
-        WorkerMessage msg = WorkerMessage.of(frame);
-        WorkerHandle h = (WorkerHandle) conn.attachment;
-        if (h == null) {
-            onHello(conn, msg);
-            return;
-        }
-        // after the hello, every frame answers something the worker's channel sent: it matches them
-        String violation = h.channel.deliver(msg);
-        if (violation != null) {
-            onProtocolError(conn, violation);
-            conn.close();
-        }
+    /** The worker spawned with this one-time token, or null (unknown, or its hello came already). */
+    WorkerHandle claimToken(String token) {
+        return pendingTokens.remove(token);
     }
 
-    private void onHello(Connection conn, WorkerMessage msg) {
-        WorkerHandle h = msg instanceof Hello hello && hello.token() != null ? pendingTokens.remove(hello.token()) : null;
-        if (h == null) {
-            log.warn("dropping a worker connection whose first frame is not a hello with a token we issued ({})",
-                    msg.getClass().getSimpleName());
-            conn.close();
-            return;
-        }
-        Hello hello = (Hello) msg;
-        Slot slot = slots[h.slot];
-        if (hello.protocol() != PROTOCOL_VERSION) {
-            String why = "speaks worker protocol " + (hello.protocol() < 0 ? "null" : hello.protocol())
-                    + ", the engine speaks " + PROTOCOL_VERSION;
-            log.error("worker[{}] pid {} {}; stopping it", h.slot, h.pid, why);
-            conn.close();
-            h.endDescription = why;
-            retire(h, RetireReason.START_FAILED);
-            return;
-        }
-        if (hello.pid() >= 0 && h.pid <= 0) {
-            // A forked worker can say hello before its launcher has learnt its pid from the template.
-            h.pid = hello.pid();
-        } else if (hello.pid() >= 0 && hello.pid() != h.pid) {
-            log.warn("worker[{}] hello reports pid {} but we spawned pid {}", h.slot, hello.pid(), h.pid);
-        }
-        h.channel = new WorkerChannel(h.name(), conn);
-        conn.attachment = h;
-        h.versions = hello.versions();
-        h.algorithms = hello.algorithms();
-        h.features = hello.features();
-        if (h.ended.get() || h.retiring.get() || closing) {
-            conn.close();
-            return;
-        }
-        h.readyNanos = System.nanoTime();
-        h.state = State.READY;
-        slot.down = false;
+    /** {@code h} completed its hello: it is queued for the pool. */
+    void ready(WorkerHandle h) {
+        slots[h.slot].down = false;
         log.info("worker[{}] pid {} ready in {} ms ({} algorithms)", h.slot, h.pid,
-                (h.readyNanos - h.spawnedNanos) / 1_000_000, h.algorithms.size());
+                (h.readyNanos() - h.spawnedNanos) / 1_000_000, h.algorithms.size());
         h.readyFuture.complete(null);
-        offerReady(h);
-        events.workerReady(h);
-    }
-
-    @Override
-    public void onClosed(Connection conn) {
-        WorkerHandle h = (WorkerHandle) conn.attachment;
-        if (h == null) {
-            return;
-        }
-        // Prefer the process's own exit status in the description: give it a moment to be reaped.
-        LaunchedProcess p = h.process;
-        p.exited().completeOnTimeout("closed its connection", 200, TimeUnit.MILLISECONDS)
-                .thenAccept(d -> processEnded(h, d));
-    }
-
-    @Override
-    public void onProtocolError(Connection conn, String description) {
-        WorkerHandle h = (WorkerHandle) conn.attachment;
-        log.error("protocol error on {}: {}; closing the connection",
-                h == null ? "an unidentified worker connection" : "worker[" + h.slot + "] pid " + h.pid, description);
-        if (h != null && h.endDescription == null) {
-            h.endDescription = "protocol error: " + description;
-        }
+        // A forked worker can say hello before its launcher returned the process: the pool's usable() test needs
+        // the process, so the worker is offered once it is known (else the pool would drop it and never lend it).
+        h.launched.thenRun(() -> {
+            readyQueue.offer(h);
+            events.workerReady(h);
+        });
     }
 
     // ---------------------------------------------------------------- ends, crashes, restarts
@@ -318,18 +216,15 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
     }
 
     /** The process exited or its connection is gone. Runs the end logic once per handle. */
-    private void processEnded(WorkerHandle h, String description) {
-        if (!h.ended.compareAndSet(false, true)) {
-            return;
+    void processEnded(WorkerHandle h, String description) {
+        if (h.ended(description) == null) {
+            return; // its end is being processed already
         }
-        String what = h.endDescription != null ? h.endDescription : description;
-        h.endDescription = what;
-        boolean unexpected = !h.retiring.get();
-        h.state = State.DEAD;
-        h.outOfService.complete(null);
+        String what = h.endDescription();
+        boolean unexpected = !h.isRetiring();
         pendingTokens.remove(h.token);
-        removeReady(h);
-        h.failPending(new WorkerDiedException("Python worker " + h.slot + " (pid " + h.pid + ") " + what, !h.requestCaused));
+        readyQueue.remove(h);
+        h.failPending(new WorkerDiedException("Python worker " + h.slot + " (pid " + h.pid + ") " + what, h.requestRetryable()));
         h.readyFuture.completeExceptionally(new WorkerDiedException("worker " + h.slot + " " + what));
         WorkerChannel c = h.channel;
         if (c != null) {
@@ -349,37 +244,25 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
             h.endedFuture.complete(null);
         }
         if (unexpected && !closing) {
-            boolean startup = h.readyNanos == 0;
+            boolean startup = h.readyNanos() == 0;
             log.warn("worker[{}] pid {} {}{}", h.slot, h.pid, what, startup ? " during start-up" : "");
             crashed(slots[h.slot], h, what, startup);
         }
     }
 
-    private void crashed(Slot slot, WorkerHandle h, String what, boolean startup) {
+    private void crashed(WorkerSlot slot, WorkerHandle h, String what, boolean startup) {
         events.workerCrashed(h, what, startup);
         long delayMs;
         synchronized (slot) {
-            if (slot.current != h || closing || stopping || !h.replaced.compareAndSet(false, true)) {
+            if (slot.current != h || closing || stopping || !h.claimReplacement()) {
                 return; // already replaced, or the engine is stopping: no new worker
             }
-            if (h.readyNanos != 0 && System.nanoTime() - h.readyNanos >= HEALTHY_AFTER_NANOS) {
-                slot.consecutiveFailures = 0; // it ran fine for a while: not a crash loop
-            }
-            slot.consecutiveFailures++;
-            String last = slot.lastOutputLine();
-            slot.lastFailure = "worker " + slot.id + " " + what + (startup ? " during start-up" : "")
-                    + (last != null ? " (last stderr line: " + last + ")" : "");
-            if (slot.consecutiveFailures > config.restart().crashLoopLimit()) {
-                slot.down = true;
+            delayMs = slot.failed(h, what, startup, config);
+            if (delayMs < 0) {
                 log.error("worker[{}] is in a crash loop ({} consecutive failures); leaving it down until a reload: {}",
                         slot.id, slot.consecutiveFailures, slot.lastFailure);
                 return;
             }
-            // Issue 11: the first failure of a slot that was healthy is replaced at once (a fork is cheap, and a
-            // one-off crash is not a loop); consecutive failures back off initial × 2^(n-2), capped.
-            long initial = config.restart().backoffInitial().toMillis();
-            int shift = Math.min(30, slot.consecutiveFailures - 2);
-            delayMs = slot.consecutiveFailures <= 1 ? 0 : Math.min(config.restart().backoffMax().toMillis(), initial << shift);
             slot.pendingRestart = scheduler.schedule(() -> spawn(slot), delayMs, TimeUnit.MILLISECONDS);
         }
         log.info("worker[{}] restarting in {} ms (consecutive failures: {})", slot.id, delayMs, slot.consecutiveFailures);
@@ -387,7 +270,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
 
     /** A request or ping succeeded: the slot is healthy. */
     void markHealthy(WorkerHandle h) {
-        Slot s = slots[h.slot];
+        WorkerSlot s = slots[h.slot];
         synchronized (s) {
             if (s.current == h) {
                 s.consecutiveFailures = 0;
@@ -402,26 +285,21 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
      * replacement at once.
      */
     void retire(WorkerHandle h, RetireReason reason) {
-        if (h.ended.get() || !h.retiring.compareAndSet(false, true)) {
+        if (!h.beginRetire(reason)) {
             return;
         }
-        h.outOfService.complete(null);
-        h.retireReason = reason;
-        removeReady(h);
-        if (!h.ended.get()) {
-            h.state = State.RETIRING;
-        }
+        readyQueue.remove(h);
         events.workerRetired(h, reason);
         if (reason == RetireReason.START_FAILED) {
             kill(h, false);
-            crashed(slots[h.slot], h, h.endDescription == null ? "failed to start" : h.endDescription, true);
+            crashed(slots[h.slot], h, h.endDescription() == null ? "failed to start" : h.endDescription(), true);
             return;
         }
         if (reason.replaceNow && !closing && !stopping) {
-            Slot s = slots[h.slot];
+            WorkerSlot s = slots[h.slot];
             boolean replace;
             synchronized (s) {
-                replace = s.current == h && h.replaced.compareAndSet(false, true);
+                replace = s.current == h && h.claimReplacement();
             }
             if (replace) {
                 scheduler.execute(() -> spawn(s));
@@ -460,104 +338,28 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         return p.exited().thenApply(x -> null);
     }
 
-    // ---------------------------------------------------------------- memory watchdog
-
-    private static final long PAGE_SIZE = 4096;
-
-    /**
-     * Busy workers are not pinged, so a request that allocates without bound is watched from here: every 250 ms the
-     * RSS of each busy worker is read from /proc/PID/statm; above the hard limit (2 × maxRssBytes) the worker is
-     * stopped (SIGTERM → grace → SIGKILL) and replaced, and its request fails with WORKER_FAILED (not retried).
-     */
+    /** See {@link MemoryWatchdog}. */
     void startMemoryWatchdog() {
-        if (config.recycling().maxRssBytes() <= 0) {
-            return;
-        }
-        long hardLimit = config.recycling().maxRssBytes() > Long.MAX_VALUE / 2 ? Long.MAX_VALUE : 2 * config.recycling().maxRssBytes();
-        scheduler.scheduleWithFixedDelay(() -> {
-            for (WorkerHandle h : live) {
-                if (!h.hasRequestInFlight() || h.ended.get() || h.retiring.get() || h.pid <= 0) {
-                    continue;
-                }
-                long rss = readRss(h.pid);
-                if (rss > hardLimit) {
-                    h.rssBytes = rss;
-                    h.requestCaused = true;
-                    h.endDescription = "was stopped: its memory use (" + mib(rss) + " MiB) exceeded the limit of "
-                            + mib(hardLimit) + " MiB";
-                    log.warn("worker[{}] pid {} {}", h.slot, h.pid, h.endDescription);
-                    retire(h, RetireReason.BROKEN);
-                }
-            }
-        }, 250, 250, TimeUnit.MILLISECONDS);
-    }
-
-    private static long mib(long bytes) {
-        return bytes / (1024 * 1024);
-    }
-
-    static long readRss(long pid) {
-        try {
-            String statm = java.nio.file.Files.readString(Path.of("/proc/" + pid + "/statm"));
-            String[] f = statm.trim().split(" ");
-            return Long.parseLong(f[1]) * PAGE_SIZE;
-        } catch (IOException | RuntimeException e) {
-            return -1;
-        }
+        MemoryWatchdog.start(config.recycling().maxRssBytes(), live, scheduler, h -> retire(h, RetireReason.BROKEN));
     }
 
     // ---------------------------------------------------------------- ready queue (feeds the pool's factory)
 
-    private void offerReady(WorkerHandle h) {
-        lock.lock();
-        try {
-            readyQueue.addLast(h);
-        } finally {
-            lock.unlock();
-        }
-    }
-
     boolean removeReady(WorkerHandle h) {
-        lock.lock();
-        try {
-            return readyQueue.remove(h);
-        } finally {
-            lock.unlock();
-        }
+        return readyQueue.remove(h);
     }
 
     boolean hasQueuedReady() {
-        lock.lock();
-        try {
-            return !readyQueue.isEmpty();
-        } finally {
-            lock.unlock();
-        }
+        return !readyQueue.isEmpty();
     }
-
 
     /** The next queued worker that completed its hello and is still usable, or null; never waits. */
     WorkerHandle pollReady() {
-        lock.lock();
-        try {
-            WorkerHandle h;
-            while ((h = readyQueue.pollFirst()) != null) {
-                if (h.usable()) {
-                    return h;
-                }
-                if (h.retireRequested && !h.ended.get()) {
-                    WorkerHandle old = h;
-                    scheduler.execute(() -> retire(old, RetireReason.RELOAD));
-                }
-            }
-            return null;
-        } finally {
-            lock.unlock();
-        }
+        return readyQueue.poll();
     }
 
     boolean allDown() {
-        for (Slot s : slots) {
+        for (WorkerSlot s : slots) {
             if (!s.down) {
                 return false;
             }
@@ -566,30 +368,23 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
     }
 
     /** A reload's replacement failed to start: the old worker (still serving) becomes current again. */
-    void revert(Slot s, WorkerHandle old, WorkerHandle failed) {
+    void revert(WorkerSlot s, WorkerHandle old, WorkerHandle failed) {
         synchronized (s) {
-            if (s.pendingRestart != null) {
-                s.pendingRestart.cancel(false);
-                s.pendingRestart = null;
-            }
-            failed.replaced.set(true);
+            s.cancelPendingRestart();
+            failed.handBackTo(old);
             s.current = old;
-            old.replaced.set(false);
         }
-        if (!failed.ended.get()) {
+        if (!failed.hasEnded()) {
             retire(failed, RetireReason.SHUTDOWN);
         }
     }
 
     /** Clears crash-loop state so a reload can try again. */
-    void resetSlot(Slot s) {
+    void resetSlot(WorkerSlot s) {
         synchronized (s) {
             s.down = false;
             s.consecutiveFailures = 0;
-            if (s.pendingRestart != null) {
-                s.pendingRestart.cancel(false);
-                s.pendingRestart = null;
-            }
+            s.cancelPendingRestart();
         }
     }
 
@@ -598,7 +393,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
     /** Stops every worker: shutdown message, then SIGTERM/SIGKILL. Waits up to 2·grace + 1 s. */
     void closeAll() {
         closing = true;
-        for (Slot s : slots) {
+        for (WorkerSlot s : slots) {
             synchronized (s) {
                 if (s.pendingRestart != null) {
                     s.pendingRestart.cancel(false);
@@ -607,7 +402,7 @@ final class WorkerSupervisor implements WorkerSocketServer.Listener {
         }
         List<CompletableFuture<Void>> exits = new ArrayList<>();
         for (WorkerHandle h : List.copyOf(live)) {
-            h.retiring.set(true);
+            h.beginRetire(RetireReason.SHUTDOWN); // its end is expected: no crash accounting
             h.failPending(new ShutdownException());
             exits.add(kill(h, true));
         }
