@@ -1,5 +1,6 @@
 package analytics.engine.workers;
 
+import analytics.engine.workers.launch.WorkerLauncher;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
@@ -13,6 +14,30 @@ import java.util.Map;
 final class PoolStatus {
 
     private PoolStatus() {
+    }
+
+    /** The pool's part of {@code /health}: its workers, admission, commons-pool2 counts, launcher. */
+    static Map<String, Object> snapshot(boolean available, WorkerSupervisor s, Admission admission,
+                                        org.apache.commons.pool2.impl.GenericObjectPool<WorkerHandle> p,
+                                        int maxConcurrent, Map<String, String> pythonVersions, boolean reloading,
+                                        WorkerLauncher launcher) {
+        Map<String, Object> st = new LinkedHashMap<>();
+        st.put("available", available);
+        st.put("workers", countByState(s));
+        st.put("worker_list", workerList(s));
+        st.put("breaker", admission.breakerState());
+        st.put("in_flight", admission.inFlight());
+        if (p != null) {
+            st.put("pool", Map.of("idle", p.getNumIdle(), "lent", p.getNumActive(), "waiting", p.getNumWaiters()));
+        }
+        st.put("max_concurrent", maxConcurrent);
+        st.put("python", pythonVersions);
+        st.put("restarts_total", s == null ? 0 : s.restartsTotal());
+        st.put("reloading", reloading);
+        if (launcher != null) {
+            st.put("worker_start", launcher.status()); // mode, fork-server template, spawn fallback and why
+        }
+        return st;
     }
 
     static Map<String, Integer> countByState(WorkerSupervisor s) {

@@ -14,9 +14,6 @@ import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
@@ -457,27 +454,9 @@ public final class PythonWorkerPool implements PythonBackend {
 
     @Override
     public Map<String, Object> status() {
-        Map<String, Object> st = new LinkedHashMap<>();
-        st.put("available", isAvailable());
-        st.put("workers", countByState());
-        WorkerSupervisor s = supervisor;
-        List<Map<String, Object>> list = PoolStatus.workerList(s);
-        st.put("worker_list", list);
-        st.put("breaker", admission.breakerState());
-        st.put("in_flight", admission.inFlight());
-        GenericObjectPool<WorkerHandle> p = pool;
-        if (p != null) {
-            st.put("pool", Map.of("idle", p.getNumIdle(), "lent", p.getNumActive(), "waiting", p.getNumWaiters()));
-        }
-        st.put("max_concurrent", config.limits().maxConcurrent());
-        st.put("python", events.pythonVersions());
-        st.put("restarts_total", s == null ? 0 : s.restartsTotal());
-        st.put("reloading", reloader != null && reloader.running());
-        WorkerLauncher l = launcher;
-        if (l != null) {
-            st.put("worker_start", l.status()); // mode, fork-server template, spawn fallback and why
-        }
-        return st;
+        RollingReload r = reloader;
+        return PoolStatus.snapshot(isAvailable(), supervisor, admission, pool, config.limits().maxConcurrent(),
+                events.pythonVersions(), r != null && r.running(), launcher);
     }
 
     // ================================================================= rolling reload
