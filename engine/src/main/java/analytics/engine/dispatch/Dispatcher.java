@@ -1,9 +1,7 @@
 package analytics.engine.dispatch;
 
 import analytics.engine.api.Cancellation;
-import analytics.engine.api.AnalysisInput;
 import analytics.engine.api.AnalysisException;
-import analytics.engine.dispatch.AlgorithmSpec.ParamSpec;
 import analytics.engine.metrics.EngineMetrics;
 import analytics.engine.proto.AnalysisOptions;
 import analytics.engine.proto.AnalysisRequest;
@@ -12,7 +10,6 @@ import analytics.engine.proto.ErrorCode;
 import analytics.engine.proto.ExecutionMetadata;
 import analytics.engine.stats.NativeKernel;
 import analytics.engine.api.PythonBackend;
-import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
@@ -24,8 +21,9 @@ import org.slf4j.MDC;
 
 /**
  * Turns one {@link AnalysisRequest} into one {@link AnalysisResponse}: looks the algorithm up, validates
- * the request, chooses native or Python, runs it and wraps the result. It never throws: every failure
- * becomes {@code success=false} with an {@link ErrorCode} and a message naming the field at fault.
+ * the request ({@link RequestValidator}), chooses native or Python, runs it and wraps the result. It never
+ * throws: every failure becomes {@code success=false} with an {@link ErrorCode} and a message naming the
+ * field at fault.
  */
 public final class Dispatcher {
 
@@ -110,7 +108,8 @@ public final class Dispatcher {
             if (spec == null) {
                 throw new AnalysisException(ErrorCode.UNKNOWN_ALGORITHM, unknownMessage(algorithm));
             }
-            Validated v = validate(req, data, target, requestId, spec);
+            RequestValidator.Validated v = RequestValidator.validate(req, data, target, requestId, spec,
+                    limits.maxDataPoints());
             chosen = chooseImplementation(spec, req);
             long timeoutMs = effectiveTimeout(req, deadlineRemainingMs);
             outcome = chosen.equals("native")
@@ -223,226 +222,12 @@ public final class Dispatcher {
         return "unknown algorithm '" + printable(algorithm) + "'; supported: " + String.join(", ", registry.names());
     }
 
-    // ---------------------------------------------------------------- validation
-
-    /** The request after validation, with NaN/Inf handled. */
-    private record Validated(AnalysisInput input, int omitted) {
-    }
-
     private static double[] values(int n, java.util.function.IntToDoubleFunction get) {
         double[] a = new double[n];
         for (int i = 0; i < n; i++) {
             a[i] = get.applyAsDouble(i);
         }
         return a;
-    }
-
-    private Validated validate(AnalysisRequest req, double[] data, double[] target, String requestId,
-                               AlgorithmSpec spec) throws AnalysisException {
-        int n = data.length;
-        if (n > limits.maxDataPoints()) {
-            throw AnalysisException.invalid("data has " + n + " values; the limit is " + limits.maxDataPoints()
-                    + " per request (setting max_data_points; use AnalyzeStream for larger series)");
-        }
-        Map<String, String> params = req.getParamsMap();
-        for (String key : params.keySet()) {
-            if (spec.params().stream().noneMatch(p -> p.name().equals(key)) && !key.startsWith("_")) {
-                // Unknown params are tolerated (old clients send extras) but never interpreted.
-                LOG.debug("request {}: ignoring unknown param '{}' for {}", requestId, key, spec.name());
-            }
-        }
-        // before the declared params, so every algorithm words a bad nan_policy the same way
-        String nanPolicy = params.getOrDefault("nan_policy", "raise");
-        if (!nanPolicy.equals("raise") && !nanPolicy.equals("omit")) {
-            throw AnalysisException.invalid("param 'nan_policy' must be 'raise' or 'omit', got '" + printable(nanPolicy, 40) + "'");
-        }
-        for (ParamSpec p : spec.params()) {
-            String value = params.get(p.name());
-            if (value == null) {
-                if (p.required()) {
-                    throw AnalysisException.invalid("missing required param '" + p.name() + "' for "
-                            + spec.name() + " (" + p.help() + ")");
-                }
-                continue;
-            }
-            checkParam(spec, p, value);
-        }
-        // Shape.
-        int rows;
-        int cols;
-        boolean matrix = req.getShapeCount() > 0;
-        if (req.getShapeCount() == 0) {
-            rows = n;
-            cols = 1;
-        } else if (req.getShapeCount() == 1) {
-            if (req.getShape(0) != n) {
-                throw AnalysisException.invalid("shape [" + req.getShape(0) + "] does not match data with "
-                        + n + " values");
-            }
-            rows = n;
-            cols = 1;
-        } else if (req.getShapeCount() == 2) {
-            long r = req.getShape(0);
-            long c = req.getShape(1);
-            if (r < 0 || c <= 0) {
-                throw AnalysisException.invalid("shape [" + r + ", " + c + "] must have rows >= 0 and columns >= 1");
-            }
-            if (r * c != n) {
-                throw AnalysisException.invalid("shape [" + r + ", " + c + "] needs " + (r * c)
-                        + " values but data has " + n);
-            }
-            rows = (int) r;
-            cols = (int) c;
-        } else {
-            throw AnalysisException.invalid("shape must have 1 or 2 dimensions, got " + req.getShapeCount());
-        }
-        if (cols > 1 && spec.input().equals("series")) {
-            throw AnalysisException.invalid(spec.name() + " takes a 1-D series, but shape is [" + rows + ", "
-                    + cols + "]");
-        }
-        if (target.length > 0 && target.length != rows) {
-            throw AnalysisException.invalid("target has " + target.length + " values but data has "
-                    + rows + " rows");
-        }
-        if (target.length == 0) {
-            target = null;
-        }
-        int omitted = 0;
-        int bad = firstNonFinite(data);
-        int badTarget = target == null ? -1 : firstNonFinite(target);
-        if (bad >= 0 || badTarget >= 0) {
-            if (nanPolicy.equals("raise")) {
-                String where = bad >= 0 ? "data[" + bad + "] is " + data[bad]
-                        : "target[" + badTarget + "] is " + target[badTarget];
-                throw AnalysisException.invalid(where + "; NaN and infinite values are rejected "
-                        + "(send param nan_policy=omit to drop them)");
-            }
-            int keptRows = 0;
-            double[] cleanData = new double[n];
-            double[] cleanTarget = target == null ? null : new double[rows];
-            for (int r = 0; r < rows; r++) {
-                boolean ok = target == null || Double.isFinite(target[r]);
-                for (int c = 0; c < cols && ok; c++) {
-                    ok = Double.isFinite(data[r * cols + c]);
-                }
-                if (ok) {
-                    System.arraycopy(data, r * cols, cleanData, keptRows * cols, cols);
-                    if (cleanTarget != null) {
-                        cleanTarget[keptRows] = target[r];
-                    }
-                    keptRows++;
-                }
-            }
-            omitted = rows - keptRows;
-            rows = keptRows;
-            data = java.util.Arrays.copyOf(cleanData, keptRows * cols);
-            target = cleanTarget == null ? null : java.util.Arrays.copyOf(cleanTarget, keptRows);
-        }
-        if (spec.minPoints() > 0 && rows < spec.minPoints()) {
-            String what = rows == 0 ? "no data" : "only " + rows + " data point" + (rows == 1 ? "" : "s")
-                    + (omitted > 0 ? " after omitting " + omitted + " NaN/Inf" : "");
-            throw AnalysisException.invalid(spec.name() + " needs at least " + spec.minPoints()
-                    + " data point" + (spec.minPoints() == 1 ? "" : "s") + ", got " + what);
-        }
-        if (spec.input().equals("text") && req.getTextsCount() == 0 && !params.containsKey("text")
-                && !(params.containsKey("text1") && params.containsKey("text2"))) {
-            throw AnalysisException.invalid(spec.name() + " needs texts (field 'texts') or param 'text'"
-                    + (spec.name().equals("text_similarity") ? " / params 'text1' and 'text2'" : ""));
-        }
-        AnalysisInput input = new AnalysisInput(requestId, spec.name(), data, rows, cols, matrix, target,
-                List.copyOf(req.getTextsList()), params);
-        return new Validated(input, omitted);
-    }
-
-    private static int firstNonFinite(double[] a) {
-        for (int i = 0; i < a.length; i++) {
-            if (!Double.isFinite(a[i])) {
-                return i;
-            }
-        }
-        return -1;
-    }
-
-    // The grammar of a number the Python side accepts (core.Params): decimal, no nan/inf/hex/underscores.
-    private static final java.util.regex.Pattern DECIMAL =
-            java.util.regex.Pattern.compile("[+-]?(\\d+(\\.\\d*)?|\\.\\d+)([eE][+-]?\\d+)?");
-    private static final java.util.regex.Pattern INTEGER = java.util.regex.Pattern.compile("[+-]?\\d+");
-    private static final List<String> BOOLS = List.of("true", "false", "1", "0", "yes", "no", "on", "off");
-
-    /**
-     * Checks one param value against its declaration: the same grammar, bounds and choices as the worker's
-     * {@code core.Params} (the declaration itself comes from the worker package's catalogue).
-     */
-    private static void checkParam(AlgorithmSpec spec, ParamSpec p, String value) throws AnalysisException {
-        String v = value.trim();
-        if (v.isEmpty() && !p.required()) {
-            return;
-        }
-        String lower = v.toLowerCase(java.util.Locale.ROOT);
-        if (p.words().contains(lower)) {
-            return;
-        }
-        String problem = switch (p.type()) {
-            case INT -> {
-                Double n = null;
-                if (v.length() <= 40 && (INTEGER.matcher(v).matches()
-                        || (DECIMAL.matcher(v).matches() && isIntegral(Double.parseDouble(v))))) {
-                    n = Double.parseDouble(v); // "5.0" and "1e3" are integers; "5.5" is not
-                }
-                yield n != null && inRange(p, n) ? null : "an integer" + rangeText(p);
-            }
-            case NUMBER -> {
-                boolean ok = DECIMAL.matcher(v).matches() && Double.isFinite(Double.parseDouble(v))
-                        && inRange(p, Double.parseDouble(v));
-                yield ok ? null : (p.min() == null && p.max() == null ? "a finite number" : "a number" + rangeText(p));
-            }
-            case BOOL -> BOOLS.contains(lower) ? null : "true or false";
-            case INT_LIST -> {
-                boolean ok = true;
-                for (String part : v.replace("(", "").replace(")", "").split(",", -1)) {
-                    ok &= INTEGER.matcher(part.trim()).matches() && part.trim().length() <= 18;
-                }
-                yield ok ? null : "a comma-separated list of integers like \"1,1,1\"";
-            }
-            case CHOICE -> p.choices().contains(lower) ? null : "one of " + String.join(", ", p.choices());
-            case STRING -> null;
-        };
-        if (problem != null && !p.words().isEmpty()) {
-            problem += " or " + String.join(", ", p.words());
-        }
-        if (problem != null) {
-            String shown = printable(v, 40);
-            throw AnalysisException.invalid("param '" + p.name() + "' of " + spec.name() + " must be " + problem
-                    + ", got '" + shown + "'");
-        }
-    }
-
-    private static boolean isIntegral(double d) {
-        return Double.isFinite(d) && d == Math.rint(d);
-    }
-
-    private static boolean inRange(ParamSpec p, double x) {
-        if (p.min() != null && (x < p.min() || (p.minExclusive() && x == p.min()))) {
-            return false;
-        }
-        return p.max() == null || x <= p.max();
-    }
-
-    /** As the worker words it (core._range_text). */
-    private static String rangeText(ParamSpec p) {
-        Double lo = p.min();
-        Double hi = p.max();
-        if (lo != null && hi != null) {
-            return p.minExclusive() ? " > " + num(lo) + " and <= " + num(hi) : " between " + num(lo) + " and " + num(hi);
-        }
-        if (lo != null) {
-            return (p.minExclusive() ? " > " : " >= ") + num(lo);
-        }
-        return hi != null ? " <= " + num(hi) : "";
-    }
-
-    private static String num(double x) {
-        return x == Math.rint(x) && Math.abs(x) < 1e15 ? Long.toString((long) x) : Double.toString(x);
     }
 
     // ---------------------------------------------------------------- implementation choice
@@ -529,7 +314,7 @@ public final class Dispatcher {
     private record Outcome(String resultJson, String implementation, Map<String, String> stats) {
     }
 
-    private Outcome runNative(AlgorithmSpec spec, Validated v) throws AnalysisException {
+    private Outcome runNative(AlgorithmSpec spec, RequestValidator.Validated v) throws AnalysisException {
         long t0 = System.nanoTime();
         Object result = kernels.get(spec.name()).compute(v.input().data(), v.input().params());
         long computeUs = (System.nanoTime() - t0) / 1000;
@@ -539,7 +324,7 @@ public final class Dispatcher {
         return new Outcome(ResultJson.write(result), "native", stats);
     }
 
-    private CompletableFuture<Outcome> runPython(Validated v, long timeoutMs, Cancellation cancel,
+    private CompletableFuture<Outcome> runPython(RequestValidator.Validated v, long timeoutMs, Cancellation cancel,
                                                  PythonBackend.Listener listener) {
         if (!python.isAvailable()) {
             return CompletableFuture.failedFuture(new AnalysisException(ErrorCode.UNAVAILABLE,
