@@ -1,26 +1,24 @@
-"""The worker process: connect to the engine, say hello, serve one request at a time."""
+"""The worker: connect to the engine, say hello, serve one request at a time (cancel via SIGIO, progress).
+
+What a request frame becomes is decode.py; this process's title, RSS, versions, parent death and clean stop
+are process.py."""
 
 import argparse
 import fcntl
-import mmap
 import os
-import re
 import signal
-import stat
-import platform
 import socket
 import struct
-import sys
 import time
 import traceback
 
-import msgpack
-import numpy as np
-
-from . import __version__
-from .core import (CANCELLED, INTERNAL, INVALID_ARGUMENT, UNKNOWN_ALGORITHM, AlgorithmError, Cancelled, Input,
-                   served_algorithms)
+from .core import CANCELLED, INTERNAL, INVALID_ARGUMENT, AlgorithmError, Cancelled, served_algorithms
+# The names below are part of this module's interface too: template.py, the tests and tests/faults.sh reach
+# them as server.<name>.
+from .decode import BadRequest, _release_maps, decode_request
 from .jsonout import to_json
+from .process import (Log, Title, install_clean_stop, library_versions, load_algorithms, preload, rss_bytes,
+                      set_parent_death_signal)
 from .protocol import (DEFAULT_MAX_FRAME, PROTOCOL_VERSION, ConnectionClosed, ProtocolError, decode_body,
                        encode_frame, read_frame, write_raw)
 
@@ -34,172 +32,12 @@ MAX_MESSAGE_CHARS = 400
 MIN_MAX_FRAME = 65536  # the hello alone is several KiB
 
 
-# --------------------------------------------------------------------------- process plumbing
-
-class Log:
-    def __init__(self, worker_id):
-        self.prefix = "analytics-worker[%d] " % worker_id
-
-    def __call__(self, fmt, *args):
-        try:
-            sys.stderr.write(self.prefix + (fmt % args if args else fmt) + "\n")
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-
-
-def set_parent_death_signal():
-    """Linux: ask for SIGKILL when the parent (the engine) dies, even by kill -9. Not SIGTERM: a worker
-    treats SIGTERM as "finish the current request, then wait for the engine's shutdown" (clean stop)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-        import signal
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        return libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def _printable(s):
-    return "".join(c if c.isprintable() else "?" for c in s)
-
-
-class Title:
-    """The process title htop/ps show: "analytics-worker[N] idle" or "...[N] busy <algorithm> req=<id[:8]>".
-
-    busy()/idle() run twice per request, so the strings are built ahead: the idle title once, the busy
-    prefix once per algorithm name; per request only the id is cut (and cleaned in the rare case it needs it)."""
-
-    ALGO_CHARS = 40
-    ID_CHARS = 8
-    _MAX_CACHED = 256  # algorithm names come from the frame: a client inventing names must not grow this
-
-    def __init__(self, worker_id):
-        self.base = "analytics-worker[%d]" % worker_id
-        self._idle = self.base + " idle"
-        self._busy_prefix = {}
-        try:
-            from setproctitle import setproctitle
-            self._set = setproctitle
-        except ImportError:  # still serve, just without readable titles
-            self._set = None
-
-    def set(self, state):
-        self.set_raw(self.base + " " + state)
-
-    def set_raw(self, title):
-        if self._set is not None:
-            self._set(title)
-
-    def idle(self):
-        if self._set is not None:
-            self._set(self._idle)
-
-    def busy_title(self, algorithm, req_id):
-        # algorithm and id come from the frame: keep the title printable and short
-        prefix = self._busy_prefix.get(algorithm)
-        if prefix is None:
-            prefix = "%s busy %s req=" % (self.base, _printable(algorithm[:self.ALGO_CHARS]))
-            if len(self._busy_prefix) < self._MAX_CACHED:
-                self._busy_prefix[algorithm] = prefix
-        rid = req_id[:self.ID_CHARS]
-        if not rid.isprintable():
-            rid = _printable(rid)
-        return prefix + rid
-
-    def busy(self, algorithm, req_id):
-        if self._set is not None:
-            self._set(self.busy_title(algorithm, req_id))
-
-
-def rss_bytes():
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            resident_pages = int(f.read().split()[1])
-        return resident_pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        try:
-            import resource
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        except Exception:
-            return 0
-
-
-def _dist_version(dist_name):
-    """Version of an installed distribution, without importing it (keeps start-up fast)."""
-    norm = dist_name.replace("-", "_").lower()
-    for d in sys.path:
-        try:
-            names = os.listdir(d or ".")
-        except OSError:
-            continue
-        for name in names:
-            if name.endswith(".dist-info") or name.endswith(".egg-info"):
-                base = name.rsplit(".", 1)[0]
-                pkg, _, ver = base.partition("-")
-                if pkg.replace("-", "_").lower() == norm and ver:
-                    return ver
-    return "unknown"
-
-
-def library_versions():
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": _dist_version("scipy"),
-        "sklearn": _dist_version("scikit-learn"),
-        "statsmodels": _dist_version("statsmodels"),
-        "msgpack": ".".join(str(v) for v in msgpack.version),
-        "worker": __version__,
-    }
-
-
-PRELOAD_MODULES = (
-    "scipy.stats", "sklearn.cluster", "sklearn.decomposition", "sklearn.ensemble", "sklearn.linear_model",
-    "sklearn.metrics", "sklearn.feature_extraction.text", "statsmodels.tsa.arima.model",
-    "statsmodels.tsa.seasonal",
-)
-
-
-def preload():
-    """Import the heavy libraries now (before hello), so the first request does not pay for them."""
-    import importlib
-    for name in PRELOAD_MODULES:
-        importlib.import_module(name)
-    from .algorithms import text
-    text._vader()
-
-
-def load_algorithms():
-    # importing the modules registers their algorithms; heavy libraries are imported lazily inside
-    from .algorithms import ml, stats, testing, text, timeseries  # noqa: F401
-
-
-# --------------------------------------------------------------------------- request handling
-
 def _one_line(s):
     s = " ".join(str(s).split())
     return s if len(s) <= MAX_MESSAGE_CHARS else s[:MAX_MESSAGE_CHARS - 3] + "..."
 
 
-class BadRequest(Exception):
-    pass
-
-
-def _decode_floats(raw, field):
-    if not isinstance(raw, (bytes, bytearray)):
-        raise BadRequest("field '%s' must be msgpack bin (little-endian float64), got %s" % (field, type(raw).__name__))
-    if len(raw) % 8:
-        raise BadRequest("field '%s' has %d bytes, not a multiple of 8" % (field, len(raw)))
-    return np.frombuffer(raw, dtype="<f8")
-
-
-# Shared-memory hand-off (PROTOCOL.md, "data_file"): the engine writes a large float64 array into a file of
-# its private runtime directory and sends only the file's name. The name is checked before it is joined with
-# the directory the worker already knows (the --socket directory); nothing else from a frame becomes a path.
+# Offered in the hello when the worker knows its runtime directory (decode.py maps the files).
 FEATURES = ("data_file",)
 # Revision 3: "cancel" (a cancel frame stops the running computation) needs signal-driven I/O on the socket;
 # "progress" (progress frames while computing) is always offered.
@@ -218,121 +56,6 @@ def _importing():
     """True while some module is being imported (the import system holds a per-module lock meanwhile)."""
     import importlib._bootstrap as bootstrap
     return bool(getattr(bootstrap, "_module_locks", None))
-_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
-_DATA_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}\Z")
-
-
-def _map_floats(ref, field, data_dir, maps):
-    """Maps the file named by a data_file/target_file map read-only; returns a read-only float64 view."""
-    if data_dir is None:
-        raise BadRequest("field '%s' is not supported by this worker (no runtime directory)" % field)
-    if not isinstance(ref, dict) or set(ref) != {"name", "nbytes"}:
-        raise BadRequest("field '%s' must be a map with exactly 'name' and 'nbytes'" % field)
-    name, nbytes = ref["name"], ref["nbytes"]
-    if not isinstance(name, str) or not _DATA_FILE_NAME.match(name) or ".." in name:
-        raise BadRequest("field '%s' has an invalid file name (a plain name of [A-Za-z0-9_.-] is required)" % field)
-    if type(nbytes) is not int or nbytes < 0 or nbytes % 8:
-        raise BadRequest("field '%s': nbytes must be a non-negative multiple of 8" % field)
-    try:
-        fd = os.open(os.path.join(data_dir, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise BadRequest("field '%s': file %.80r not found in the runtime directory" % (field, name))
-    except OSError as e:
-        raise BadRequest("field '%s': cannot open %.80r (%s)" % (field, name, e.strerror or type(e).__name__))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise BadRequest("field '%s': %.80r is not a regular file" % (field, name))
-        if st.st_size != nbytes:
-            raise BadRequest("field '%s': file %.80r has %d bytes, nbytes says %d" % (field, name, st.st_size, nbytes))
-        if nbytes == 0:
-            return np.empty(0, dtype="<f8")
-        # MAP_POPULATE (Linux, Python >= 3.10): map all pages at once instead of one fault per 4 KiB page
-        mm = mmap.mmap(fd, nbytes, flags=mmap.MAP_SHARED | _MAP_POPULATE, prot=mmap.PROT_READ)
-    finally:
-        os.close(fd)
-    maps.append(mm)
-    return np.frombuffer(mm, dtype="<f8")  # read-only, no copy
-
-
-def _release_maps(maps):
-    """Unmaps the request's files; a mapping still referenced (e.g. kept by a result) is left to the GC."""
-    while maps:
-        mm = maps.pop()
-        try:
-            mm.close()
-        except BufferError:
-            pass
-
-
-def decode_request(msg, algorithms, data_dir=None, maps=None, progress=None):
-    """Validate a request map; returns (Algorithm, Input). Raises BadRequest / AlgorithmError.
-
-    ``data_dir`` is the runtime directory for ``data_file``/``target_file`` (None: not supported); the
-    mappings made are appended to ``maps`` for the caller to release with _release_maps once done."""
-    if maps is None:
-        maps = []
-    name = msg.get("algorithm")
-    if not isinstance(name, str):
-        raise BadRequest("field 'algorithm' must be a string")
-    algo = algorithms.get(name)
-    if algo is None:
-        raise AlgorithmError(UNKNOWN_ALGORITHM, "unknown algorithm %.80r" % name)
-
-    params = msg.get("params", {})
-    if params is None:
-        params = {}
-    if not isinstance(params, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in params.items()):
-        raise BadRequest("field 'params' must be a map of string to string")
-
-    data_ref = msg.get("data_file")
-    if data_ref is not None:
-        if msg.get("data") is not None:
-            raise BadRequest("fields 'data' and 'data_file' are mutually exclusive")
-        data = _map_floats(data_ref, "data_file", data_dir, maps)
-    else:
-        raw = msg.get("data", b"")
-        data = _decode_floats(b"" if raw is None else raw, "data")
-
-    shape = msg.get("shape")
-    if shape is None or shape == []:
-        shape = [data.size]
-    if (not isinstance(shape, list) or not 1 <= len(shape) <= 2
-            or not all(type(s) is int and s >= 0 for s in shape)):
-        raise BadRequest("field 'shape' must be [n] or [n, d] with non-negative integers")
-    total = 1
-    for s in shape:
-        total *= s
-    if total != data.size:
-        raise BadRequest("shape %s needs %d values but data has %d" % (shape, total, data.size))
-
-    target = msg.get("target")
-    target_ref = msg.get("target_file")
-    if target_ref is not None:
-        if target is not None:
-            raise BadRequest("fields 'target' and 'target_file' are mutually exclusive")
-        target = _map_floats(target_ref, "target_file", data_dir, maps)
-    elif target is not None:
-        target = _decode_floats(target, "target")
-    if target is not None:
-        if target.size != shape[0]:
-            raise BadRequest("target has %d values but data has %d rows" % (target.size, shape[0]))
-
-    texts = msg.get("texts")
-    if texts is not None:
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            raise BadRequest("field 'texts' must be a list of strings")
-
-    timeout = msg.get("timeout_ms")
-    if timeout is not None and type(timeout) is not int:
-        raise BadRequest("field 'timeout_ms' must be an integer")
-
-    wants = msg.get("progress", False)
-    if type(wants) is not bool:
-        raise BadRequest("field 'progress' must be a boolean")
-
-    return algo, Input(name, data, shape, target, texts or [], params, algo.optional,
-                       progress=progress if wants else None)
 
 
 class Worker:
@@ -596,16 +319,6 @@ def parse_args(argv):
     return args
 
 
-def install_clean_stop(log):
-    """SIGTERM (e.g. systemd signalling the whole unit) does not end a worker: it finishes the request it is
-    running and keeps waiting for the engine, which drains and then sends "shutdown" (or closes the socket,
-    or dies: EOF and the parent-death/engine watch still end the worker). The engine itself never relies on
-    SIGTERM to stop a worker: it sends "shutdown", and SIGKILL for a worker that must go at once."""
-    import signal
-
-    def on_term(signum, frame):
-        log("SIGTERM received: finishing the current request, then waiting for the engine's shutdown message")
-    signal.signal(signal.SIGTERM, on_term)
 
 
 def run_worker(socket_path, worker_id, token, max_frame, enable_test, log=None):
