@@ -86,7 +86,7 @@ class FlowControlWindowTest {
                 d[i] = r.nextDouble() * 100 - 50;
                 b.addData(d[i]);
             }
-            AnalysisResponse resp = engine.stub.analyze(b.build());
+            AnalysisResponse resp = engine.stub.withDeadlineAfter(120, java.util.concurrent.TimeUnit.SECONDS).analyze(b.build());
             assertTrue(resp.getSuccess(), resp.getErrorMessage());
             JsonNode j = new ObjectMapper().readTree(resp.getResultJson());
             Arrays.sort(d);

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.BufferedReader;
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.InputStreamReader;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
@@ -16,6 +17,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.function.BiConsumer;
+import java.util.function.Consumer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -71,15 +73,20 @@ final class TemplateProcess {
         daemon("fork-server-" + process.pid() + "-output", this::readOutput);
     }
 
-    private void readControl() {
-        try (BufferedReader r = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8))) {
+    /** Hands every line of {@code in} to {@code each} until its writers are gone (EOF or a read error). */
+    private static void eachLine(InputStream in, Consumer<String> each) {
+        try (BufferedReader r = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8))) {
             String line;
             while ((line = r.readLine()) != null) {
-                onEvent(line);
+                each.accept(line);
             }
         } catch (IOException ignored) {
-            // template gone
+            // the writers are gone: the callers go on with what that means
         }
+    }
+
+    private void readControl() {
+        eachLine(process.getInputStream(), this::onEvent); // returns when the template is gone
         String how;
         try {
             how = describeExit(process.onExit().get(2, TimeUnit.SECONDS).exitValue());
@@ -122,14 +129,7 @@ final class TemplateProcess {
     }
 
     private void readOutput() {
-        try (BufferedReader r = new BufferedReader(new InputStreamReader(process.getErrorStream(), StandardCharsets.UTF_8))) {
-            String line;
-            while ((line = r.readLine()) != null) {
-                onOutput(line);
-            }
-        } catch (IOException ignored) {
-            // every writer is gone
-        }
+        eachLine(process.getErrorStream(), this::onOutput); // until the template and every forked worker are gone
     }
 
     private void onOutput(String line) {
