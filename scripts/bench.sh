@@ -22,7 +22,8 @@ Options:
   --duration S      seconds per measurement (default 10)
   --runs N          alternating runs; medians and spread are over runs (default 3)
   --output NAME     write bench/results/NAME.md and NAME.json (default latest)
-  --no-build        do not rebuild the engine even if its sources are newer than the jar
+  --no-build        do not rebuild even if the engine's sources are newer than the jar, or py-worker's
+                    sources newer than the copy installed in py-worker/.venv (which the workers run)
   -h, --help        this help
 Environment: BENCH_JAVA_OPTS (extra JVM flags for the engine, e.g. -XX:StartFlightRecording=...),
              BENCH_BEFORE_JAR (an engine jar built from an earlier commit: the large-request scenarios
