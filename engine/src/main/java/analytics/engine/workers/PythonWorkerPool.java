@@ -84,6 +84,8 @@ public final class PythonWorkerPool implements PythonBackend {
     private Path runtimeDir;
     private WorkerRuntime runtime;
     private WorkerSocketServer server;
+    /** The event loops the worker connections are served on (null: the socket server's own): see {@link #useEventLoops}. */
+    private io.netty.channel.EventLoopGroup sharedLoops;
     private WorkerSupervisor supervisor;
     private WorkerLauncher launcher;
     private GenericObjectPool<WorkerHandle> pool;
@@ -162,6 +164,20 @@ public final class PythonWorkerPool implements PythonBackend {
 
     // ================================================================= lifecycle
 
+    /**
+     * Serves the worker connections on {@code loops} (an epoll group, normally the gRPC server's; its owner shuts it
+     * down after {@link #close()}) instead of the worker socket's own thread: a cheap request handled on a gRPC
+     * network thread then usually finds an idle worker on that same loop (see {@code WorkerWait.borrowNowNearby}).
+     * Before {@link #start()}. Returns this pool.
+     */
+    public synchronized PythonWorkerPool useEventLoops(io.netty.channel.EventLoopGroup loops) {
+        if (started.get()) {
+            throw new IllegalStateException("useEventLoops must come before start()");
+        }
+        sharedLoops = loops;
+        return this;
+    }
+
     /** Creates the runtime dir, listens on workers.sock and spawns all workers (does not wait for them). */
     public synchronized void start() {
         if (closed.get()) {
@@ -176,7 +192,7 @@ public final class PythonWorkerPool implements PythonBackend {
             launcher = runtime.newLauncher(config);
             supervisor = new WorkerSupervisor(config, launcher, scheduler, events);
             server = new WorkerSocketServer(runtime.socket(), config.maxFrameBytes(), config.timeouts().startup(),
-                    supervisor.connections);
+                    supervisor.connections, sharedLoops);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot set up the worker runtime directory: " + e.getMessage(), e);
         } catch (InterruptedException e) {
@@ -341,7 +357,7 @@ public final class PythonWorkerPool implements PythonBackend {
             log.info("request {} ({}): retrying on another worker", call.id, call.input.algorithm());
         }
         try {
-            WorkerHandle idle = pool.getNumIdle() > 0 ? wait.borrowNow() : null;
+            WorkerHandle idle = pool.getNumIdle() > 0 ? wait.borrowNowNearby() : null;
             if (idle != null) {
                 runAttempt(call, out, idle); // fast path: a worker is free, no thread hop (nothing here blocks)
             } else {
