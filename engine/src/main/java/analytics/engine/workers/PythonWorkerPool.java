@@ -69,7 +69,8 @@ public final class PythonWorkerPool implements PythonBackend {
     private final WorkerPoolConfig config;
     private final MeterRegistry meters;
     private final ScheduledExecutorService scheduler;
-    /** Only fires request deadlines (kept free of process spawning so TIMEOUT is answered on time). */
+    /** Only fires request deadlines (kept free of process spawning so TIMEOUT is answered on time); times those
+     *  not submitted on a shared event loop (see {@link #scheduleDeadline}). */
     private final ScheduledExecutorService deadlines;
     private final ExecutorService borrowers;
     private final ExecutorService completions;
@@ -327,7 +328,7 @@ public final class PythonWorkerPool implements PythonBackend {
         PythonCall call = new PythonCall(input, timeoutMs, cancel,
                 listener == null ? PythonBackend.Listener.NONE : listener, callStops);
         call.result.whenComplete((r, e) -> finish(call, r, e));
-        call.deadlineTask = deadlines.schedule(call::onDeadline, timeoutMs, TimeUnit.MILLISECONDS);
+        call.deadlineTask = scheduleDeadline(sharedLoops, deadlines, call::onDeadline, timeoutMs);
         call.unlisten = cancel.onCancel(call::onCancel); // runs at once if it was cancelled meanwhile
         if (call.result.isDone()) {
             call.unlisten.run(); // answered before the listener was in place (finish saw none)
@@ -340,6 +341,32 @@ public final class PythonWorkerPool implements PythonBackend {
             }
         });
         return call.result;
+    }
+
+    /**
+     * Schedules a request's deadline ({@code onDeadline} runs on {@code deadlines}, never before {@code timeoutMs}).
+     * Submitted on one of the shared event loops (a cheap request on a gRPC network thread), the timer goes into
+     * that loop's own queue: adding it there, and removing it when the answer is finished on the same loop, wakes no
+     * thread, where {@code python-deadline}'s queue woke that thread twice per request (schedule, cancel). Only when
+     * it fires is the deadline's work handed to {@code deadlines} (it may stop and replace a worker: not for a
+     * network thread). Anywhere else {@code deadlines} times it itself.
+     */
+    static ScheduledFuture<?> scheduleDeadline(io.netty.channel.EventLoopGroup loops, ScheduledExecutorService deadlines,
+                                               Runnable onDeadline, long timeoutMs) {
+        if (loops != null) {
+            for (io.netty.util.concurrent.EventExecutor loop : loops) {
+                if (loop.inEventLoop()) {
+                    return loop.schedule(() -> {
+                        try {
+                            deadlines.execute(onDeadline);
+                        } catch (java.util.concurrent.RejectedExecutionException closed) {
+                            // the pool is closed: its calls are failed by the close, as with deadlines' own queue
+                        }
+                    }, timeoutMs, TimeUnit.MILLISECONDS);
+                }
+            }
+        }
+        return deadlines.schedule(onDeadline, timeoutMs, TimeUnit.MILLISECONDS);
     }
 
     private static CompletableFuture<PythonResult> failed(ErrorCode code, String message) {
