@@ -135,6 +135,9 @@ public final class PythonWorkerPool implements PythonBackend {
         this.scheduler = s;
         ScheduledThreadPoolExecutor dl = new ScheduledThreadPoolExecutor(1, daemon("python-deadline"));
         dl.setRemoveOnCancelPolicy(true);
+        // Started now: most deadlines are timed by the event loops (scheduleDeadline), so otherwise this thread would
+        // appear only when the first one fires, much later, looking like a leak to a thread census (FaultSuite).
+        dl.prestartAllCoreThreads();
         this.deadlines = dl;
         ThreadPoolExecutor b = new ThreadPoolExecutor(config.limits().maxConcurrent(), config.limits().maxConcurrent(), 30,
                 TimeUnit.SECONDS, new LinkedBlockingQueue<>(), daemon("python-borrow"));
