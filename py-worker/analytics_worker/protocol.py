@@ -4,6 +4,7 @@ A frame is a 4-byte big-endian unsigned length followed by exactly one msgpack m
 Anything else is a protocol error: the caller logs it (length and type only) and closes.
 """
 
+import socket
 import struct
 
 import msgpack
@@ -51,6 +52,115 @@ def read_frame(sock, max_frame):
         raise ProtocolError("frame length %d exceeds the maximum %d" % (length, max_frame))
     body = _recv_exact(sock, length, "body")
     return decode_body(body, length)
+
+
+class FrameReader:
+    """Reads frames from one socket through a reusable buffer: a small frame, with whatever followed it, arrives
+    in one ``recv_into`` (``read_frame`` above needs two, the header and then the body, and a new buffer each).
+    Bytes read past a frame stay buffered for the next call. A frame longer than the buffer gets a buffer of
+    its own, filled straight from the socket.
+
+    Not thread-safe; the worker's SIGIO handler uses ``read_nowait`` only while ``read`` is not running."""
+
+    BUFFER_BYTES = 65536
+
+    def __init__(self, sock, max_frame, size=BUFFER_BYTES):
+        self.sock = sock
+        self.max_frame = max_frame
+        self.buf = bytearray(size)
+        self.view = memoryview(self.buf)
+        self.start = 0  # buffered, unread bytes are buf[start:end]
+        self.end = 0
+
+    def buffered(self):
+        return self.end - self.start
+
+    def _length(self):
+        """The length of the buffered frame's body, or None while its header is incomplete."""
+        if self.end - self.start < 4:
+            return None
+        (length,) = _HEADER.unpack_from(self.buf, self.start)
+        if length == 0:
+            raise ProtocolError("frame length 0")
+        if length > self.max_frame:
+            raise ProtocolError("frame length %d exceeds the maximum %d" % (length, self.max_frame))
+        return length
+
+    def _take(self, length):
+        """Decodes the complete buffered frame of body ``length`` and consumes it."""
+        begin = self.start + 4
+        self.start = begin + length
+        if self.start == self.end:
+            self.start = self.end = 0
+        with self.view[begin:begin + length] as body:
+            return decode_body(body, length)
+
+    def _compact(self):
+        if self.start:
+            n = self.end - self.start
+            self.buf[:n] = self.view[self.start:self.end].tobytes()  # a copy: the two ranges may overlap
+            self.start, self.end = 0, n
+
+    def _fill(self, flags=0):
+        """One recv into the free tail of the buffer; returns the byte count (0 = EOF)."""
+        if self.end == len(self.buf):
+            self._compact()
+        n = self.sock.recv_into(self.view[self.end:], len(self.buf) - self.end, flags)
+        self.end += n
+        return n
+
+    def read(self):
+        """Blocks for one frame and returns its decoded body, as ``read_frame`` (same errors)."""
+        while True:
+            length = self._length()
+            if length is not None:
+                if self.end - self.start >= 4 + length:
+                    return self._take(length)
+                if 4 + length > len(self.buf):
+                    return self._read_large(length)
+                if self.start + 4 + length > len(self.buf):
+                    self._compact()
+            had = self.end - self.start
+            if self._fill() == 0:
+                if had == 0:
+                    raise ConnectionClosed()
+                if had < 4:
+                    raise ProtocolError("truncated frame: EOF after %d of 4 header bytes" % had)
+                raise ProtocolError("truncated frame: EOF after %d of %d body bytes" % (had - 4, length))
+
+    def _read_large(self, length):
+        body = bytearray(length)
+        got = self.end - self.start - 4
+        body[:got] = self.view[self.start + 4:self.end]
+        self.start = self.end = 0
+        view = memoryview(body)
+        while got < length:
+            r = self.sock.recv_into(view[got:], length - got)
+            if r == 0:
+                raise ProtocolError("truncated frame: EOF after %d of %d body bytes" % (got, length))
+            got += r
+        view.release()
+        return decode_body(body, length)
+
+    def read_nowait(self, max_length):
+        """A complete frame of at most ``max_length`` body bytes without blocking, or None: none complete yet, a
+        longer one (left for ``read``), EOF or a socket error (``read`` reports those). Raises ProtocolError."""
+        while True:
+            length = self._length()
+            if length is not None:
+                if length > max_length:
+                    return None
+                if self.end - self.start >= 4 + length:
+                    return self._take(length)
+                if self.start + 4 + length > len(self.buf):
+                    self._compact()
+            try:
+                if self._fill(socket.MSG_DONTWAIT) == 0:
+                    return None
+            except (BlockingIOError, InterruptedError):
+                return None
+            except OSError:
+                return None
 
 
 def decode_body(body, length=None):

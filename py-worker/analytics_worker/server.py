@@ -8,7 +8,6 @@ import fcntl
 import os
 import signal
 import socket
-import struct
 import time
 import traceback
 
@@ -19,8 +18,8 @@ from .decode import BadRequest, _release_maps, decode_request
 from .jsonout import to_json
 from .process import (Log, Title, install_clean_stop, library_versions, load_algorithms, preload, rss_bytes,
                       set_parent_death_signal)
-from .protocol import (DEFAULT_MAX_FRAME, PROTOCOL_VERSION, ConnectionClosed, ProtocolError, decode_body,
-                       encode_frame, read_frame, write_raw)
+from .protocol import (DEFAULT_MAX_FRAME, PROTOCOL_VERSION, ConnectionClosed, FrameReader, ProtocolError,
+                       encode_frame, write_raw)
 
 EXIT_OK = 0
 EXIT_PROTOCOL = 2
@@ -78,6 +77,8 @@ class Worker:
         self.last_progress = 0.0
         self.reading = False       # _read_available is running (the handler must not re-enter it)
         self.cancel_supported = False  # set by enable_cancel() (main(); unit tests construct workers without)
+        self.recheck_armed = False  # the CANCEL_RECHECK_S timer is set (disarmed after the computation)
+        self.frames = FrameReader(sock, max_frame) if sock is not None else None
 
     def enable_cancel(self):
         self.cancel_supported = self._enable_sigio()
@@ -114,6 +115,7 @@ class Worker:
         if not self.cancel_seen or self.sending or self.computing is None:
             return
         if _importing():
+            self.recheck_armed = True
             signal.setitimer(signal.ITIMER_REAL, CANCEL_RECHECK_S)
             return
         self.cancel_seen = False
@@ -130,24 +132,12 @@ class Worker:
     def _read_frames_nowait(self):
         while True:
             try:
-                head = self.sock.recv(4, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-                if len(head) < 4:
-                    return
-                (length,) = struct.unpack(">I", head)
-                if length == 0 or length > self.max_frame or length > 1 << 20:
-                    return  # serve() reads it (and reports a bad one) after the computation
-                whole = self.sock.recv(4 + length, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-                if len(whole) < 4 + length:
-                    return  # the rest arrives later, with another SIGIO
-                self.sock.recv(4 + length, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return  # serve() sees the broken connection
-            try:
-                msg = decode_body(whole[4:])
+                # a frame over 1 MiB is no cancel: serve() reads it (and reports a bad one) after the computation
+                msg = self.frames.read_nowait(1 << 20)
             except ProtocolError as e:
                 self.pending.append(e)
+                return
+            if msg is None:
                 return
             if msg["type"] == "cancel" and msg.get("id") == self.computing:
                 self.cancel_seen = True
@@ -215,8 +205,9 @@ class Worker:
                 result = algo.func(inp)
             finally:
                 self.computing = None
-                if self.cancel_supported:
-                    signal.setitimer(signal.ITIMER_REAL, 0)  # no recheck left for the next request
+                if self.recheck_armed:  # no recheck left for the next request (a syscall only when one was set)
+                    self.recheck_armed = False
+                    signal.setitimer(signal.ITIMER_REAL, 0)
                 t2 = time.perf_counter()
                 timings["compute_us"] = int((t2 - t1) * 1e6)
             result_json = to_json(result)
@@ -262,7 +253,7 @@ class Worker:
         self.title.idle()
         while True:
             try:
-                msg = self.pending.pop(0) if self.pending else read_frame(self.sock, self.max_frame)
+                msg = self.pending.pop(0) if self.pending else self.frames.read()
                 if isinstance(msg, ProtocolError):
                     raise msg
             except ConnectionClosed:

@@ -282,16 +282,26 @@ public final class Main implements Callable<Integer> {
             log.warn("TEST MODE: the workers' _test_* algorithms are reachable; never use this in production");
         }
         EngineMetrics metrics = new EngineMetrics();
+        // One set of network event loops for the gRPC connections and the worker connections, shut down once,
+        // after both the server and the pool have stopped (EngineServer.newSharedLoops says why).
+        io.netty.channel.EventLoopGroup loops = EngineServer.newSharedLoops();
+        Runnable closeLoops = () -> {
+            if (loops != null) {
+                loops.shutdownGracefully(0, 1, java.util.concurrent.TimeUnit.SECONDS)
+                        .awaitUninterruptibly(3, java.util.concurrent.TimeUnit.SECONDS);
+            }
+        };
         PythonBackend py;
         try {
-            py = PythonWiring.start(cfg, resolvePython(cfg), metrics);
+            py = PythonWiring.start(cfg, resolvePython(cfg), metrics, loops);
         } catch (Exception e) {
             log.error("cannot start the Python workers: {}", e.getMessage());
+            closeLoops.run();
             return 3;
         }
         Dispatcher dispatcher = new Dispatcher(new AlgorithmRegistry(cfg.testMode()), NativeStatistics.KERNELS, py, metrics,
                 new Dispatcher.Limits(cfg.maxDataPoints(), cfg.defaultTimeoutMs()));
-        EngineServer server = new EngineServer(cfg, dispatcher, metrics);
+        EngineServer server = new EngineServer(cfg, dispatcher, metrics, loops);
         try {
             server.start();
         } catch (Exception e) {
@@ -301,6 +311,7 @@ public final class Main implements Callable<Integer> {
             if (py != null) {
                 py.close();
             }
+            closeLoops.run();
             return 3;
         }
         CountDownLatch stopped = new CountDownLatch(1);
@@ -314,6 +325,7 @@ public final class Main implements Callable<Integer> {
             if (py != null) {
                 py.close();
             }
+            closeLoops.run();
             log.info("stopped");
             stopped.countDown();
         };

@@ -45,14 +45,21 @@ final class PythonWiring {
                         .withBorrowWait(Duration.ofMillis(cfg.queueWaitMs())));
     }
 
-    /** Starts the pool (non-blocking) or returns null when workers = 0. */
-    static PythonBackend start(EngineConfig cfg, String python, EngineMetrics metrics) {
+    /**
+     * Starts the pool (non-blocking) or returns null when workers = 0. {@code loops} (may be null): the event loops
+     * to serve the worker connections on, shared with the gRPC server (see {@code EngineServer.newSharedLoops}).
+     */
+    static PythonBackend start(EngineConfig cfg, String python, EngineMetrics metrics,
+                               io.netty.channel.EventLoopGroup loops) {
         if (cfg.workers() == 0) {
             return null;
         }
         checkPython(python);
         PythonWorkerPool pool = new PythonWorkerPool(poolConfig(cfg, python, cfg.workers()), metrics.registry(),
                 cfg.shmThresholdBytes());
+        if (loops != null) {
+            pool.useEventLoops(loops);
+        }
         WorkerSlotMetrics.bind(metrics.registry(), cfg.workers(), pool, PythonWorkerPool::status); // per-worker meters (monitoring)
         pool.start();
         whenReady(pool, () -> checkCatalogue(pool, cfg.testMode()));

@@ -61,6 +61,8 @@ public final class EngineServer implements AutoCloseable {
     private final ExecutorService calls;
     private final EventLoopGroup boss;
     private final EventLoopGroup workers;
+    /** {@link #workers} is the caller's ({@link #newSharedLoops}): shut down by its owner, not here. */
+    private final boolean sharedWorkers;
     private final boolean epoll = Epoll.isAvailable();
     private volatile boolean shuttingDown;
     private Server tcp;
@@ -68,6 +70,15 @@ public final class EngineServer implements AutoCloseable {
     private Path socketFile;
 
     public EngineServer(EngineConfig config, Dispatcher dispatcher, EngineMetrics metrics) {
+        this(config, dispatcher, metrics, null);
+    }
+
+    /**
+     * @param sharedLoops the network event loops from {@link #newSharedLoops} (shared with the Python worker
+     *                    connections; the caller shuts them down after this server's {@link #shutdown}), or null
+     *                    for this server's own
+     */
+    public EngineServer(EngineConfig config, Dispatcher dispatcher, EngineMetrics metrics, EventLoopGroup sharedLoops) {
         this.config = config;
         this.dispatcher = dispatcher;
         this.metrics = metrics;
@@ -75,13 +86,33 @@ public final class EngineServer implements AutoCloseable {
         this.compute = Executors.newFixedThreadPool(Math.max(2, Runtime.getRuntime().availableProcessors()),
                 named("analytics-compute"));
         this.calls = Executors.newCachedThreadPool(named("grpc-call"));
-        if (epoll) {
+        this.sharedWorkers = sharedLoops != null;
+        if (sharedLoops != null) {
+            if (!epoll) {
+                throw new IllegalArgumentException("shared event loops need netty-epoll");
+            }
+            boss = new EpollEventLoopGroup(1, named("grpc-boss"));
+            workers = sharedLoops;
+        } else if (epoll) {
             boss = new EpollEventLoopGroup(1, named("grpc-boss"));
             workers = new EpollEventLoopGroup(0, named("grpc-io"));
         } else {
             boss = new NioEventLoopGroup(1, named("grpc-boss"));
             workers = new NioEventLoopGroup(0, named("grpc-io"));
         }
+    }
+
+    /**
+     * One epoll event loop per core, for the gRPC connections and the Python worker connections together
+     * ({@code PythonWorkerPool.useEventLoops}): a cheap Python request whose gRPC connection and worker share a
+     * loop is written, answered and responded to on that one thread. Null without epoll (the NIO fallback keeps
+     * separate loops: the worker socket is epoll-only). The caller shuts it down after the server and the pool.
+     */
+    public static EventLoopGroup newSharedLoops() {
+        if (!Epoll.isAvailable()) {
+            return null;
+        }
+        return new EpollEventLoopGroup(Runtime.getRuntime().availableProcessors(), named("net-io"));
     }
 
     private static ThreadFactory named(String prefix) {
@@ -105,7 +136,9 @@ public final class EngineServer implements AutoCloseable {
             }
             compute.shutdownNow();
             boss.shutdownGracefully(0, 1, TimeUnit.SECONDS);
-            workers.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+            if (!sharedWorkers) {
+                workers.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+            }
             throw e;
         }
     }
@@ -347,7 +380,9 @@ public final class EngineServer implements AutoCloseable {
         compute.shutdownNow();
         calls.shutdownNow();
         boss.shutdownGracefully(0, 1, TimeUnit.SECONDS);
-        workers.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+        if (!sharedWorkers) {
+            workers.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+        }
         if (socketFile != null) {
             try {
                 Files.deleteIfExists(socketFile);

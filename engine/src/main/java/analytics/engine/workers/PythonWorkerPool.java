@@ -69,7 +69,8 @@ public final class PythonWorkerPool implements PythonBackend {
     private final WorkerPoolConfig config;
     private final MeterRegistry meters;
     private final ScheduledExecutorService scheduler;
-    /** Only fires request deadlines (kept free of process spawning so TIMEOUT is answered on time). */
+    /** Only fires request deadlines (kept free of process spawning so TIMEOUT is answered on time); times those
+     *  not submitted on a shared event loop (see {@link #scheduleDeadline}). */
     private final ScheduledExecutorService deadlines;
     private final ExecutorService borrowers;
     private final ExecutorService completions;
@@ -84,6 +85,8 @@ public final class PythonWorkerPool implements PythonBackend {
     private Path runtimeDir;
     private WorkerRuntime runtime;
     private WorkerSocketServer server;
+    /** The event loops the worker connections are served on (null: the socket server's own): see {@link #useEventLoops}. */
+    private io.netty.channel.EventLoopGroup sharedLoops;
     private WorkerSupervisor supervisor;
     private WorkerLauncher launcher;
     private GenericObjectPool<WorkerHandle> pool;
@@ -132,6 +135,9 @@ public final class PythonWorkerPool implements PythonBackend {
         this.scheduler = s;
         ScheduledThreadPoolExecutor dl = new ScheduledThreadPoolExecutor(1, daemon("python-deadline"));
         dl.setRemoveOnCancelPolicy(true);
+        // Started now: most deadlines are timed by the event loops (scheduleDeadline), so otherwise this thread would
+        // appear only when the first one fires, much later, looking like a leak to a thread census (FaultSuite).
+        dl.prestartAllCoreThreads();
         this.deadlines = dl;
         ThreadPoolExecutor b = new ThreadPoolExecutor(config.limits().maxConcurrent(), config.limits().maxConcurrent(), 30,
                 TimeUnit.SECONDS, new LinkedBlockingQueue<>(), daemon("python-borrow"));
@@ -162,6 +168,20 @@ public final class PythonWorkerPool implements PythonBackend {
 
     // ================================================================= lifecycle
 
+    /**
+     * Serves the worker connections on {@code loops} (an epoll group, normally the gRPC server's; its owner shuts it
+     * down after {@link #close()}) instead of the worker socket's own thread: a cheap request handled on a gRPC
+     * network thread then usually finds an idle worker on that same loop (see {@code WorkerWait.borrowNowNearby}).
+     * Before {@link #start()}. Returns this pool.
+     */
+    public synchronized PythonWorkerPool useEventLoops(io.netty.channel.EventLoopGroup loops) {
+        if (started.get()) {
+            throw new IllegalStateException("useEventLoops must come before start()");
+        }
+        sharedLoops = loops;
+        return this;
+    }
+
     /** Creates the runtime dir, listens on workers.sock and spawns all workers (does not wait for them). */
     public synchronized void start() {
         if (closed.get()) {
@@ -176,7 +196,7 @@ public final class PythonWorkerPool implements PythonBackend {
             launcher = runtime.newLauncher(config);
             supervisor = new WorkerSupervisor(config, launcher, scheduler, events);
             server = new WorkerSocketServer(runtime.socket(), config.maxFrameBytes(), config.timeouts().startup(),
-                    supervisor.connections);
+                    supervisor.connections, sharedLoops);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot set up the worker runtime directory: " + e.getMessage(), e);
         } catch (InterruptedException e) {
@@ -311,7 +331,7 @@ public final class PythonWorkerPool implements PythonBackend {
         PythonCall call = new PythonCall(input, timeoutMs, cancel,
                 listener == null ? PythonBackend.Listener.NONE : listener, callStops);
         call.result.whenComplete((r, e) -> finish(call, r, e));
-        call.deadlineTask = deadlines.schedule(call::onDeadline, timeoutMs, TimeUnit.MILLISECONDS);
+        call.deadlineTask = scheduleDeadline(sharedLoops, deadlines, call::onDeadline, timeoutMs);
         call.unlisten = cancel.onCancel(call::onCancel); // runs at once if it was cancelled meanwhile
         if (call.result.isDone()) {
             call.unlisten.run(); // answered before the listener was in place (finish saw none)
@@ -324,6 +344,32 @@ public final class PythonWorkerPool implements PythonBackend {
             }
         });
         return call.result;
+    }
+
+    /**
+     * Schedules a request's deadline ({@code onDeadline} runs on {@code deadlines}, never before {@code timeoutMs}).
+     * Submitted on one of the shared event loops (a cheap request on a gRPC network thread), the timer goes into
+     * that loop's own queue: adding it there, and removing it when the answer is finished on the same loop, wakes no
+     * thread, where {@code python-deadline}'s queue woke that thread twice per request (schedule, cancel). Only when
+     * it fires is the deadline's work handed to {@code deadlines} (it may stop and replace a worker: not for a
+     * network thread). Anywhere else {@code deadlines} times it itself.
+     */
+    static ScheduledFuture<?> scheduleDeadline(io.netty.channel.EventLoopGroup loops, ScheduledExecutorService deadlines,
+                                               Runnable onDeadline, long timeoutMs) {
+        if (loops != null) {
+            for (io.netty.util.concurrent.EventExecutor loop : loops) {
+                if (loop.inEventLoop()) {
+                    return loop.schedule(() -> {
+                        try {
+                            deadlines.execute(onDeadline);
+                        } catch (java.util.concurrent.RejectedExecutionException closed) {
+                            // the pool is closed: its calls are failed by the close, as with deadlines' own queue
+                        }
+                    }, timeoutMs, TimeUnit.MILLISECONDS);
+                }
+            }
+        }
+        return deadlines.schedule(onDeadline, timeoutMs, TimeUnit.MILLISECONDS);
     }
 
     private static CompletableFuture<PythonResult> failed(ErrorCode code, String message) {
@@ -341,7 +387,7 @@ public final class PythonWorkerPool implements PythonBackend {
             log.info("request {} ({}): retrying on another worker", call.id, call.input.algorithm());
         }
         try {
-            WorkerHandle idle = pool.getNumIdle() > 0 ? wait.borrowNow() : null;
+            WorkerHandle idle = pool.getNumIdle() > 0 ? wait.borrowNowNearby() : null;
             if (idle != null) {
                 runAttempt(call, out, idle); // fast path: a worker is free, no thread hop (nothing here blocks)
             } else {

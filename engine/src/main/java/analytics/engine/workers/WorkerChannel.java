@@ -42,6 +42,10 @@ final class WorkerChannel {
         connection.close();
     }
 
+    boolean onCallersLoop() {
+        return connection.channel().eventLoop().inEventLoop();
+    }
+
     boolean hasRequestInFlight() {
         return request.get() != null;
     }

@@ -341,6 +341,12 @@ final class WorkerHandle {
         return c != null && c.isActive();
     }
 
+    /** Its connection is served by the event loop the calling thread runs (a write from here needs no hand-off). */
+    boolean onCallersLoop() {
+        WorkerChannel c = channel;
+        return c != null && c.onCallersLoop();
+    }
+
     boolean hasRequestInFlight() {
         WorkerChannel c = channel;
         return c != null && c.hasRequestInFlight();

@@ -50,6 +50,69 @@ final class WorkerWait {
     }
 
     /**
+     * Borrows an idle worker without waiting, or returns null; called on an event loop (a cheap request on the gRPC
+     * network thread), it prefers an idle worker whose connection that same loop serves: then the request frame is
+     * written at once, and the answer is read and the gRPC response written by this thread, with no hand-off to
+     * another thread in either direction. Workers passed over go back to the idle set (its tail; the idle set
+     * serves nobody waiting while it has workers, so no request waits longer for this).
+     */
+    WorkerHandle borrowNowNearby() {
+        WorkerHandle first = borrowNow();
+        if (first == null || first.onCallersLoop()) {
+            return first;
+        }
+        boolean nearby = false; // idle or not: without one, nothing more is borrowed to look
+        for (WorkerHandle h : supervisor.live) {
+            if (h != first && h.onCallersLoop()) {
+                nearby = true;
+                break;
+            }
+        }
+        if (!nearby) {
+            return first;
+        }
+        return preferLocal(first, this::borrowNow, WorkerHandle::onCallersLoop, this::giveBackUnused,
+                pool.getNumIdle());
+    }
+
+    private void giveBackUnused(WorkerHandle h) {
+        try {
+            pool.returnObject(h);
+        } catch (Exception e) {
+            // closing: the pool destroys it
+        }
+    }
+
+    /**
+     * {@code first} if {@code local}, else the first of up to {@code maxMore} further {@code next} ones that is
+     * {@code local} (else {@code first}); every one taken and not chosen goes to {@code giveBack}, in the order taken.
+     */
+    static <T> T preferLocal(T first, java.util.function.Supplier<T> next, java.util.function.Predicate<T> local,
+                             java.util.function.Consumer<T> giveBack, int maxMore) {
+        if (first == null || local.test(first)) {
+            return first;
+        }
+        java.util.List<T> passed = new java.util.ArrayList<>(2);
+        T chosen = first;
+        for (int i = 0; i < maxMore; i++) {
+            T n = next.get();
+            if (n == null) {
+                break;
+            }
+            if (local.test(n)) {
+                chosen = n;
+                break;
+            }
+            passed.add(n);
+        }
+        if (chosen != first) {
+            giveBack.accept(first);
+        }
+        passed.forEach(giveBack);
+        return chosen;
+    }
+
+    /**
      * Borrow, waiting at most until the request's own deadline (min of timeout_ms and the gRPC deadline), or
      * for {@code borrowWait} when that optional cap is set; see the class comment for how the factory gets
      * workers. A wait that reaches the deadline is answered OVERLOADED by {@link PythonCall#onDeadline}.

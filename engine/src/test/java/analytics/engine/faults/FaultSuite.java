@@ -465,11 +465,13 @@ public final class FaultSuite {
         summary.put("leak_check", leak);
         System.out.println("FAULTS leak check " + leak);
         // Elastic pools that grow with concurrency and shrink on their own are reported, not compared:
-        // grpc-default-executor and grpc-call (cached, 60 s idle), grpc-io (at most 2 x cores), analytics-compute
+        // grpc-default-executor and grpc-call (cached, 60 s idle), net-io (the network and worker-socket event
+        // loops shared by analytics-server, at most cores, each started on first use; grpc-io without epoll, at most
+        // 2 x cores), analytics-compute
         // (at most cores, created lazily), python-borrow (at most max_concurrent, 30 s idle), python-complete (at
         // most 2, 30 s idle), process reaper (JDK, cached), CompletableFuture common pool (at most cores - 1). Every other thread name (per-worker
         // stdout/stderr forwarders, supervisor, socket server, ...) must be back to its count.
-        Set<String> elastic = Set.of("grpc-default-ex", "grpc-call-N", "grpc-io-N", "analytics-compu",
+        Set<String> elastic = Set.of("grpc-default-ex", "grpc-call-N", "net-io-N", "grpc-io-N", "analytics-compu",
                 "python-borrow-N", "python-complete", "process reaper", "CompletableFutu");
         Map<String, Integer> names1 = threadNames();
         leak.put("thread_names_after", names1);

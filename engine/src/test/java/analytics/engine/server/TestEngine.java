@@ -31,6 +31,12 @@ public final class TestEngine implements AutoCloseable {
     }
 
     public TestEngine(Map<String, String> settings, PythonBackend python) throws Exception {
+        this(settings, python, null);
+    }
+
+    /** {@code sharedLoops}: the server's network loops, shared with {@code python}'s worker connections (or null). */
+    public TestEngine(Map<String, String> settings, PythonBackend python, io.netty.channel.EventLoopGroup sharedLoops)
+            throws Exception {
         Map<String, String> o = new HashMap<>();
         o.put("listen", "127.0.0.1:0");
         o.put("workers", "0");
@@ -40,7 +46,7 @@ public final class TestEngine implements AutoCloseable {
         EngineMetrics metrics = new EngineMetrics();
         Dispatcher d = new Dispatcher(new AlgorithmRegistry(config.testMode()), NativeStatistics.KERNELS, python, metrics,
                 new Dispatcher.Limits(config.maxDataPoints(), config.defaultTimeoutMs()));
-        server = new EngineServer(config, d, metrics);
+        server = new EngineServer(config, d, metrics, sharedLoops);
         server.start();
         channel = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext()
                 .maxInboundMessageSize(64 << 20).build();

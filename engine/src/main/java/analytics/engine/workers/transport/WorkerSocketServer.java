@@ -10,6 +10,9 @@ import io.netty.channel.EventLoopGroup;
 import io.netty.channel.MultiThreadIoEventLoopGroup;
 import io.netty.channel.SimpleChannelInboundHandler;
 import io.netty.channel.epoll.EpollDomainSocketChannel;
+import io.netty.channel.group.ChannelGroup;
+import io.netty.channel.group.DefaultChannelGroup;
+import io.netty.util.concurrent.GlobalEventExecutor;
 import io.netty.channel.epoll.EpollIoHandler;
 import io.netty.channel.epoll.EpollServerDomainSocketChannel;
 import io.netty.channel.unix.DomainSocketAddress;
@@ -69,6 +72,10 @@ public final class WorkerSocketServer implements AutoCloseable {
 
     private final EventLoopGroup boss;
     private final EventLoopGroup io;
+    /** True when {@link #io} (also the acceptor) belongs to the caller: it is not shut down here. */
+    private final boolean sharedLoops;
+    /** Accepted worker connections: closed by {@link #close()}, which a shared group's shutdown does not do. */
+    private final ChannelGroup accepted = new DefaultChannelGroup(GlobalEventExecutor.INSTANCE);
     private final Channel serverChannel;
     private final Path socketPath;
 
@@ -81,11 +88,28 @@ public final class WorkerSocketServer implements AutoCloseable {
      */
     public WorkerSocketServer(Path socketPath, int maxFrameBytes, java.time.Duration helloTimeout, Listener listener)
             throws InterruptedException {
+        this(socketPath, maxFrameBytes, helloTimeout, listener, null);
+    }
+
+    /**
+     * @param sharedLoops an epoll event loop group to accept and serve the worker connections on (the gRPC
+     *                    server's, so that a request whose gRPC connection and worker share a loop needs no
+     *                    thread hand-off; the caller shuts it down after {@link #close()}), or null for this
+     *                    server's own two threads ({@code worker-sock-accept}, {@code worker-sock-io})
+     */
+    public WorkerSocketServer(Path socketPath, int maxFrameBytes, java.time.Duration helloTimeout, Listener listener,
+                              EventLoopGroup sharedLoops) throws InterruptedException {
         this.socketPath = socketPath;
-        this.boss = new MultiThreadIoEventLoopGroup(1, new DefaultThreadFactory("worker-sock-accept", true),
-                EpollIoHandler.newFactory());
-        this.io = new MultiThreadIoEventLoopGroup(1, new DefaultThreadFactory("worker-sock-io", true),
-                EpollIoHandler.newFactory());
+        this.sharedLoops = sharedLoops != null;
+        if (sharedLoops != null) {
+            this.boss = sharedLoops;
+            this.io = new BalancedLoops(sharedLoops, accepted);
+        } else {
+            this.boss = new MultiThreadIoEventLoopGroup(1, new DefaultThreadFactory("worker-sock-accept", true),
+                    EpollIoHandler.newFactory());
+            this.io = new MultiThreadIoEventLoopGroup(1, new DefaultThreadFactory("worker-sock-io", true),
+                    EpollIoHandler.newFactory());
+        }
         ServerBootstrap b = new ServerBootstrap()
                 .group(boss, io)
                 .channel(EpollServerDomainSocketChannel.class)
@@ -94,6 +118,7 @@ public final class WorkerSocketServer implements AutoCloseable {
                     @Override
                     protected void initChannel(EpollDomainSocketChannel ch) {
                         Connection conn = new Connection(ch);
+                        accepted.add(ch);
                         ch.eventLoop().schedule(() -> {
                             if (conn.attachment == null && ch.isActive()) {
                                 log.warn("closing a worker connection that sent no valid hello within {} ms",
@@ -179,6 +204,9 @@ public final class WorkerSocketServer implements AutoCloseable {
     }
 
     private void shutdownGroups() {
+        if (sharedLoops) {
+            return; // the owner's
+        }
         boss.shutdownGracefully(0, 1, TimeUnit.SECONDS);
         io.shutdownGracefully(0, 1, TimeUnit.SECONDS);
     }
@@ -187,10 +215,13 @@ public final class WorkerSocketServer implements AutoCloseable {
     public void close() {
         try {
             serverChannel.close().awaitUninterruptibly(2, TimeUnit.SECONDS);
+            accepted.close().awaitUninterruptibly(2, TimeUnit.SECONDS);
         } finally {
             shutdownGroups();
-            boss.terminationFuture().awaitUninterruptibly(3, TimeUnit.SECONDS);
-            io.terminationFuture().awaitUninterruptibly(3, TimeUnit.SECONDS);
+            if (!sharedLoops) {
+                boss.terminationFuture().awaitUninterruptibly(3, TimeUnit.SECONDS);
+                io.terminationFuture().awaitUninterruptibly(3, TimeUnit.SECONDS);
+            }
         }
     }
 }
