@@ -270,9 +270,14 @@ public final class PackedDoublesMarshaller<M extends MessageLite> implements Met
 
         /** Refills the (empty) scratch buffer; returns the bytes now available, -1 at the end. */
         private int fill() throws IOException {
+            return fill(buf.length);
+        }
+
+        /** Refills the (empty) scratch buffer with at most {@code max} bytes. */
+        private int fill(int max) throws IOException {
             pos = 0;
             lim = 0;
-            int n = in.read(buf, 0, buf.length);
+            int n = in.read(buf, 0, max);
             if (n > 0) {
                 lim = n;
                 if (unread >= 0) {
@@ -366,8 +371,10 @@ public final class PackedDoublesMarshaller<M extends MessageLite> implements Met
                     System.arraycopy(buf, pos, buf, 0, avail);
                     pos = 0;
                     lim = avail;
+                    // On the direct path take only that value's bytes, then go back to direct copies.
+                    int want = useDirect(n) ? 8 : buf.length;
                     while (lim < 8) {
-                        int r = in.read(buf, lim, buf.length - lim);
+                        int r = in.read(buf, lim, want - lim);
                         if (r <= 0) {
                             throw truncated();
                         }
@@ -376,25 +383,38 @@ public final class PackedDoublesMarshaller<M extends MessageLite> implements Met
                             unread -= r;
                         }
                     }
-                } else {
-                    int k = direct != null && n * 8L >= DIRECT_MIN_BYTES ? readDirect(dst, off, n) : 0;
+                } else if (useDirect(n)) {
+                    // When gRPC's current buffer ends inside a value (every 16 KiB DATA frame does, unless the
+                    // array happens to start 8-aligned in it; k == 0), only that value's bytes go through the
+                    // scratch buffer: a full scratch read would copy the next 64 KiB twice.
+                    int k = readDirect(dst, off, n);
                     if (k > 0) {
                         off += k;
                         n -= k;
-                    } else if (fill() <= 0) {
+                    } else if (fill(k == 0 ? 8 : buf.length) <= 0) {
                         throw truncated();
                     }
+                } else if (fill() <= 0) {
+                    throw truncated();
                 }
             }
         }
 
+        private boolean useDirect(int n) {
+            return direct != null && n * 8L >= DIRECT_MIN_BYTES;
+        }
+
         /**
          * Copies whole doubles straight from gRPC's current network buffer (one copy, no scratch); 0 when
-         * that buffer holds less than one value (then the scratch path completes it).
+         * that buffer holds less than one value (then the scratch path completes that value), -1 when the
+         * current buffer cannot be viewed as one ByteBuffer (then the scratch path reads on).
          */
         private int readDirect(double[] dst, int off, int n) throws IOException {
             ByteBuffer bb = direct.getByteBuffer();
-            if (bb == null || bb.remaining() < 8) {
+            if (bb == null) {
+                return -1;
+            }
+            if (bb.remaining() < 8) {
                 return 0;
             }
             int k = Math.min(n, bb.remaining() / 8);
