@@ -62,6 +62,7 @@ public final class EngineServer implements AutoCloseable {
     private final EventLoopGroup boss;
     private final EventLoopGroup workers;
     private final boolean epoll = Epoll.isAvailable();
+    private final CallActivity callActivity = new CallActivity();
     private volatile boolean shuttingDown;
     private Server tcp;
     private Server uds;
@@ -182,7 +183,7 @@ public final class EngineServer implements AutoCloseable {
                 .keepAliveTimeout(20, TimeUnit.SECONDS)
                 .permitKeepAliveTime(10, TimeUnit.SECONDS)
                 .permitKeepAliveWithoutCalls(true)
-                .addService(ServerInterceptors.intercept(service.bindBulk(), auth))
+                .addService(ServerInterceptors.intercept(service.bindBulk(), auth, callActivity)) // last runs first
                 .addService(grpcHealth.getHealthService())
                 .addService(ProtoReflectionServiceV1.newInstance())
                 .addService(io.grpc.protobuf.services.ProtoReflectionService.newInstance());
@@ -238,6 +239,11 @@ public final class EngineServer implements AutoCloseable {
     // ---------------------------------------------------------------- health
 
     /** Liveness for the systemd watchdog: the listener is up and its event loops accept work. */
+    /** The analytics calls open and started (for {@link IdleTrim}). */
+    public CallActivity callActivity() {
+        return callActivity;
+    }
+
     public boolean alive() {
         if (tcp == null || tcp.isTerminated()) {
             return false;
