@@ -135,12 +135,13 @@ class Proc:
 
 
 def jvm_opts():
-    """BENCH_JAVA_OPTS, else the default JAVA_OPTS of scripts/run.sh (how the engine is meant to run)."""
+    """BENCH_JAVA_OPTS, else the default JVM flags of scripts/run.sh and the deployed launcher (how the engine
+    is meant to run): default_java_opts in scripts/analytics-server, where both read them."""
     if "BENCH_JAVA_OPTS" in os.environ:
         return os.environ["BENCH_JAVA_OPTS"].split()
     try:
-        with open(os.path.join(ROOT, "scripts", "run.sh")) as f:
-            m = re.search(r"\$\{JAVA_OPTS:-([^}]*)\}", f.read())
+        with open(os.path.join(ROOT, "scripts", "analytics-server")) as f:
+            m = re.search(r'^default_java_opts="([^"]*)"$', f.read(), re.MULTILINE)
         return m.group(1).split() if m else []
     except OSError:
         return []

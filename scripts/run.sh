@@ -24,7 +24,13 @@ fi
 export ANALYTICS_PYTHON="${ANALYTICS_PYTHON:-$ROOT/py-worker/.venv/bin/python}"
 # exec: the JVM receives Ctrl-C/SIGTERM itself and shuts down gracefully.
 # shellcheck disable=SC2086
-# Same default JVM flags as the deployed launcher (scripts/analytics-server); JAVA_OPTS replaces them.
-exec java ${JAVA_OPTS:--XX:+UseSerialGC -Xss512k -Xms16m -Xmx1g -XX:ReservedCodeCacheSize=64m -XX:MaxMetaspaceSize=128m -Dio.netty.allocator.numDirectArenas=1 -Dio.netty.allocator.numHeapArenas=1} \
+# The default JVM flags are the deployed launcher's (default_java_opts in scripts/analytics-server, the one
+# place they are written; bench/harness.py reads them from there too). JAVA_OPTS replaces them.
+default_java_opts=$(sed -n 's/^default_java_opts="\(.*\)"$/\1/p' scripts/analytics-server)
+if [[ -z "$default_java_opts" ]]; then
+  echo "run.sh: no default_java_opts line in scripts/analytics-server" >&2
+  exit 1
+fi
+exec java ${JAVA_OPTS:-$default_java_opts} \
   -Danalytics.process=analytics-server \
   -jar "$JAR" "$@"

@@ -314,8 +314,12 @@ public final class Main implements Callable<Integer> {
             closeLoops.run();
             return 3;
         }
+        // Gives memory back when the engine is idle after start-up or after a burst (bench/README.md, "Idle trim").
+        analytics.engine.server.IdleTrim idleTrim = analytics.engine.server.IdleTrim.forServer(server.callActivity(),
+                metrics.registry());
         CountDownLatch stopped = new CountDownLatch(1);
         Runnable stop = () -> {
+            idleTrim.close();
             if (py != null) {
                 py.markStopping(); // before the drain: no worker may start while stopping (issue 11)
             }
@@ -345,6 +349,7 @@ public final class Main implements Callable<Integer> {
         PythonWiring.whenReady(py, () -> {
             log.info("ready: {}", py == null ? "native only (workers = 0)" : "Python workers up");
             Signals.notifyReady("serving on " + cfg.listen());
+            idleTrim.startAfter(warm);
         });
         startWatchdog(server);
         try {

@@ -47,7 +47,7 @@ public final class EngineMetrics {
     }
 
     /** VmRSS of this process in bytes, NaN where /proc is not available (not Linux). */
-    static double residentBytes() {
+    public static double residentBytes() {
         try {
             for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/self/status"))) {
                 if (line.startsWith("VmRSS:")) {

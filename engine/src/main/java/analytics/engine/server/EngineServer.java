@@ -64,6 +64,7 @@ public final class EngineServer implements AutoCloseable {
     /** {@link #workers} is the caller's ({@link #newSharedLoops}): shut down by its owner, not here. */
     private final boolean sharedWorkers;
     private final boolean epoll = Epoll.isAvailable();
+    private final CallActivity callActivity = new CallActivity();
     private volatile boolean shuttingDown;
     private Server tcp;
     private Server uds;
@@ -215,7 +216,7 @@ public final class EngineServer implements AutoCloseable {
                 .keepAliveTimeout(20, TimeUnit.SECONDS)
                 .permitKeepAliveTime(10, TimeUnit.SECONDS)
                 .permitKeepAliveWithoutCalls(true)
-                .addService(ServerInterceptors.intercept(service.bindBulk(), auth))
+                .addService(ServerInterceptors.intercept(service.bindBulk(), auth, callActivity)) // last runs first
                 .addService(grpcHealth.getHealthService())
                 .addService(ProtoReflectionServiceV1.newInstance())
                 .addService(io.grpc.protobuf.services.ProtoReflectionService.newInstance());
@@ -271,6 +272,11 @@ public final class EngineServer implements AutoCloseable {
     // ---------------------------------------------------------------- health
 
     /** Liveness for the systemd watchdog: the listener is up and its event loops accept work. */
+    /** The analytics calls open and started (for {@link IdleTrim}). */
+    public CallActivity callActivity() {
+        return callActivity;
+    }
+
     public boolean alive() {
         if (tcp == null || tcp.isTerminated()) {
             return false;
