@@ -1,0 +1,56 @@
+"""A/B of default-JVM-flag variants on large requests: idle RSS, then engine CPU per call and throughput for
+`mean` over 10^6 points (1 caller) and `summary` over 10^6 points (4 callers), each variant on a fresh engine
+without workers, rounds alternating the variants (ratios within a round; the machine is noisy).
+
+    bench/.venv/bin/python bench/flags_ab.py [VARIANT...]      (variants: see VARIANTS)
+"""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+NO_CLEANER = ["-Dio.netty.tryReflectionSetAccessible=false"]
+# The defaults are read from scripts/analytics-server (harness.jvm_opts); each variant appends to them.
+os.environ.pop("BENCH_JAVA_OPTS", None)
+DEFAULT = h.jvm_opts()
+VARIANTS = {
+    "default": [],
+    "cleaner": NO_CLEANER,            # Netty's direct memory through java.nio again (zeroed, with a Cleaner)
+    "newsize24": ["-XX:NewSize=24m"],  # a larger minimum young generation
+}
+
+
+def run(name):
+    os.environ["BENCH_JAVA_OPTS"] = " ".join(DEFAULT + VARIANTS[name])
+    eng = h.Engine(0, test_mode=False)
+    eng.wait_ready()
+    try:
+        time.sleep(3)  # measurement point: idle after start-up
+        out = [name, "idle %.0f MiB" % h.rss_mb(eng.pid)]
+        for req, conc in (("mean_1e6", 1), ("summary_1e6", 4)):
+            body = h.big_request(req)
+            h.closed_loop(eng.addr, body, conc, 3)  # warm-up
+            c0 = h.cpu_s(eng.pid)
+            r = h.closed_loop(eng.addr, body, conc, 5)
+            c1 = h.cpu_s(eng.pid)
+            out.append("%s c=%d %.1f req/s, engine CPU %.2f ms/call"
+                       % (req, conc, r["rps"], (c1 - c0) * 1000 / max(1, r["calls"])))
+    finally:
+        eng.stop()
+    print(" | ".join(out), flush=True)
+
+
+def main():
+    names = sys.argv[1:] or list(VARIANTS)
+    for n in names:
+        if n not in VARIANTS:
+            sys.exit("unknown variant %r (known: %s)" % (n, ", ".join(VARIANTS)))
+    for _ in range(2):
+        for n in names:
+            run(n)
+
+
+if __name__ == "__main__":
+    main()
