@@ -69,9 +69,7 @@ public final class PythonWorkerPool implements PythonBackend {
     private final WorkerPoolConfig config;
     private final MeterRegistry meters;
     private final ScheduledExecutorService scheduler;
-    /** Only fires request deadlines (kept free of process spawning so TIMEOUT is answered on time); times those
-     *  not submitted on a shared event loop (see {@link #scheduleDeadline}). */
-    private final ScheduledExecutorService deadlines;
+    private final DeadlineTimer deadlines;
     private final ExecutorService borrowers;
     private final ExecutorService completions;
     private final Admission admission;
@@ -133,12 +131,7 @@ public final class PythonWorkerPool implements PythonBackend {
         s.setRemoveOnCancelPolicy(true);
         s.prestartAllCoreThreads();
         this.scheduler = s;
-        ScheduledThreadPoolExecutor dl = new ScheduledThreadPoolExecutor(1, daemon("python-deadline"));
-        dl.setRemoveOnCancelPolicy(true);
-        // Started now: most deadlines are timed by the event loops (scheduleDeadline), so otherwise this thread would
-        // appear only when the first one fires, much later, looking like a leak to a thread census (FaultSuite).
-        dl.prestartAllCoreThreads();
-        this.deadlines = dl;
+        this.deadlines = new DeadlineTimer(daemon("python-deadline"));
         ThreadPoolExecutor b = new ThreadPoolExecutor(config.limits().maxConcurrent(), config.limits().maxConcurrent(), 30,
                 TimeUnit.SECONDS, new LinkedBlockingQueue<>(), daemon("python-borrow"));
         b.allowCoreThreadTimeOut(true);
@@ -179,6 +172,7 @@ public final class PythonWorkerPool implements PythonBackend {
             throw new IllegalStateException("useEventLoops must come before start()");
         }
         sharedLoops = loops;
+        deadlines.useLoops(loops);
         return this;
     }
 
@@ -207,7 +201,7 @@ public final class PythonWorkerPool implements PythonBackend {
         pool = pooled.pool();
         reloader = new RollingReload(config, supervisor, launcher, admission, pool, closed);
         wait = new WorkerWait(config, pool, supervisor, closed);
-        callStops = new PythonCall.Stops(metrics, deadlines, () -> cancelStopWaitMs, this::invalidate,
+        callStops = new PythonCall.Stops(metrics, deadlines.executor(), () -> cancelStopWaitMs, this::invalidate,
                 this::countByState, wait::leave);
         workerCall = new WorkerCall(runtimeDir, shmThresholdBytes, metrics.sharedMemoryRequests, completions,
                 this::giveBack, this::invalidate, supervisor::markHealthy,
@@ -273,7 +267,7 @@ public final class PythonWorkerPool implements PythonBackend {
         }
         events.wake();
         scheduler.shutdownNow();
-        deadlines.shutdownNow();
+        deadlines.close();
         borrowers.shutdownNow();
         completions.shutdown();
         if (runtime != null) {
@@ -331,7 +325,7 @@ public final class PythonWorkerPool implements PythonBackend {
         PythonCall call = new PythonCall(input, timeoutMs, cancel,
                 listener == null ? PythonBackend.Listener.NONE : listener, callStops);
         call.result.whenComplete((r, e) -> finish(call, r, e));
-        call.deadlineTask = scheduleDeadline(sharedLoops, deadlines, call::onDeadline, timeoutMs);
+        call.deadlineTask = deadlines.schedule(call::onDeadline, timeoutMs);
         call.unlisten = cancel.onCancel(call::onCancel); // runs at once if it was cancelled meanwhile
         if (call.result.isDone()) {
             call.unlisten.run(); // answered before the listener was in place (finish saw none)
@@ -344,32 +338,6 @@ public final class PythonWorkerPool implements PythonBackend {
             }
         });
         return call.result;
-    }
-
-    /**
-     * Schedules a request's deadline ({@code onDeadline} runs on {@code deadlines}, never before {@code timeoutMs}).
-     * Submitted on one of the shared event loops (a cheap request on a gRPC network thread), the timer goes into
-     * that loop's own queue: adding it there, and removing it when the answer is finished on the same loop, wakes no
-     * thread, where {@code python-deadline}'s queue woke that thread twice per request (schedule, cancel). Only when
-     * it fires is the deadline's work handed to {@code deadlines} (it may stop and replace a worker: not for a
-     * network thread). Anywhere else {@code deadlines} times it itself.
-     */
-    static ScheduledFuture<?> scheduleDeadline(io.netty.channel.EventLoopGroup loops, ScheduledExecutorService deadlines,
-                                               Runnable onDeadline, long timeoutMs) {
-        if (loops != null) {
-            for (io.netty.util.concurrent.EventExecutor loop : loops) {
-                if (loop.inEventLoop()) {
-                    return loop.schedule(() -> {
-                        try {
-                            deadlines.execute(onDeadline);
-                        } catch (java.util.concurrent.RejectedExecutionException closed) {
-                            // the pool is closed: its calls are failed by the close, as with deadlines' own queue
-                        }
-                    }, timeoutMs, TimeUnit.MILLISECONDS);
-                }
-            }
-        }
-        return deadlines.schedule(onDeadline, timeoutMs, TimeUnit.MILLISECONDS);
     }
 
     private static CompletableFuture<PythonResult> failed(ErrorCode code, String message) {

@@ -18,7 +18,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 /**
- * {@link PythonWorkerPool#scheduleDeadline}: on a shared event loop the timer is that loop's (no wake-up of the
+ * {@link DeadlineTimer#schedule}: on a shared event loop the timer is that loop's (no wake-up of the
  * deadline thread per request), yet the deadline's work still runs on the deadline thread, never early.
  */
 @Timeout(value = 30, unit = TimeUnit.SECONDS)
@@ -42,7 +42,7 @@ class DeadlineTimerTest {
         CompletableFuture<Fired> fired = new CompletableFuture<>();
         Runnable at = () -> {
             long t0 = System.nanoTime();
-            task[0] = PythonWorkerPool.scheduleDeadline(loops, deadlines,
+            task[0] = DeadlineTimer.schedule(loops, deadlines,
                     () -> fired.complete(new Fired(Thread.currentThread().getName(), System.nanoTime() - t0)), ms);
         };
         if (loop == null) {
