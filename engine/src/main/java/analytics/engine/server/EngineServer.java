@@ -271,12 +271,12 @@ public final class EngineServer implements AutoCloseable {
 
     // ---------------------------------------------------------------- health
 
-    /** Liveness for the systemd watchdog: the listener is up and its event loops accept work. */
     /** The analytics calls open and started (for {@link IdleTrim}). */
     public CallActivity callActivity() {
         return callActivity;
     }
 
+    /** Liveness for the systemd watchdog: the listener is up and its event loops accept work. */
     public boolean alive() {
         if (tcp == null || tcp.isTerminated()) {
             return false;
