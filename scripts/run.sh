@@ -12,7 +12,8 @@ py-worker/.venv, listening on 127.0.0.1:50051 (gRPC + GET /health + GET /metrics
 Ctrl-C (SIGINT) drains in-flight requests and exits 0. Any analytics-server option works, e.g.
   scripts/run.sh --listen 127.0.0.1:6000 --workers 1
   scripts/run.sh --print-config
-Environment: every ANALYTICS_* setting (see README "Configuration"), JAVA_OPTS.
+Environment: every ANALYTICS_* setting (see README "Configuration"), JAVA_OPTS (replaces the default
+JVM flags: default_java_opts in scripts/analytics-server, the deployed launcher's; README "JVM flags").
 USAGE
   exec java -jar engine/target/analytics-engine.jar --help
 fi
