@@ -82,6 +82,9 @@ class WorkerAffinityTest {
         try {
             pool.start();
             assertTrue(pool.awaitReady(Duration.ofSeconds(30), true), "workers did not start: " + pool.status());
+            // READY comes with the hello; the move into the idle set follows on the pool's scheduler (fillPoolSoon).
+            // Until both are idle, request 0 could only get the one that is (CI caught that window).
+            WorkerTestSupport.await("both workers idle in the pool", Duration.ofSeconds(30), () -> idleInPool(pool) == 2);
             List<EventLoop> both = List.of(loops.next(), loops.next());
             for (int i = 0; i < 10; i++) {
                 EventLoop loop = both.get(i % 2);
@@ -103,5 +106,11 @@ class WorkerAffinityTest {
             pool.close();
             loops.shutdownGracefully(0, 1, TimeUnit.SECONDS).awaitUninterruptibly(5, TimeUnit.SECONDS);
         }
+    }
+
+    @SuppressWarnings("unchecked")
+    private static int idleInPool(PythonWorkerPool pool) {
+        Map<String, Integer> p = (Map<String, Integer>) pool.status().get("pool");
+        return p == null ? 0 : p.getOrDefault("idle", 0);
     }
 }
