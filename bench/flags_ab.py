@@ -19,6 +19,8 @@ VARIANTS = {
     "default": [],
     "cleaner": NO_CLEANER,            # Netty's direct memory through java.nio again (zeroed, with a Cleaner)
     "newsize24": ["-XX:NewSize=24m"],  # a larger minimum young generation
+    "notrim": ["-XX:TrimNativeHeapInterval=0"],  # without the JVM's periodic glibc trim
+    "trim1s": ["-XX:TrimNativeHeapInterval=1000"],
 }
 
 
@@ -27,8 +29,10 @@ def run(name):
     eng = h.Engine(0, test_mode=False)
     eng.wait_ready()
     try:
-        time.sleep(3)  # measurement point: idle after start-up
+        time.sleep(3)  # measurement points: idle after start-up, then 10 s after it
         out = [name, "idle %.0f MiB" % h.rss_mb(eng.pid)]
+        time.sleep(7)
+        out.append("10 s: %.0f MiB" % h.rss_mb(eng.pid))
         for req, conc in (("mean_1e6", 1), ("summary_1e6", 4)):
             body = h.big_request(req)
             h.closed_loop(eng.addr, body, conc, 3)  # warm-up

@@ -467,7 +467,16 @@ def sc_summary_1e7(addr, side, duration):
     return out
 
 
-IDLE_RSS = {}  # side -> RSS (MiB) of the server 2 s after it became ready, before any load
+IDLE_RSS = {}  # side -> RSS (MiB) of the server IDLE_SETTLE_S after it became ready, before any load
+# "Idle" RSS is read this long after the engine became ready: the JVM returns glibc's free memory every 2 s
+# (-XX:TrimNativeHeapInterval in scripts/analytics-server) and HotSpot hands the JIT's compiler arenas to glibc
+# every 5 s, so earlier readings still hold start-up's scratch memory (bench/README.md, "Idle RSS").
+IDLE_SETTLE_S = 8.0
+
+
+def sleep_until_idle_point(ready_at):
+    """A measurement point IDLE_SETTLE_S after ready_at (time.monotonic()), not synchronisation."""
+    time.sleep(max(0.0, ready_at + IDLE_SETTLE_S - time.monotonic()))
 
 
 def sc_rss_c16(addr, side, duration):
@@ -959,6 +968,7 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
     base = Baseline()
     res["baseline_start_s"] = base.t_ready
     eng = None
+    ready_at = time.monotonic()
     try:
         if os.environ.get("BENCH_ENGINE_BUILD_ERROR"):
             raise NotRun(os.environ["BENCH_ENGINE_BUILD_ERROR"])
@@ -966,10 +976,11 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
             raise NotRun("engine jar not built")
         eng = Engine(ENGINE_WORKERS, tag="engine-run%d" % run_idx)
         h = eng.wait_ready()
+        ready_at = time.monotonic()
         res["startup"] = {"healthy_s": eng.t_healthy, "workers_ready_s": eng.t_ready,
                           "listening_s": eng.t_listening}
         if "rss" in scenarios:
-            time.sleep(2.0)  # let start-up settle; this is a measurement point, not synchronisation
+            sleep_until_idle_point(ready_at)
             code, h = eng.health()
             res["rss_idle"] = measure_rss(eng, h)
             res["rss_idle"]["baseline_mb"] = rss_mb(base.pid)
@@ -985,12 +996,13 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
         try:
             before = Engine(0, tag="engine-before-run%d" % run_idx, jar=BEFORE_JAR)
             before.wait_ready()
+            ready_at = time.monotonic()
         except NotRun as e:
             log("before engine not usable: %s" % e)
             before.stop()
             before = None
     if "rss_c16" in scenarios:
-        time.sleep(2.0)  # as for "rss": a measurement point after start-up, not synchronisation
+        sleep_until_idle_point(ready_at)  # as for "rss" (the latest engine started)
         IDLE_RSS.clear()
         for side, srv in (("ours", eng), ("baseline", base), ("before", before)):
             if srv is not None:

@@ -121,9 +121,16 @@ def watch_engine(engine_pid, pidfd):
     """In a forked worker: exit at once when the engine process ends (even by kill -9).
 
     PR_SET_PDEATHSIG would fire on the template's death, not the engine's, so the worker watches the engine
-    itself: a pidfd (inherited from the template) becomes readable when the process exits."""
+    itself: a pidfd (inherited from the template) becomes readable when the process exits.
+
+    The thread blocks every signal: the kernel delivers a process-directed signal to any thread that does not
+    block it, and the worker gets one SIGIO per incoming frame (cancellation, see server.py). Delivered here, it
+    interrupted this select, which then took the GIL from the request being computed to retry, and the
+    Python-level handler still had to run on the main thread: ~60 µs more worker CPU per request
+    (bench/README.md, "The small-request toll", round 4)."""
     def run():
         try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
             if pidfd is not None:
                 select.select([pidfd], [], [])
             else:  # no pidfd_open (Linux < 5.3): poll

@@ -173,6 +173,26 @@ def test_worker_exits_when_the_engine_dies_even_if_its_socket_stays_open():
         t.close()
 
 
+def _sig_blocked(pid, tid):
+    with open("/proc/%d/task/%d/status" % (pid, tid)) as f:
+        return int([line.split()[1] for line in f if line.startswith("SigBlk:")][0], 16)
+
+
+def test_engine_watch_thread_blocks_signals_so_sigio_reaches_the_main_thread(tpl):
+    """A SIGIO delivered to the watch thread interrupted its select, which then took the GIL from the request being
+    computed; the main thread must be the only one that can receive it (bench/README.md, toll round 4)."""
+    ev, w = tpl.fork(6, "tok-6")
+    pid = ev["pid"]
+    others = _wait(lambda: [int(t) for t in os.listdir("/proc/%d/task" % pid) if int(t) != pid], what="watch thread")
+    assert len(others) == 1, others
+    bit = 1 << (int(signal.SIGIO) - 1)
+    _wait(lambda: _sig_blocked(pid, others[0]) & bit, what="SIGIO blocked in the watch thread")
+    assert not _sig_blocked(pid, pid) & bit, "SIGIO blocked in the main thread"
+    w.send({"type": "request", "id": "r1", "algorithm": "_test_echo", "params": {}, "data": harness.f64([1.0, 2.0]),
+            "timeout_ms": 10000})
+    assert w.recv()["ok"]
+
+
 def test_workers_outlive_a_killed_template_and_serve(tpl):
     ev, w = tpl.fork(6, "tok-6")
     tpl.proc.kill()

@@ -59,6 +59,8 @@ public final class EngineServer implements AutoCloseable {
     private final HealthStatusManager grpcHealth = new HealthStatusManager();
     private final ExecutorService compute;
     private final ExecutorService calls;
+    /** Threads the call executor started (tests: a unary Analyze must not need one). */
+    private final AtomicInteger callThreads = new AtomicInteger();
     private final EventLoopGroup boss;
     private final EventLoopGroup workers;
     /** {@link #workers} is the caller's ({@link #newSharedLoops}): shut down by its owner, not here. */
@@ -86,7 +88,11 @@ public final class EngineServer implements AutoCloseable {
         this.python = dispatcher.python();
         this.compute = Executors.newFixedThreadPool(Math.max(2, Runtime.getRuntime().availableProcessors()),
                 named("analytics-compute"));
-        this.calls = Executors.newCachedThreadPool(named("grpc-call"));
+        this.calls = Executors.newCachedThreadPool(r -> {
+            Thread t = new Thread(r, "grpc-call-" + callThreads.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        });
         this.sharedWorkers = sharedLoops != null;
         if (sharedLoops != null) {
             if (!epoll) {
@@ -114,6 +120,11 @@ public final class EngineServer implements AutoCloseable {
             return null;
         }
         return new EpollEventLoopGroup(Runtime.getRuntime().availableProcessors(), named("net-io"));
+    }
+
+    /** How many threads the call executor has started so far (the methods other than Analyze run there). */
+    int callThreadsStarted() {
+        return callThreads.get();
     }
 
     private static ThreadFactory named(String prefix) {
@@ -190,15 +201,18 @@ public final class EngineServer implements AutoCloseable {
     private NettyServerBuilder configure(NettyServerBuilder b, AnalyticsService service, BearerAuth auth) {
         return b.bossEventLoopGroup(boss)
                 .workerEventLoopGroup(workers)
-                .executor(calls)
-                // Analyze starts on the network thread; AnalyticsService.analyze moves anything but cheap
-                // native work to the call executor itself. Every other method uses the call executor.
+                // Analyze runs on the network thread from its headers to its response; AnalyticsService.analyze
+                // moves anything but cheap work to its own executor. Every other method switches to the call
+                // executor once its handler is chosen. The default executor must be the direct one: grpc-java
+                // runs the method lookup and the call's start on it, and the first message and half-close
+                // queue behind them, so with the call executor as default a unary Analyze ran there after all
+                // (one thread hand-off each way per call; bench/README.md, "The small-request toll", round 4).
+                .executor(com.google.common.util.concurrent.MoreExecutors.directExecutor())
                 .callExecutor(new io.grpc.ServerCallExecutorSupplier() {
                     @Override
                     public <Q, R> java.util.concurrent.Executor getExecutor(io.grpc.ServerCall<Q, R> call,
                                                                           io.grpc.Metadata headers) {
-                        return ANALYZE.equals(call.getMethodDescriptor().getFullMethodName())
-                                ? com.google.common.util.concurrent.MoreExecutors.directExecutor() : null;
+                        return ANALYZE.equals(call.getMethodDescriptor().getFullMethodName()) ? null : calls;
                     }
                 })
                 .maxInboundMessageSize(config.maxMessageBytes())

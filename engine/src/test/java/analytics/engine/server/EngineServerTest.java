@@ -72,6 +72,24 @@ class EngineServerTest {
         return b;
     }
 
+    /**
+     * Analyze runs on the network thread from its headers to its response: with the call executor as grpc-java's
+     * default, the method lookup and the call's start ran there and the message and half-close queued behind
+     * them, one thread hand-off each way per call (bench/README.md, "The small-request toll", round 4).
+     */
+    @Test
+    void aUnaryAnalyzeNeverNeedsTheCallExecutorWhileOtherMethodsUseIt() throws Exception {
+        try (TestEngine e = new TestEngine()) {
+            for (int i = 0; i < 50; i++) {
+                assertTrue(e.stub.analyze(req("mean", 1, 2, i).build()).getSuccess());
+            }
+            assertTrue(e.stub.analyze(req("no_such_algorithm", 1, 2).build()).getErrorMessage().length() > 0);
+            assertEquals(0, e.server.callThreadsStarted(), "an Analyze call ran on the call executor");
+            e.stub.getSupportedAlgorithms(Empty.getDefaultInstance());
+            assertTrue(e.server.callThreadsStarted() >= 1, "GetSupportedAlgorithms did not use the call executor");
+        }
+    }
+
     static AnalysisOptions v7Options() {
         return AnalysisOptions.newBuilder().setPreferRust(true).setAllowPython(true).setTimeoutMs(30000)
                 .setIncludeMetadata(true).build();
