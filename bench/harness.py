@@ -999,7 +999,8 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
             ready_at = time.monotonic()
         except NotRun as e:
             log("before engine not usable: %s" % e)
-            before.stop()
+            if before is not None:
+                before.stop()
             before = None
     if "rss_c16" in scenarios:
         sleep_until_idle_point(ready_at)  # as for "rss" (the latest engine started)
