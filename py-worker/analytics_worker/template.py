@@ -125,9 +125,9 @@ def watch_engine(engine_pid, pidfd):
 
     The thread blocks every signal: the kernel delivers a process-directed signal to any thread that does not
     block it, and the worker gets one SIGIO per incoming frame (cancellation, see server.py). Delivered here, it
-    interrupted this select, which then took the GIL from the request being computed to retry, and the
-    Python-level handler still had to run on the main thread: ~60 µs more worker CPU per request
-    (bench/README.md, "The small-request toll", round 4)."""
+    interrupted this select (EINTR), which then took the GIL from the request being computed to retry, while the
+    Python-level handler still had to run on the main thread (bench/README.md, "The small-request toll",
+    round 4)."""
     def run():
         try:
             signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
