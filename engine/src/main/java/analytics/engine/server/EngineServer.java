@@ -88,21 +88,18 @@ public final class EngineServer implements AutoCloseable {
         this.python = dispatcher.python();
         this.compute = Executors.newFixedThreadPool(Math.max(2, Runtime.getRuntime().availableProcessors()),
                 named("analytics-compute"));
+        ThreadFactory callThread = named("grpc-call");
         this.calls = Executors.newCachedThreadPool(r -> {
-            Thread t = new Thread(r, "grpc-call-" + callThreads.incrementAndGet());
-            t.setDaemon(true);
-            return t;
+            callThreads.incrementAndGet();
+            return callThread.newThread(r);
         });
+        if (sharedLoops != null && !epoll) {
+            throw new IllegalArgumentException("shared event loops need netty-epoll");
+        }
         this.sharedWorkers = sharedLoops != null;
-        if (sharedLoops != null) {
-            if (!epoll) {
-                throw new IllegalArgumentException("shared event loops need netty-epoll");
-            }
+        if (epoll) {
             boss = new EpollEventLoopGroup(1, named("grpc-boss"));
-            workers = sharedLoops;
-        } else if (epoll) {
-            boss = new EpollEventLoopGroup(1, named("grpc-boss"));
-            workers = new EpollEventLoopGroup(0, named("grpc-io"));
+            workers = sharedLoops != null ? sharedLoops : new EpollEventLoopGroup(0, named("grpc-io"));
         } else {
             boss = new NioEventLoopGroup(1, named("grpc-boss"));
             workers = new NioEventLoopGroup(0, named("grpc-io"));

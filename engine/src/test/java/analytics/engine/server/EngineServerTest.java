@@ -81,11 +81,15 @@ class EngineServerTest {
     void aUnaryAnalyzeNeverNeedsTheCallExecutorWhileOtherMethodsUseIt() throws Exception {
         try (TestEngine e = new TestEngine()) {
             for (int i = 0; i < 50; i++) {
-                assertTrue(e.stub.analyze(req("mean", 1, 2, i).build()).getSuccess());
+                AnalysisResponse r = e.stub.analyze(req("mean", 1, 2, i).setOptions(v7Options()).build());
+                assertTrue(r.getSuccess(), r.getErrorMessage());
+                assertEquals((3.0 + i) / 3, Double.parseDouble(r.getResultJson()), 1e-12, r.getResultJson());
             }
-            assertTrue(e.stub.analyze(req("no_such_algorithm", 1, 2).build()).getErrorMessage().length() > 0);
+            AnalysisResponse unknown = e.stub.analyze(req("no_such_algorithm", 1, 2).build());
+            assertFalse(unknown.getSuccess());
+            assertEquals(ErrorCode.UNKNOWN_ALGORITHM, unknown.getErrorCode(), unknown.getErrorMessage());
             assertEquals(0, e.server.callThreadsStarted(), "an Analyze call ran on the call executor");
-            e.stub.getSupportedAlgorithms(Empty.getDefaultInstance());
+            assertFalse(e.stub.getSupportedAlgorithms(Empty.getDefaultInstance()).getAlgorithmsList().isEmpty());
             assertTrue(e.server.callThreadsStarted() >= 1, "GetSupportedAlgorithms did not use the call executor");
         }
     }
