@@ -157,9 +157,7 @@ class FrameReader:
             try:
                 if self._fill(socket.MSG_DONTWAIT) == 0:
                     return None
-            except (BlockingIOError, InterruptedError):
-                return None
-            except OSError:
+            except OSError:  # nothing waiting (BlockingIOError), interrupted, or broken: read() reports the latter
                 return None
 
 
