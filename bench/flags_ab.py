@@ -1,6 +1,8 @@
 """A/B of default-JVM-flag variants on large requests: idle RSS, then engine CPU per call and throughput for
-`mean` over 10^6 points (1 caller) and `summary` over 10^6 points (4 callers), each variant on a fresh engine
-without workers, rounds alternating the variants (ratios within a round; the machine is noisy).
+`mean` over 10^6 points (1 caller), `summary` over 10^6 points (4 callers) and `summary` over 10^7 points
+(1 caller, 80 MB), then the RSS peak of 16 callers sending 10^6-point summaries and the RSS 10 s after them;
+each variant on a fresh engine without workers, rounds alternating the variants (ratios within a round; the
+machine is noisy).
 
     bench/.venv/bin/python bench/flags_ab.py [VARIANT...]      (variants: see VARIANTS)
 """
@@ -21,11 +23,23 @@ VARIANTS = {
     "newsize24": ["-XX:NewSize=24m"],  # a larger minimum young generation
     "notrim": ["-XX:TrimNativeHeapInterval=0"],  # without the JVM's periodic glibc trim
     "trim1s": ["-XX:TrimNativeHeapInterval=1000"],
+    # collectors: these replace the default's collector flag instead of appending
+    "serial": ["-XX:+UseSerialGC"],
+    "g1": ["-XX:+UseG1GC"],
+    "parallel": ["-XX:+UseParallelGC"],
 }
+COLLECTORS = ("-XX:+UseSerialGC", "-XX:+UseG1GC", "-XX:+UseParallelGC")
+
+
+def flags(name):
+    extra = VARIANTS[name]
+    if any(f in COLLECTORS for f in extra):
+        return [f for f in DEFAULT if f not in COLLECTORS] + extra
+    return DEFAULT + extra
 
 
 def run(name):
-    os.environ["BENCH_JAVA_OPTS"] = " ".join(DEFAULT + VARIANTS[name])
+    os.environ["BENCH_JAVA_OPTS"] = " ".join(flags(name))
     eng = h.Engine(0, test_mode=False)
     eng.wait_ready()
     try:
@@ -33,14 +47,20 @@ def run(name):
         out = [name, "idle %.0f MiB" % h.rss_mb(eng.pid)]
         time.sleep(7)
         out.append("10 s: %.0f MiB" % h.rss_mb(eng.pid))
-        for req, conc in (("mean_1e6", 1), ("summary_1e6", 4)):
+        for req, conc in (("mean_1e6", 1), ("summary_1e6", 4), ("summary_1e7", 1)):
             body = h.big_request(req)
-            h.closed_loop(eng.addr, body, conc, 3)  # warm-up
+            big = h.BIG_MSG_MB << 20
+            h.closed_loop(eng.addr, body, conc, 3, max_msg=big)  # warm-up
             c0 = h.cpu_s(eng.pid)
-            r = h.closed_loop(eng.addr, body, conc, 5)
+            r = h.closed_loop(eng.addr, body, conc, 5, max_msg=big)
             c1 = h.cpu_s(eng.pid)
             out.append("%s c=%d %.1f req/s, engine CPU %.2f ms/call"
                        % (req, conc, r["rps"], (c1 - c0) * 1000 / max(1, r["calls"])))
+        h.PIDS["ours"] = eng.pid
+        h.IDLE_RSS["ours"] = h.rss_mb(eng.pid)
+        r = h.sc_rss_c16(eng.addr, "ours", 5)
+        out.append("c=16 %.1f req/s, peak %.0f MiB, 15 s after %.0f MiB" % (r["rps"], r["rss_peak_mb"],
+                                                                          r["rss_after_15s_mb"]))
     finally:
         eng.stop()
     print(" | ".join(out), flush=True)

@@ -283,9 +283,9 @@ def timed_calls(addr, req_bytes, duration, min_calls=5, max_calls=100000, what="
     return out
 
 
-def closed_loop(addr, req_bytes, concurrency, duration, what="call"):
+def closed_loop(addr, req_bytes, concurrency, duration, what="call", max_msg=MAX_MSG):
     """`concurrency` threads each calling back to back for `duration` s; completed calls / elapsed."""
-    ch = channel(addr)
+    ch = channel(addr, max_msg=max_msg)
     call = analyze_raw(ch)
     counts = [0] * concurrency
     shed = [0] * concurrency

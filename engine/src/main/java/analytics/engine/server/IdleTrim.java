@@ -16,8 +16,8 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Gives memory back to the OS once the engine is idle after a burst that grew it. A burst of large
- * requests grows the Java heap (serial GC keeps what it grew until a full collection, and then shrinks
- * it in damped steps) and leaves the network buffers' memory on glibc's free lists; nothing returns
+ * requests grows the Java heap (the collector keeps what it grew until a full collection; serial then
+ * shrinks it in damped steps, G1 at once and uncommits the rest on its own thread) and leaves the network buffers' memory on glibc's free lists; nothing returns
  * either while no request comes (bench/README.md, "Idle trim").
  *
  * <p>Checked every {@link #TICK_MS} ms on its own thread. It trims when no gRPC call is open, and none
@@ -151,11 +151,20 @@ public final class IdleTrim implements AutoCloseable {
             checkedSinceActivity = false;
             return null;
         }
-        if (checkedSinceActivity || now - lastActivity < IDLE_NANOS) {
+        if (now - lastActivity < IDLE_NANOS) {
+            return null;
+        }
+        long rss = memory.rssBytes();
+        if (rss >= 0 && rss < rssAfterLastTrim) {
+            // Memory still going down after the trim returned: G1 uncommits the shrunk heap on its own thread
+            // (~100 ms later). The next burst's growth counts from this lower point, not from the RSS read
+            // right after the collections, or a burst that grows less than that gap would never be trimmed.
+            rssAfterLastTrim = rss;
+        }
+        if (checkedSinceActivity) {
             return null;
         }
         checkedSinceActivity = true; // idle memory does not grow: look again only after the next call
-        long rss = memory.rssBytes();
         if (rss < 0 || (rssAfterLastTrim >= 0 && rss - rssAfterLastTrim < GROWTH_BYTES)) {
             return null;
         }
@@ -206,7 +215,8 @@ public final class IdleTrim implements AutoCloseable {
                 hs.setVMOption(MAX, Integer.toString(TRIM_MAX_FREE_RATIO));
                 long prev = heap0;
                 // Serial GC shrinks by 0 %, 10 %, 40 %, then 100 % of the excess in consecutive full
-                // collections (ShrinkHeapInSteps): up to four, fewer once the heap stops shrinking.
+                // collections (ShrinkHeapInSteps): up to four, fewer once the heap stops shrinking (G1, the
+                // default collector, shrinks in the first: two).
                 while (gcs < MAX_GCS && stillIdle.getAsBoolean()) {
                     System.gc();
                     gcs++;

@@ -142,6 +142,20 @@ class IdleTrimTest {
     }
 
     @Test
+    void growthCountsFromWhereMemorySettledAfterTheTrimNotFromTheReadingRightAfterIt() {
+        startUpTrimDone();
+        started = 1;
+        memory.rss = 400 * MIB;
+        memory.rssAfterTrim = 330 * MIB; // read right after the collections: G1 has not uncommitted yet
+        assertEquals(1, ticks(2_000).size());
+        memory.rss = 110 * MIB; // uncommitted a moment later, while still idle
+        assertEquals(List.of(), ticks(2_000));
+        started = 2; // the next burst grows memory by 220 MiB over where it settled, less than 32 over 330
+        memory.rss = 330 * MIB;
+        assertEquals(1, ticks(2_000).size(), "a burst after a concurrent uncommit is trimmed");
+    }
+
+    @Test
     void theJitCompilingCountsAsActivity() {
         startUpTrimDone();
         started = 1;
