@@ -431,16 +431,21 @@ def sc_mean_1e6(addr, side, duration):
 
 
 def sc_summary_1e7(addr, side, duration):
-    """summary over 10^7 points (80 MB) in one Analyze: engine-side time against the kernel's own time.
-    Both are wall-clock, per call: the end-to-end time of the call (an upper bound of the engine-side time:
-    it also holds the client's sending of 80 MB) over metadata.stats.compute_us (the kernel); the median of
-    the per-call ratios is reported. The engine process's CPU time per call is kept as information."""
+    """summary over 10^7 points (80 MB) in one Analyze: engine-side time against the kernel's own time, per
+    call, wall-clock, from the response's metadata.stats: engine-side = decode_us (the bulk decode of the
+    received message into the array) + execution_time_us (validation, kernel, result), i.e. from the whole
+    request received to the answer; kernel = compute_us. The median of the per-call ratios is reported.
+    Also kept, as information: the end-to-end time over the kernel's (it adds the client's sending of 80 MB
+    and the engine's receiving of it over HTTP/2) and the engine process's CPU time per call. Three calls
+    before the measured ones warm the JIT up (a fresh engine runs this scenario alone in `--scenario` runs)."""
     pid = PIDS.get(side)
     req = big_request("summary_1e7")
     ch = channel(addr, max_msg=BIG_MSG_MB << 20)
     call = analyze_raw(ch)
-    e2e, cpu, kernel, ratios = [], [], [], []
+    e2e, cpu, kernel, ratios, engine_side, e2e_ratios = [], [], [], [], [], []
     try:
+        for _ in range(3):  # warm-up, as the other scenarios have: the JIT compiles the 10^7-point path
+            check(call(req, timeout=300), "summary 10^7 (warm-up)")
         end = time.monotonic() + duration
         while time.monotonic() < end or len(e2e) < 3:
             c0 = cpu_s(pid) if pid else None
@@ -450,9 +455,13 @@ def sc_summary_1e7(addr, side, duration):
             c1 = cpu_s(pid) if pid else None
             if c0 is not None and c1 is not None:
                 cpu.append((c1 - c0) * 1000)
-            if "compute_us" in resp.metadata.stats:
-                kernel.append(int(resp.metadata.stats["compute_us"]) / 1000.0)
-                ratios.append(e2e[-1] / max(kernel[-1], 1e-3))
+            st = resp.metadata.stats
+            if "compute_us" in st:
+                kernel.append(int(st["compute_us"]) / 1000.0)
+                e2e_ratios.append(e2e[-1] / max(kernel[-1], 1e-3))
+                if "decode_us" in st and "execution_time_us" in st:
+                    engine_side.append((int(st["decode_us"]) + int(st["execution_time_us"])) / 1000.0)
+                    ratios.append(engine_side[-1] / max(kernel[-1], 1e-3))
             if len(e2e) >= 20:
                 break
     finally:
@@ -464,6 +473,9 @@ def sc_summary_1e7(addr, side, duration):
         out["kernel_ms"] = statistics.median(kernel)
     if ratios:
         out["engine_over_kernel"] = statistics.median(ratios)
+        out["engine_side_ms"] = statistics.median(engine_side)
+    if e2e_ratios:
+        out["e2e_over_kernel"] = statistics.median(e2e_ratios)
     return out
 
 
@@ -1230,11 +1242,16 @@ def build_rows(runs):
         k = [get(r, "summary_1e7", side, "kernel_ms") for r in runs]
         c = [get(r, "summary_1e7", side, "engine_cpu_ms") for r in runs]
         e = [get(r, "summary_1e7", side, "p50_ms") for r in runs]
-        row(label + "Analyze(summary) 10^7 pts (80 MB): call time (e2e, ≥ engine-side) / kernel time", o, [],
-            [], "", "≤ 2× the kernel", lambda ov, r: ov <= 2, "×", 2, first_error(runs, "summary_1e7", side),
+        es = [get(r, "summary_1e7", side, "engine_side_ms") for r in runs]
+        row(label + "Analyze(summary) 10^7 pts (80 MB): engine-side time (decode_us + execution_time_us) / "
+            "kernel time (compute_us)", o, [], [], "", "≤ 2× the kernel", lambda ov, r: ov <= 2, "×", 2,
+            first_error(runs, "summary_1e7", side), base_text="n/a (engine measurement)",
+            note=("engine-side %.0f ms, kernel %.0f ms" % (med(es), med(k))) if med(es) and med(k) else None)
+        o = [get(r, "summary_1e7", side, "e2e_over_kernel") for r in runs]
+        row(label + "(info) same call: end-to-end time (adds the client's sending and the engine's receiving "
+            "of 80 MB) / kernel time", o, [], [], "", "—", lambda ov, r: None, "×", 2, first_error(runs, "summary_1e7", side),
             base_text="n/a (engine measurement)",
-            note=("e2e %.0f ms, kernel %.0f ms, engine CPU %.0f ms per call" % (med(e), med(k), med(c)))
-            if med(e) and med(k) and med(c) else None)
+            note=("e2e %.0f ms, engine CPU %.0f ms per call" % (med(e), med(c))) if med(e) and med(c) else None)
         o = [get(r, "rss_c16", side, "rss_peak_mb") for r in runs]
         b = [get(r, "rss_c16", "baseline", "rss_peak_mb") for r in runs]
         row(label + "RSS peak during 16 concurrent 10^6-pt requests", o, b, [], "", "≤ 600 MiB",

@@ -103,15 +103,16 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
         AnalysisRequest meta = bulk.message();
         double[] data = bulk.array(0);
         double[] target = bulk.array(1);
+        long decodeNanos = bulk.decodeNanos();
         if (dispatcher.isCheap(meta, data.length + target.length)) {
             // a small Python request is cheap to start but may run long: it is stopped like any other when the call ends
-            analyzeNow(meta, data, target, out, remainingMs(), CallCancellation.of(Context.current()));
+            analyzeNow(meta, data, target, decodeNanos, out, remainingMs(), CallCancellation.of(Context.current()));
         } else {
             long remaining = remainingMs();
             Context ctx = Context.current();
             Cancellation cancel = CallCancellation.of(ctx);
             try {
-                offload.execute(ctx.wrap(() -> analyzeNow(meta, data, target, out, remaining, cancel)));
+                offload.execute(ctx.wrap(() -> analyzeNow(meta, data, target, decodeNanos, out, remaining, cancel)));
             } catch (java.util.concurrent.RejectedExecutionException e) {
                 out.onError(Status.UNAVAILABLE.withDescription("engine is shutting down").asRuntimeException());
             }
@@ -190,9 +191,10 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
         respond(request, dispatcher.analyze(request, remainingMs, cancel, PythonBackend.Listener.NONE), out);
     }
 
-    private void analyzeNow(AnalysisRequest meta, double[] data, double[] target,
+    private void analyzeNow(AnalysisRequest meta, double[] data, double[] target, long decodeNanos,
                             StreamObserver<AnalysisResponse> out, long remainingMs, Cancellation cancel) {
-        respond(meta, dispatcher.analyze(meta, data, target, remainingMs, cancel, PythonBackend.Listener.NONE), out);
+        respond(meta, dispatcher.analyze(meta, data, target, decodeNanos, remainingMs, cancel,
+                PythonBackend.Listener.NONE), out);
     }
 
     /**

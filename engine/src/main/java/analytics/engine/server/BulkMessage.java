@@ -9,8 +9,10 @@ import com.google.protobuf.MessageLite;
  *
  * @param message the message without the lifted fields (unknown fields kept as the generated parser keeps them)
  * @param arrays  one array per lifted field, never null (empty when the field was absent)
+ * @param decodeNanos how long the decode took (the whole message had been received when it began): the
+ *                    engine reports it as {@code metadata.stats.decode_us}
  */
-public record BulkMessage<M extends MessageLite>(M message, double[][] arrays) {
+public record BulkMessage<M extends MessageLite>(M message, double[][] arrays, long decodeNanos) {
 
     /** The values of the {@code i}-th lifted field. */
     public double[] array(int i) {

@@ -88,6 +88,7 @@ public final class PackedDoublesMarshaller<M extends MessageLite> implements Met
 
     /** Decodes one message; public for the equivalence test and benchmarks. */
     public BulkMessage<M> decode(InputStream stream) throws IOException {
+        long t0 = System.nanoTime();
         Reader in = new Reader(stream);
         Lifted[] lifted = new Lifted[fields.length];
         for (int i = 0; i < lifted.length; i++) {
@@ -126,7 +127,7 @@ public final class PackedDoublesMarshaller<M extends MessageLite> implements Met
             arrays[i] = lifted[i].toArray();
         }
         M message = parser.parseFrom(rest.bytes, 0, rest.size);
-        return new BulkMessage<>(message, arrays);
+        return new BulkMessage<>(message, arrays, System.nanoTime() - t0);
     }
 
     private int slotOf(int number) {

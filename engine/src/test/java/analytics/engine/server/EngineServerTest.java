@@ -94,6 +94,30 @@ class EngineServerTest {
         }
     }
 
+    @Test
+    void aUnaryAnalyzeReportsTheDecodeOfItsDataBesideTheExecutionTime() {
+        AnalysisRequest.Builder big = AnalysisRequest.newBuilder().setAlgorithm("mean").setRequestId("big");
+        for (int i = 0; i < 100_000; i++) {
+            big.addData(i);
+        }
+        long t0 = System.nanoTime();
+        AnalysisResponse r = engine.stub.analyze(big.build());
+        long elapsedUs = (System.nanoTime() - t0) / 1000;
+        assertTrue(r.getSuccess(), r.getErrorMessage());
+        assertEquals(99_999.0 / 2, Double.parseDouble(r.getResultJson()), 1e-9);
+        java.util.Map<String, String> stats = r.getMetadata().getStatsMap();
+        assertTrue(stats.containsKey("decode_us"), "no decode_us in " + stats);
+        long decodeUs = Long.parseLong(stats.get("decode_us"));
+        long executionUs = Long.parseLong(stats.get("execution_time_us"));
+        assertTrue(decodeUs >= 0 && decodeUs + executionUs <= elapsedUs,
+                "decode " + decodeUs + " + execution " + executionUs + " us, call " + elapsedUs + " us");
+        // BatchAnalyze items are decoded by the generated parser, with the batch: no decode time of their own
+        AnalysisResponse item = engine.stub.batchAnalyze(BatchAnalysisRequest.newBuilder()
+                .addRequests(req("mean", 1, 2)).build()).next();
+        assertTrue(item.getSuccess(), item.getErrorMessage());
+        assertFalse(item.getMetadata().getStatsMap().containsKey("decode_us"));
+    }
+
     static AnalysisOptions v7Options() {
         return AnalysisOptions.newBuilder().setPreferRust(true).setAllowPython(true).setTimeoutMs(30000)
                 .setIncludeMetadata(true).build();
