@@ -55,6 +55,8 @@ SCENARIOS = ["mean_c1", "mean_c32", "summary_1e6", "kernels", "python_overhead",
 # earlier commit, so before/after are measured in the same run.
 BIG_SCENARIOS = ["summary_1e6_c4", "mean_1e6", "summary_1e7", "rss_c16"]
 BEFORE_JAR = os.environ.get("BENCH_BEFORE_JAR") or None
+# The before jar's JVM flags: BENCH_BEFORE_JAVA_OPTS (e.g. the defaults that engine shipped with), else ours.
+BEFORE_JAVA_OPTS = os.environ.get("BENCH_BEFORE_JAVA_OPTS") or None
 # 10^7 doubles are 80 MB: the engines get max_message_mb = BIG_MSG_MB (default 64) for summary_1e7.
 BIG_MSG_MB = 100
 ENGINE_WORKERS = 2
@@ -148,7 +150,7 @@ def jvm_opts():
 
 
 class Engine:
-    def __init__(self, workers, test_mode=True, tag="engine", jar=ENGINE_JAR, extra_env=None):
+    def __init__(self, workers, test_mode=True, tag="engine", jar=ENGINE_JAR, extra_env=None, opts=None):
         self.workers = workers
         self.port = free_port()
         self.addr = "127.0.0.1:%d" % self.port
@@ -158,7 +160,7 @@ class Engine:
         env["ANALYTICS_MAX_MESSAGE_MB"] = str(BIG_MSG_MB)
         if test_mode:
             env["ANALYTICS_TEST_MODE"] = "1"
-        java = ["java"] + jvm_opts() + [
+        java = ["java"] + (opts.split() if opts is not None else jvm_opts()) + [
             "-jar", jar, "--listen", self.addr, "--workers", str(workers)]
         self.proc = Proc(tag, java, env=env)
         self.pid = self.proc.pid
@@ -1006,7 +1008,7 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
     before = None
     if BEFORE_JAR and any(n in scenarios for n in BIG_SCENARIOS):
         try:
-            before = Engine(0, tag="engine-before-run%d" % run_idx, jar=BEFORE_JAR)
+            before = Engine(0, tag="engine-before-run%d" % run_idx, jar=BEFORE_JAR, opts=BEFORE_JAVA_OPTS)
             before.wait_ready()
             ready_at = time.monotonic()
         except NotRun as e:
@@ -1080,7 +1082,7 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
             if BEFORE_JAR:  # the same scenario on the earlier engine jar (2 workers), same run, same warm-up
                 log("python_overhead: before engine (BENCH_BEFORE_JAR)")
                 try:
-                    b2 = Engine(2, tag="engine-before-py-run%d" % run_idx, jar=BEFORE_JAR)
+                    b2 = Engine(2, tag="engine-before-py-run%d" % run_idx, jar=BEFORE_JAR, opts=BEFORE_JAVA_OPTS)
                     try:
                         b2.wait_ready()
                         warm_up(b2.addr, duration)
@@ -1416,6 +1418,9 @@ def write_report(runs, args, meta):
               "%s / %s." % (" ".join(meta["engine_jvm_opts"]) or "(none)", ENGINE_WORKERS, BASELINE_THREADS,
                             "%.1f" % meta["loadavg_start"][0], "%.1f" % meta["loadavg_end"][0]),
               "Environment: " + ", ".join("%s %s" % kv for kv in meta["versions"].items()), ""]
+    if BEFORE_JAR:
+        lines[-1:-1] = ["Before engine (BENCH_BEFORE_JAR): `%s`, JVM flags `%s`." % (
+            os.path.basename(BEFORE_JAR), BEFORE_JAVA_OPTS or "as above")]
     with open(os.path.join(RESULTS, args.output + ".md"), "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines[7:]))
