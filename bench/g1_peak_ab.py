@@ -19,6 +19,7 @@ COLLECTORS = ("-XX:+UseSerialGC", "-XX:+UseG1GC", "-XX:+UseParallelGC")
 VARIANTS = {
     "default": [],
     "region1m": ["-XX:G1HeapRegionSize=1m"],  # what G1 picks for a 1 GiB heap
+    "region2m": ["-XX:G1HeapRegionSize=2m"],
     "region4m": ["-XX:G1HeapRegionSize=4m"],
     "region16m": ["-XX:G1HeapRegionSize=16m"],  # an 8 MB array is no longer humongous: a bigger eden
     "xmx512": ["-Xmx512m"],
