@@ -38,15 +38,27 @@ VARIANTS = {
 COLLECTORS = ("-XX:+UseSerialGC", "-XX:+UseG1GC", "-XX:+UseParallelGC")
 
 
-def flags(name):
-    extra = VARIANTS[name]
+def with_flags(extra):
+    """The default flags plus `extra`; a collector flag in `extra` replaces the default's collector and its
+    G1 options instead of adding to them."""
     if any(f in COLLECTORS for f in extra):
-        return [f for f in DEFAULT if f not in COLLECTORS] + extra
+        return [f for f in DEFAULT if f not in COLLECTORS and not f.startswith("-XX:G1")] + extra
     return DEFAULT + extra
 
 
+def alternate(variants, run, names):
+    """Two rounds of run(name) over `names` (every variant when empty), alternating the variants."""
+    names = names or list(variants)
+    for n in names:
+        if n not in variants:
+            sys.exit("unknown variant %r (known: %s)" % (n, ", ".join(variants)))
+    for _ in range(2):
+        for n in names:
+            run(n)
+
+
 def run(name):
-    os.environ["BENCH_JAVA_OPTS"] = " ".join(flags(name))
+    os.environ["BENCH_JAVA_OPTS"] = " ".join(with_flags(VARIANTS[name]))
     eng = h.Engine(0, test_mode=False)
     eng.wait_ready()
     try:
@@ -77,13 +89,7 @@ def run(name):
 
 
 def main():
-    names = sys.argv[1:] or list(VARIANTS)
-    for n in names:
-        if n not in VARIANTS:
-            sys.exit("unknown variant %r (known: %s)" % (n, ", ".join(VARIANTS)))
-    for _ in range(2):
-        for n in names:
-            run(n)
+    alternate(VARIANTS, run, sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -12,10 +12,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+from flags_ab import alternate, with_flags  # noqa: E402
 
-os.environ.pop("BENCH_JAVA_OPTS", None)
-BASE = h.jvm_opts()
-COLLECTORS = ("-XX:+UseSerialGC", "-XX:+UseG1GC", "-XX:+UseParallelGC")
 VARIANTS = {
     "default": [],
     "region1m": ["-XX:G1HeapRegionSize=1m"],  # what G1 picks for a 1 GiB heap
@@ -27,15 +25,8 @@ VARIANTS = {
 }
 
 
-def flags(name):
-    extra = VARIANTS[name]
-    if any(f in COLLECTORS for f in extra):
-        return [f for f in BASE if f not in COLLECTORS and not f.startswith("-XX:G1")] + extra
-    return BASE + extra
-
-
 def run(name):
-    os.environ["BENCH_JAVA_OPTS"] = " ".join(flags(name))
+    os.environ["BENCH_JAVA_OPTS"] = " ".join(with_flags(VARIANTS[name]))
     eng = h.Engine(int(os.environ.get("W", "0")), test_mode=False)
     out = []
     try:
@@ -69,13 +60,7 @@ def run(name):
 
 
 def main():
-    names = sys.argv[1:] or ["default", "region1m"]
-    for n in names:
-        if n not in VARIANTS:
-            sys.exit("unknown variant %r (known: %s)" % (n, ", ".join(VARIANTS)))
-    for _ in range(2):
-        for n in names:
-            run(n)
+    alternate(VARIANTS, run, sys.argv[1:] or ["default", "region1m"])
 
 
 if __name__ == "__main__":
