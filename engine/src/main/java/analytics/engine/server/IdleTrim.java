@@ -17,8 +17,9 @@ import org.slf4j.LoggerFactory;
 /**
  * Gives memory back to the OS once the engine is idle after a burst that grew it. A burst of large
  * requests grows the Java heap (the collector keeps what it grew until a full collection; serial then
- * shrinks it in damped steps, G1 at once and uncommits the rest on its own thread) and leaves the network buffers' memory on glibc's free lists; nothing returns
- * either while no request comes (bench/README.md, "Idle trim").
+ * shrinks it in damped steps, G1 at once and uncommits the rest on its own thread) and leaves the network
+ * buffers' memory on glibc's free lists; nothing returns either while no request comes (bench/README.md,
+ * "Idle trim").
  *
  * <p>Checked every {@link #TICK_MS} ms on its own thread. It trims when no gRPC call is open, and none
  * started and the JIT compiled nothing for {@link #IDLE_NANOS}, and the RSS has grown by at least
