@@ -100,8 +100,7 @@ public final class Main implements Callable<Integer> {
         // Logging is configured from the config before the first logger is created.
         System.setProperty("analytics.log.level", cfg.logLevel().toUpperCase(java.util.Locale.ROOT));
         if (!cfg.logTimestamps()) {
-            System.setProperty("analytics.log.pattern",
-                    "%-5level %logger{0}%replace( [req=%X{request_id}]){' \\[req=\\]', ''} - %msg%n");
+            System.setProperty("analytics.log.pattern", analytics.engine.config.LogSetup.PATTERN_WITHOUT_TIME);
         }
         // grpc-java logs through java.util.logging: route it into the same log.
         org.slf4j.bridge.SLF4JBridgeHandler.removeHandlersForRootLogger();

@@ -27,8 +27,8 @@ import org.slf4j.LoggerFactory;
  * leaves class loading's and the JIT's scratch memory behind). Not after every request: a call that does not grow memory by that much does not
  * trigger it, and after one check it waits for the next call before checking again.
  *
- * <p>A trim lowers the heap's free ratios for a moment (MinHeapFreeRatio 0, MaxHeapFreeRatio
- * {@link #TRIM_MAX_FREE_RATIO}) and runs up to {@link #MAX_GCS} full collections so the heap shrinks to its
+ * <p>A trim drops the statistics kernels' per-thread working copies ({@code Scratch.releaseAll}), lowers the
+ * heap's free ratios for a moment (MinHeapFreeRatio 0, MaxHeapFreeRatio {@link #TRIM_MAX_FREE_RATIO}) and runs up to {@link #MAX_GCS} full collections so the heap shrinks to its
  * live size at once instead of in steps, restores the ratios, then has glibc return its free pages
  * ({@code System.trim_native_heap}, JDK 17.0.9+). It stops between steps as soon as a call arrives; a call
  * that arrives during a collection waits for that one collection (~10–30 ms).
@@ -40,6 +40,14 @@ public final class IdleTrim implements AutoCloseable {
     static final long GROWTH_BYTES = 32L << 20;
     static final int MAX_GCS = 4;
     static final int TRIM_MAX_FREE_RATIO = 10;
+    /**
+     * The first trim, after start-up, shrinks the heap to its live size exactly: the first young collection
+     * after it adds one fresh eden region, of which only what is allocated gets touched (idle RSS 91-99
+     * instead of 96-103 MiB with 10, bench/README.md, "Idle RSS"). Not after a burst: there G1's pause-time
+     * history makes that young collection grow the heap by 4 regions at once (RSS 159-186 instead of
+     * 126-129 MiB 15 s after 16 concurrent 10^6-point requests).
+     */
+    static final int START_UP_MAX_FREE_RATIO = 0;
 
     private static final Logger LOG = LoggerFactory.getLogger(IdleTrim.class);
 
@@ -60,8 +68,11 @@ public final class IdleTrim implements AutoCloseable {
         /** Resident set size in bytes, or a negative number when it cannot be read. */
         long rssBytes();
 
-        /** Gives memory back; stops between steps once {@code stillIdle} turns false. */
-        Report trim(BooleanSupplier stillIdle);
+        /**
+         * Gives memory back, leaving at most {@code maxFreeRatio} % of the heap free; stops between steps once
+         * {@code stillIdle} turns false.
+         */
+        Report trim(BooleanSupplier stillIdle, int maxFreeRatio);
     }
 
     private final LongSupplier nanoClock;
@@ -169,7 +180,8 @@ public final class IdleTrim implements AutoCloseable {
         if (rss < 0 || (rssAfterLastTrim >= 0 && rss - rssAfterLastTrim < GROWTH_BYTES)) {
             return null;
         }
-        Report r = memory.trim(() -> openCalls.getAsInt() == 0 && startedCalls.getAsLong() == started);
+        int maxFreeRatio = rssAfterLastTrim < 0 ? START_UP_MAX_FREE_RATIO : TRIM_MAX_FREE_RATIO;
+        Report r = memory.trim(() -> openCalls.getAsInt() == 0 && startedCalls.getAsLong() == started, maxFreeRatio);
         rssAfterLastTrim = r.rssAfter() >= 0 ? r.rssAfter() : rss;
         if (freed != null && r.rssBefore() >= 0 && r.rssAfter() >= 0) {
             freed.record(Math.max(0, r.rssBefore() - r.rssAfter()));
@@ -202,7 +214,7 @@ public final class IdleTrim implements AutoCloseable {
         }
 
         @Override
-        public Report trim(BooleanSupplier stillIdle) {
+        public Report trim(BooleanSupplier stillIdle, int maxFreeRatio) {
             long t0 = System.nanoTime();
             long rss0 = rssBytes();
             long heap0 = heapCommitted();
@@ -210,10 +222,13 @@ public final class IdleTrim implements AutoCloseable {
             HotSpotDiagnosticMXBean hs = ManagementFactory.getPlatformMXBean(HotSpotDiagnosticMXBean.class);
             String min = hs.getVMOption(MIN).getValue();
             String max = hs.getVMOption(MAX).getValue();
+            // The kernels' per-thread working copies (up to 16 MiB each, one per pool thread that ran an order
+            // statistic) would otherwise stay live through the collections below.
+            analytics.engine.stats.Scratch.releaseAll();
             try {
                 // Min first: MinHeapFreeRatio may never exceed MaxHeapFreeRatio, on the way down or back.
                 hs.setVMOption(MIN, "0");
-                hs.setVMOption(MAX, Integer.toString(TRIM_MAX_FREE_RATIO));
+                hs.setVMOption(MAX, Integer.toString(maxFreeRatio));
                 long prev = heap0;
                 // Serial GC shrinks by 0 %, 10 %, 40 %, then 100 % of the excess in consecutive full
                 // collections (ShrinkHeapInSteps): up to four, fewer once the heap stops shrinking (G1, the

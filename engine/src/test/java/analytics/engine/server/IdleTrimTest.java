@@ -43,6 +43,7 @@ class IdleTrimTest {
         long rss = 100 * MIB;
         long rssAfterTrim = 90 * MIB;
         final List<Long> trimmedAt = new ArrayList<>();
+        final List<Integer> ratios = new ArrayList<>();
         Runnable duringTrim = () -> { };
         Boolean stillIdleAfterDuringTrim;
 
@@ -52,7 +53,8 @@ class IdleTrimTest {
         }
 
         @Override
-        public IdleTrim.Report trim(BooleanSupplier stillIdle) {
+        public IdleTrim.Report trim(BooleanSupplier stillIdle, int maxFreeRatio) {
+            ratios.add(maxFreeRatio);
             assertEquals(0, open, "a trim started with a call open");
             assertTrue(stillIdle.getAsBoolean(), "a trim started while not idle");
             trimmedAt.add(now);
@@ -113,6 +115,8 @@ class IdleTrimTest {
         long at = memory.trimmedAt.get(0);
         assertTrue(at - lastBusyTick >= IdleTrim.IDLE_NANOS, "trimmed less than a second after the last call");
         assertTrue(at - lastBusyTick <= IdleTrim.IDLE_NANOS + TICK_NANOS, "trimmed late");
+        assertEquals(List.of(IdleTrim.START_UP_MAX_FREE_RATIO, IdleTrim.TRIM_MAX_FREE_RATIO), memory.ratios,
+                "the start-up trim shrinks the heap to its live size, a trim after a burst keeps some room");
         DistributionSummary freed = registry.find("analytics.idle.trim.freed").summary();
         assertNotNull(freed);
         assertEquals(2, freed.count()); // start-up and this one
@@ -196,12 +200,12 @@ class IdleTrimTest {
         String min = hs.getVMOption("MinHeapFreeRatio").getValue();
         String max = hs.getVMOption("MaxHeapFreeRatio").getValue();
         IdleTrim.JvmMemory jvm = new IdleTrim.JvmMemory();
-        IdleTrim.Report r = jvm.trim(() -> true);
+        IdleTrim.Report r = jvm.trim(() -> true, IdleTrim.TRIM_MAX_FREE_RATIO);
         assertTrue(r.fullGcs() >= 1 && r.fullGcs() <= IdleTrim.MAX_GCS, r.describe());
         assertEquals(min, hs.getVMOption("MinHeapFreeRatio").getValue());
         assertEquals(max, hs.getVMOption("MaxHeapFreeRatio").getValue());
         assertTrue(r.describe().startsWith("idle trim: RSS "), r.describe());
-        IdleTrim.Report busy = jvm.trim(() -> false);
+        IdleTrim.Report busy = jvm.trim(() -> false, IdleTrim.TRIM_MAX_FREE_RATIO);
         assertEquals(0, busy.fullGcs(), "collected although a call was open");
         assertFalse(busy.nativeTrimmed());
         assertEquals(max, hs.getVMOption("MaxHeapFreeRatio").getValue());
