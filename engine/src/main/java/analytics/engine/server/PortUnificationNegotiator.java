@@ -18,6 +18,7 @@ import io.netty.channel.ChannelHandler;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.ChannelPipeline;
+import io.netty.handler.codec.AdaptiveCumulator;
 import io.netty.handler.codec.ByteToMessageDecoder;
 import io.netty.handler.codec.http.DefaultFullHttpResponse;
 import io.netty.handler.codec.http.FullHttpResponse;
@@ -117,6 +118,13 @@ final class PortUnificationNegotiator implements InternalProtocolNegotiator.Prot
 
     @Override
     public ChannelHandler newHandler(GrpcHttp2ConnectionHandler grpcHandler) {
+        // The HTTP/2 decoder keeps a partial frame across socket reads. With Netty's default (merge) cumulator
+        // every read that follows one is copied into a fresh buffer, because the DATA frames already handed
+        // on hold slices of the old one: an 8 MB request was copied once more before gRPC saw it (9 % of
+        // the engine's CPU, as much as decoding the doubles; bench/README.md, "Large requests"). The adaptive
+        // cumulator links reads of 1 KiB and more into a composite instead, and still merges smaller ones
+        // so that a peer sending a byte at a time cannot make it track one buffer per byte.
+        grpcHandler.setCumulator(new AdaptiveCumulator(1024));
         if (tls == null) {
             return new Detector(grpc.newHandler(grpcHandler));
         }
