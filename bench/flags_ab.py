@@ -34,6 +34,9 @@ VARIANTS = {
     "serial": ["-XX:+UseSerialGC"],
     "g1": ["-XX:+UseG1GC"],
     "parallel": ["-XX:+UseParallelGC"],
+    # gRPC's own pooled allocator for its network buffers (the default until Netty 4.2's adaptive one)
+    "pooled": ["-Dio.grpc.netty.useCustomAllocator=true"],
+    "noleakcheck": ["-Dio.netty.leakDetection.level=disabled"],
 }
 COLLECTORS = ("-XX:+UseSerialGC", "-XX:+UseG1GC", "-XX:+UseParallelGC")
 
