@@ -21,7 +21,8 @@ import ch.qos.logback.core.spi.ContextAwareBase;
  * INFO). {@code Main} sets both from the config before the first logger is created. gRPC and Netty log
  * warnings only; {@code io.netty.bootstrap} errors only (grpc-netty sets SO_KEEPALIVE on every child
  * channel, which Unix sockets do not have). An operator's own file, {@code -Dlogback.configurationFile=...},
- * still wins: then this set-up steps aside.
+ * still wins, and so does a {@code logback-test.xml} on the class path (the unit tests'): then this set-up
+ * steps aside and logback reads that file as usual.
  */
 @ConfiguratorRank(ConfiguratorRank.CUSTOM_HIGH_PRIORITY)
 public final class LogSetup extends ContextAwareBase implements Configurator {
@@ -35,9 +36,16 @@ public final class LogSetup extends ContextAwareBase implements Configurator {
 
     @Override
     public ExecutionStatus configure(LoggerContext ctx) {
-        if (System.getProperty("logback.configurationFile") != null) {
+        if (System.getProperty("logback.configurationFile") != null
+                || LogSetup.class.getClassLoader().getResource("logback-test.xml") != null) {
             return ExecutionStatus.INVOKE_NEXT_IF_ANY;
         }
+        apply(ctx);
+        return ExecutionStatus.DO_NOT_INVOKE_NEXT_IF_ANY;
+    }
+
+    /** The engine's set-up on {@code ctx} (the test calls it on a context of its own). */
+    static void apply(LoggerContext ctx) {
         PatternLayoutEncoder encoder = new PatternLayoutEncoder();
         encoder.setContext(ctx);
         encoder.setPattern(System.getProperty("analytics.log.pattern", PATTERN));
@@ -53,6 +61,5 @@ public final class LogSetup extends ContextAwareBase implements Configurator {
         ctx.getLogger("io.grpc").setLevel(Level.WARN);
         ctx.getLogger("io.netty").setLevel(Level.WARN);
         ctx.getLogger("io.netty.bootstrap").setLevel(Level.ERROR);
-        return ExecutionStatus.DO_NOT_INVOKE_NEXT_IF_ANY;
     }
 }

@@ -27,9 +27,10 @@ import org.slf4j.LoggerFactory;
  * leaves class loading's and the JIT's scratch memory behind). Not after every request: a call that does not grow memory by that much does not
  * trigger it, and after one check it waits for the next call before checking again.
  *
- * <p>A trim drops the statistics kernels' per-thread working copies ({@code Scratch.releaseAll}), lowers the
- * heap's free ratios for a moment (MinHeapFreeRatio 0, MaxHeapFreeRatio {@link #TRIM_MAX_FREE_RATIO}) and runs up to {@link #MAX_GCS} full collections so the heap shrinks to its
- * live size at once instead of in steps, restores the ratios, then has glibc return its free pages
+ * <p>A trim lowers the heap's free ratios for a moment (MinHeapFreeRatio 0, MaxHeapFreeRatio
+ * {@link #TRIM_MAX_FREE_RATIO}; {@link #START_UP_MAX_FREE_RATIO} for the first one, after start-up) and runs up
+ * to {@link #MAX_GCS} full collections so the heap shrinks to its live size at once instead of in steps,
+ * restores the ratios, then has glibc return its free pages
  * ({@code System.trim_native_heap}, JDK 17.0.9+). It stops between steps as soon as a call arrives; a call
  * that arrives during a collection waits for that one collection (~10–30 ms).
  */
@@ -222,9 +223,6 @@ public final class IdleTrim implements AutoCloseable {
             HotSpotDiagnosticMXBean hs = ManagementFactory.getPlatformMXBean(HotSpotDiagnosticMXBean.class);
             String min = hs.getVMOption(MIN).getValue();
             String max = hs.getVMOption(MAX).getValue();
-            // The kernels' per-thread working copies (up to 16 MiB each, one per pool thread that ran an order
-            // statistic) would otherwise stay live through the collections below.
-            analytics.engine.stats.Scratch.releaseAll();
             try {
                 // Min first: MinHeapFreeRatio may never exceed MaxHeapFreeRatio, on the way down or back.
                 hs.setVMOption(MIN, "0");
