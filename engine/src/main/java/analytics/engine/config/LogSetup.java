@@ -12,8 +12,8 @@ import ch.qos.logback.core.spi.ContextAwareBase;
 
 /**
  * The engine's logging set-up, in code rather than a {@code logback.xml}: reading XML loads logback's Joran
- * configurator and the JDK's XML parser, ~600 classes that stayed loaded for the process's life (about
- * 3 MiB of idle RSS; bench/README.md, "Idle RSS"). Logback finds this class through
+ * configurator and the JDK's XML parser, ~600 classes that stayed loaded for the process's life (2 MiB of
+ * metaspace; bench/README.md, "Sixth pass"). Logback finds this class through
  * {@code META-INF/services/ch.qos.logback.classic.spi.Configurator}.
  *
  * <p>One console appender (stdout; journald under systemd) with {@link #PATTERN}, or the pattern in the

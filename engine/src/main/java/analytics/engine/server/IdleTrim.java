@@ -43,10 +43,10 @@ public final class IdleTrim implements AutoCloseable {
     static final int TRIM_MAX_FREE_RATIO = 10;
     /**
      * The first trim, after start-up, shrinks the heap to its live size exactly: the first young collection
-     * after it adds one fresh eden region, of which only what is allocated gets touched (idle RSS 91-99
-     * instead of 96-103 MiB with 10, bench/README.md, "Idle RSS"). Not after a burst: there G1's pause-time
-     * history makes that young collection grow the heap by 4 regions at once (RSS 159-186 instead of
-     * 126-129 MiB 15 s after 16 concurrent 10^6-point requests).
+     * after it adds one fresh eden region, of which only what is allocated gets touched (idle RSS 8 s after
+     * ready, 3 runs each: 94-102 vs 100-103 MiB with 10; bench/README.md, "Sixth pass"). Not after a burst:
+     * there G1's pause-time history makes that young collection grow the heap by 4 regions at once (RSS
+     * 159-186 instead of 126-129 MiB 15 s after 16 concurrent 10^6-point requests).
      */
     static final int START_UP_MAX_FREE_RATIO = 0;
 
