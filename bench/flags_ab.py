@@ -36,7 +36,6 @@ VARIANTS = {
     "parallel": ["-XX:+UseParallelGC"],
     # gRPC's own pooled allocator for its network buffers (the default until Netty 4.2's adaptive one)
     "pooled": ["-Dio.grpc.netty.useCustomAllocator=true"],
-    "noleakcheck": ["-Dio.netty.leakDetection.level=disabled"],
 }
 COLLECTORS = ("-XX:+UseSerialGC", "-XX:+UseG1GC", "-XX:+UseParallelGC")
 

@@ -342,7 +342,7 @@ def ghz(addr, call, data, concurrency, duration, tag):
     out_file = os.path.join(RAW, "ghz-%s-out.json" % tag)
     # The request is the same on every call: ghz's default runs its call-data template engine over the JSON
     # on every send, which cost it 64-65 us of CPU per call (of 75-80 us in all) on the 2 cores the server
-    # shares; without it 31-35 us (bench/README.md, "The load generator").
+    # shares; without it 31-35 us (bench/README.md, "Sixth pass", "The load generator").
     cmd = [GHZ, "--insecure", "--disable-template-functions", "--disable-template-data",
            "--proto", os.path.join(ROOT, "proto", "analytics.proto"),
            "--import-paths", os.path.join(ROOT, "proto"), "--call", call, "-D", data_file,

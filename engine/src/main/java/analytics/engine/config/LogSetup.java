@@ -31,7 +31,7 @@ public final class LogSetup extends ContextAwareBase implements Configurator {
     public static final String PATTERN_WITHOUT_TIME =
             "%-5level %logger{0}%replace( [req=%X{request_id}]){' \\[req=\\]', ''} - %msg%n";
 
-    /** The default line. */
+    /** The default line: ISO-8601 time with milliseconds and the UTC offset ({@code XXX}: "Z" or "+01:00"). */
     public static final String PATTERN = "%d{yyyy-MM-dd'T'HH:mm:ss.SSSXXX} " + PATTERN_WITHOUT_TIME;
 
     @Override

@@ -23,8 +23,10 @@ class RequestValidatorTest {
     @Test
     void firstNonFiniteAgreesWithAPlainScan() {
         Random rnd = new Random(13);
-        double[] bad = {Double.NaN, Double.POSITIVE_INFINITY, Double.NEGATIVE_INFINITY,
-                Double.longBitsToDouble(0x7ff8000000000001L), Double.longBitsToDouble(0xfff0000000000001L)};
+        double quietNanWithPayload = Double.longBitsToDouble(0x7ff8000000000001L);
+        double negativeSignallingNan = Double.longBitsToDouble(0xfff0000000000001L);
+        double[] bad = {Double.NaN, Double.POSITIVE_INFINITY, Double.NEGATIVE_INFINITY, quietNanWithPayload,
+                negativeSignallingNan};
         double[] extreme = {Double.MAX_VALUE, -Double.MAX_VALUE, Double.MIN_VALUE, -0.0, 0.0, 1e308, -1e-320};
         for (int n = 0; n <= 40; n++) {
             for (int trial = 0; trial < 30; trial++) {
