@@ -36,6 +36,10 @@ VARIANTS = {
     "parallel": ["-XX:+UseParallelGC"],
     # gRPC's own pooled allocator for its network buffers (the default until Netty 4.2's adaptive one)
     "pooled": ["-Dio.grpc.netty.useCustomAllocator=true"],
+    # no pool at all: every network buffer malloc'd and freed, so glibc's trim gets all of it back when idle
+    "unpooled": ["-Dio.netty.allocator.type=unpooled"],
+    # the adaptive pool keeping fewer spare chunks (defaults: 2 x cores shared, 8 MiB per event-loop thread)
+    "fewchunks": ["-Dio.netty.allocator.chunkReuseQueueCapacity=2", "-Dio.netty.allocator.threadLocalChunkCacheMaxBytes=1"],
 }
 COLLECTORS = ("-XX:+UseSerialGC", "-XX:+UseG1GC", "-XX:+UseParallelGC")
 

@@ -8,11 +8,15 @@ import io.micrometer.core.instrument.binder.jvm.ClassLoaderMetrics;
 import io.micrometer.core.instrument.binder.jvm.JvmGcMetrics;
 import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
 import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
+import io.micrometer.core.instrument.binder.netty4.NettyAllocatorMetrics;
 import io.micrometer.core.instrument.binder.system.FileDescriptorMetrics;
 import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
 import io.micrometer.core.instrument.binder.system.UptimeMetrics;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import io.netty.buffer.ByteBufAllocator;
+import io.netty.buffer.ByteBufAllocatorMetricProvider;
+import io.netty.buffer.PooledByteBufAllocator;
 import java.time.Duration;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
@@ -38,6 +42,14 @@ public final class EngineMetrics {
         new ProcessorMetrics().bindTo(registry);
         new UptimeMetrics().bindTo(registry);
         new FileDescriptorMetrics().bindTo(registry);
+        // Netty's buffer memory outside the Java heap: gRPC's network buffers come from ByteBufAllocator.DEFAULT
+        // (with the default flags Netty's adaptive allocator), the frames to the workers from the pooled one.
+        for (ByteBufAllocator a : new java.util.LinkedHashSet<>(
+                java.util.List.of(ByteBufAllocator.DEFAULT, PooledByteBufAllocator.DEFAULT))) { // one when the same
+            if (a instanceof ByteBufAllocatorMetricProvider p) {
+                new NettyAllocatorMetrics(p).bindTo(registry);
+            }
+        }
         Gauge.builder("analytics.requests.inflight", inFlight, AtomicInteger::get)
                 .description("Analysis requests being computed now").register(registry);
         // Micrometer has no resident-memory meter; the name is the one Prometheus client libraries use, so

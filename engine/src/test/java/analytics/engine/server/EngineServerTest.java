@@ -342,6 +342,11 @@ class EngineServerTest {
         assertTrue(rss.find(), "no process_resident_memory_bytes");
         double rssBytes = Double.parseDouble(rss.group(1));
         assertTrue(rssBytes > 10e6 && rssBytes < 64e9, "engine RSS " + rssBytes);
+        // the network buffers' memory outside the heap (the allocator gRPC uses), README "Health and metrics"
+        var netty = java.util.regex.Pattern.compile(
+                "(?m)^netty_allocator_memory_used\\{[^}]*memory_type=\"direct\"[^}]*\\} (\\S+)$").matcher(metrics);
+        assertTrue(netty.find(), "no netty_allocator_memory_used for direct memory");
+        assertTrue(Double.parseDouble(netty.group(1)) >= 0, netty.group());
 
         assertTrue(engine.get("/nope").startsWith("HTTP/1.1 404"));
         assertTrue(engine.http("POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").startsWith("HTTP/1.1 405"));
