@@ -36,10 +36,15 @@ VARIANTS = {
     "parallel": ["-XX:+UseParallelGC"],
     # gRPC's own pooled allocator for its network buffers (the default until Netty 4.2's adaptive one)
     "pooled": ["-Dio.grpc.netty.useCustomAllocator=true"],
-    # no pool at all: every network buffer malloc'd and freed, so glibc's trim gets all of it back when idle
+    # no pool at all: every network buffer malloc'd and freed
     "unpooled": ["-Dio.netty.allocator.type=unpooled"],
-    # the adaptive pool keeping fewer spare chunks (defaults: 2 x cores shared, 8 MiB per event-loop thread)
-    "fewchunks": ["-Dio.netty.allocator.chunkReuseQueueCapacity=2", "-Dio.netty.allocator.threadLocalChunkCacheMaxBytes=1"],
+    # the defaults before the seventh pass (bench/README.md): the adaptive allocator's full mode (per-event-loop
+    # magazines, chunks up to 8 MiB, kept for reuse) and glibc's own malloc settings ("ENV:-NAME" unsets NAME in
+    # the engine's environment, "ENV:NAME=VALUE" sets it)
+    "retain": ["-Dio.netty.allocator.lowMemory=false", "ENV:-MALLOC_ARENA_MAX", "ENV:-MALLOC_MMAP_THRESHOLD_",
+               "ENV:-MALLOC_TRIM_THRESHOLD_"],
+    # the low-memory allocator without the malloc settings: freed chunks go back to the kernel and fault in again
+    "lowmem_only": ["ENV:-MALLOC_ARENA_MAX", "ENV:-MALLOC_MMAP_THRESHOLD_", "ENV:-MALLOC_TRIM_THRESHOLD_"],
 }
 COLLECTORS = ("-XX:+UseSerialGC", "-XX:+UseG1GC", "-XX:+UseParallelGC")
 
@@ -64,8 +69,16 @@ def alternate(variants, run, names):
 
 
 def run(name):
-    os.environ["BENCH_JAVA_OPTS"] = " ".join(with_flags(VARIANTS[name]))
-    eng = h.Engine(0, test_mode=False)
+    flags = [f for f in VARIANTS[name] if not f.startswith("ENV:")]
+    env = {}
+    for f in VARIANTS[name]:
+        if f.startswith("ENV:-"):
+            env[f[5:]] = None
+        elif f.startswith("ENV:"):
+            k, v = f[4:].split("=", 1)
+            env[k] = v
+    os.environ["BENCH_JAVA_OPTS"] = " ".join(with_flags(flags))
+    eng = h.Engine(0, test_mode=False, extra_env=env)
     eng.wait_ready()
     try:
         time.sleep(3)  # measurement points: idle after start-up, then 10 s after it
@@ -87,8 +100,8 @@ def run(name):
         r = h.sc_rss_c16(eng.addr, "ours", 5)
         back = ("back within 10 %% of idle in %.1f s" % r["back_to_idle_s"] if r["back_to_idle_s"] is not None
                 else "not back within 10 % of idle in 15 s")
-        out.append("c=16 %.1f req/s, peak %.0f MiB, %s (%.0f MiB)" % (r["rps"], r["rss_peak_mb"], back,
-                                                                     r["rss_after_15s_mb"]))
+        out.append("c=16 %.1f req/s, peak %.0f MiB, %s (%.0f MiB; %.0f MiB just before it)" % (
+            r["rps"], r["rss_peak_mb"], back, r["rss_after_15s_mb"], r["rss_before_mb"]))
     finally:
         eng.stop()
     print(" | ".join(out), flush=True)

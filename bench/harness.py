@@ -57,6 +57,9 @@ BIG_SCENARIOS = ["summary_1e6_c4", "mean_1e6", "summary_1e7", "rss_c16"]
 BEFORE_JAR = os.environ.get("BENCH_BEFORE_JAR") or None
 # The before jar's JVM flags: BENCH_BEFORE_JAVA_OPTS (e.g. the defaults that engine shipped with), else ours.
 BEFORE_JAVA_OPTS = os.environ.get("BENCH_BEFORE_JAVA_OPTS") or None
+# The before engine runs on its own defaults: without the launcher's malloc settings (default_malloc_env, added
+# after c584458) unless BENCH_BEFORE_MALLOC_ENV=1.
+BEFORE_MALLOC_ENV = os.environ.get("BENCH_BEFORE_MALLOC_ENV") == "1"
 # 10^7 doubles are 80 MB: the engines get max_message_mb = BIG_MSG_MB (default 64) for summary_1e7.
 BIG_MSG_MB = 100
 ENGINE_WORKERS = 2
@@ -149,13 +152,36 @@ def jvm_opts():
         return []
 
 
+def malloc_env():
+    """The launcher's glibc malloc settings for the JVM (default_malloc_env in scripts/analytics-server), each
+    where this environment does not set it already, as the launcher does."""
+    try:
+        with open(os.path.join(ROOT, "scripts", "analytics-server")) as f:
+            m = re.search(r'^default_malloc_env="([^"]*)"$', f.read(), re.MULTILINE)
+    except OSError:
+        return {}
+    pairs = dict(kv.split("=", 1) for kv in m.group(1).split()) if m else {}
+    out = {k: v for k, v in pairs.items() if k not in os.environ}
+    out["ANALYTICS_JVM_ONLY_ENV"] = " ".join(out)  # the workers do not inherit them
+    return out
+
+
 class Engine:
-    def __init__(self, workers, test_mode=True, tag="engine", jar=ENGINE_JAR, extra_env=None, opts=None):
+    def __init__(self, workers, test_mode=True, tag="engine", jar=ENGINE_JAR, extra_env=None, opts=None,
+                 launcher_env=True):
+        """extra_env: added to the environment (a None value removes the variable); launcher_env: with the
+        launcher's malloc settings (malloc_env), as scripts/analytics-server and scripts/run.sh start it."""
         self.workers = workers
         self.port = free_port()
         self.addr = "127.0.0.1:%d" % self.port
         env = dict(os.environ)
-        env.update(extra_env or {})
+        if launcher_env:
+            env.update(malloc_env())
+        for k, v in (extra_env or {}).items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = v
         env["ANALYTICS_PYTHON"] = WORKER_PY
         env["ANALYTICS_MAX_MESSAGE_MB"] = str(BIG_MSG_MB)
         if test_mode:
@@ -1024,7 +1050,8 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
     before = None
     if BEFORE_JAR and any(n in scenarios for n in BIG_SCENARIOS):
         try:
-            before = Engine(0, tag="engine-before-run%d" % run_idx, jar=BEFORE_JAR, opts=BEFORE_JAVA_OPTS)
+            before = Engine(0, tag="engine-before-run%d" % run_idx, jar=BEFORE_JAR, opts=BEFORE_JAVA_OPTS,
+                            launcher_env=BEFORE_MALLOC_ENV)
             before.wait_ready()
             ready_at = time.monotonic()
         except NotRun as e:
@@ -1098,7 +1125,8 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
             if BEFORE_JAR:  # the same scenario on the earlier engine jar (2 workers), same run, same warm-up
                 log("python_overhead: before engine (BENCH_BEFORE_JAR)")
                 try:
-                    b2 = Engine(2, tag="engine-before-py-run%d" % run_idx, jar=BEFORE_JAR, opts=BEFORE_JAVA_OPTS)
+                    b2 = Engine(2, tag="engine-before-py-run%d" % run_idx, jar=BEFORE_JAR, opts=BEFORE_JAVA_OPTS,
+                                launcher_env=BEFORE_MALLOC_ENV)
                     try:
                         b2.wait_ready()
                         warm_up(b2.addr, duration)

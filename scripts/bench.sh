@@ -30,6 +30,8 @@ Environment: BENCH_JAVA_OPTS (extra JVM flags for the engine, e.g. -XX:StartFlig
              also run against it, in the same run, as "(before)" rows; so does python_overhead,
              on that jar with 2 workers, after the current engine's measurement),
              BENCH_BEFORE_JAVA_OPTS (that jar's JVM flags, e.g. the defaults it shipped with; default: ours),
+             BENCH_BEFORE_MALLOC_ENV=1 (that jar with the launcher's glibc malloc settings too; default: our
+             engine alone gets them, as scripts/analytics-server sets them),
              GHZ_VERSION (default v0.120.0), PYTHON (python3 for bench/.venv).
 See bench/README.md for what each scenario measures.
 USAGE

@@ -12,8 +12,10 @@ py-worker/.venv, listening on 127.0.0.1:50051 (gRPC + GET /health + GET /metrics
 Ctrl-C (SIGINT) drains in-flight requests and exits 0. Any analytics-server option works, e.g.
   scripts/run.sh --listen 127.0.0.1:6000 --workers 1
   scripts/run.sh --print-config
-Environment: every ANALYTICS_* setting (see README "Configuration"), JAVA_OPTS (replaces the default
-JVM flags: default_java_opts in scripts/analytics-server, the deployed launcher's; README "JVM flags").
+Runs through scripts/analytics-server, the deployed launcher (Java 17+ from $ANALYTICS_JAVA, $JAVA_HOME or
+PATH; its default JVM flags and glibc malloc settings; README "JVM flags").
+Environment: every ANALYTICS_* setting (see README "Configuration"), JAVA_OPTS or ANALYTICS_JAVA_OPTS
+(replace the default JVM flags; JAVA_OPTS wins).
 USAGE
   exec java -jar engine/target/analytics-engine.jar --help
 fi
@@ -23,15 +25,10 @@ if [[ ! -f "$JAR" ]]; then
   exit 1
 fi
 export ANALYTICS_PYTHON="${ANALYTICS_PYTHON:-$ROOT/py-worker/.venv/bin/python}"
-# exec: the JVM receives Ctrl-C/SIGTERM itself and shuts down gracefully.
-# shellcheck disable=SC2086
-# The default JVM flags are the deployed launcher's (default_java_opts in scripts/analytics-server, the one
-# place they are written; bench/harness.py reads them from there too). JAVA_OPTS replaces them.
-default_java_opts=$(sed -n 's/^default_java_opts="\(.*\)"$/\1/p' scripts/analytics-server)
-if [[ -z "$default_java_opts" ]]; then
-  echo "run.sh: no default_java_opts line in scripts/analytics-server" >&2
-  exit 1
+# The deployed launcher, from this checkout: the same default JVM flags (default_java_opts) and glibc malloc
+# settings (default_malloc_env) as a deployed engine, both written only there. JAVA_OPTS replaces the flags.
+if [[ -n "${JAVA_OPTS:-}" ]]; then
+  export ANALYTICS_JAVA_OPTS="$JAVA_OPTS"
 fi
-exec java ${JAVA_OPTS:-$default_java_opts} \
-  -Danalytics.process=analytics-server \
-  -jar "$JAR" "$@"
+# exec: the JVM receives Ctrl-C/SIGTERM itself and shuts down gracefully.
+exec "$ROOT/scripts/analytics-server" "$@"

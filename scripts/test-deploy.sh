@@ -342,6 +342,11 @@ log_step "3. health and gRPC"
 check "curl /health = 200" ok '[[ "$(health_code)" == 200 ]]'
 health_body > "$work/health.json"
 check "/health lists python workers" python3 -c 'import json,sys; w=json.load(open(sys.argv[1]))["python"]["workers"]; sys.exit(0 if w and all(x["pid"] for x in w) else 1)' "$work/health.json"
+# the launcher's glibc malloc settings are the JVM's alone (README "JVM flags"; workers/launch/WorkerEnvironment)
+env_of() { ct cat "/proc/$1/environ" | tr '\0' '\n'; }
+check "MALLOC_ARENA_MAX=1 in the engine's environment, in none of its workers'" ok '
+    env_of "$(main_pid)" | grep -x MALLOC_ARENA_MAX=1 >/dev/null && [[ -n "$(worker_pids)" ]] &&
+    ! { for w in $(worker_pids); do env_of "$w"; done | grep "^MALLOC_\|^ANALYTICS_JVM_ONLY_ENV=" >/dev/null; }'
 r=$(analyze '{"request_id":"n1","algorithm":"mean","data":[1,2,3,4,5]}' 2>&1 || true)
 if [[ "$(json_get success <<<"$r" 2>/dev/null)" == true && "$(json_get resultJson <<<"$r")" == 3* ]]; then
     pass "grpcurl Analyze mean (native) = $(json_get resultJson <<<"$r")"

@@ -248,7 +248,7 @@ public final class ForkServerLauncher implements WorkerLauncher {
         if (workingDir != null) {
             pb.directory(workingDir.toFile());
         }
-        pb.environment().putAll(env);
+        WorkerEnvironment.prepare(pb.environment(), env);
         Process p;
         try {
             p = pb.start();

@@ -47,7 +47,7 @@ public final class SpawnLauncher implements WorkerLauncher {
         if (workingDir != null) {
             pb.directory(workingDir.toFile());
         }
-        pb.environment().putAll(env);
+        WorkerEnvironment.prepare(pb.environment(), env);
         pb.environment().putAll(spec.env());
         pb.environment().put("ANALYTICS_WORKER_TOKEN", spec.token());
         pb.environment().put("PYTHONUNBUFFERED", "1");
