@@ -1472,13 +1472,16 @@ def write_report(runs, args, meta):
     lines += ["", "Trivial Python algorithm used for the overhead/payload rows: %s "
                   "(`_test_echo` needs the engine's test mode; else `mean` with prefer_rust=false)."
               % (", ".join(algs) or "none ran"),
-              "Engine JVM flags: `%s`; %d Python workers; baseline thread pool: %d; load average at start/end: "
-              "%s / %s." % (" ".join(meta["engine_jvm_opts"]) or "(none)", ENGINE_WORKERS, BASELINE_THREADS,
-                            "%.1f" % meta["loadavg_start"][0], "%.1f" % meta["loadavg_end"][0]),
+              "Engine JVM flags: `%s`; its malloc environment: `%s`; %d Python workers; baseline thread pool: %d; "
+              "load average at start/end: %s / %s." % (
+                  " ".join(meta["engine_jvm_opts"]) or "(none)",
+                  " ".join("%s=%s" % kv for kv in meta.get("engine_malloc_env", {}).items()) or "(glibc's defaults)",
+                  ENGINE_WORKERS, BASELINE_THREADS, "%.1f" % meta["loadavg_start"][0], "%.1f" % meta["loadavg_end"][0]),
               "Environment: " + ", ".join("%s %s" % kv for kv in meta["versions"].items()), ""]
     if BEFORE_JAR:
-        lines[-1:-1] = ["Before engine (BENCH_BEFORE_JAR): `%s`, JVM flags `%s`." % (
-            os.path.basename(BEFORE_JAR), BEFORE_JAVA_OPTS or "as above")]
+        lines[-1:-1] = ["Before engine (BENCH_BEFORE_JAR): `%s`, JVM flags `%s`, %s." % (
+            os.path.basename(BEFORE_JAR), BEFORE_JAVA_OPTS or "as above",
+            "the same malloc environment" if BEFORE_MALLOC_ENV else "glibc's default malloc settings")]
     with open(os.path.join(RESULTS, args.output + ".md"), "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines[7:]))
@@ -1507,7 +1510,9 @@ def main(argv=None):
                          "grpcio": grpc.__version__,
                          "java": subprocess.run(["java", "-version"], capture_output=True,
                                                 text=True).stderr.splitlines()[0]},
-            "baseline_threads": BASELINE_THREADS, "engine_jvm_opts": jvm_opts(), "engine_workers": ENGINE_WORKERS, "rf_params": RF_PARAMS}
+            "baseline_threads": BASELINE_THREADS, "engine_jvm_opts": jvm_opts(),
+            "engine_malloc_env": {k: v for k, v in malloc_env().items() if k.startswith("MALLOC_")},
+            "engine_workers": ENGINE_WORKERS, "rf_params": RF_PARAMS}
     runs = []
     for i in range(args.runs):
         runs.append(one_run(i, args.scenario, args.duration, jmh_ready))
