@@ -8,13 +8,13 @@ import io.micrometer.core.instrument.binder.jvm.ClassLoaderMetrics;
 import io.micrometer.core.instrument.binder.jvm.JvmGcMetrics;
 import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
 import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
-import io.micrometer.core.instrument.binder.netty4.NettyAllocatorMetrics;
 import io.micrometer.core.instrument.binder.system.FileDescriptorMetrics;
 import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
 import io.micrometer.core.instrument.binder.system.UptimeMetrics;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.netty.buffer.ByteBufAllocator;
+import io.netty.buffer.ByteBufAllocatorMetric;
 import io.netty.buffer.ByteBufAllocatorMetricProvider;
 import io.netty.buffer.PooledByteBufAllocator;
 import java.time.Duration;
@@ -42,12 +42,17 @@ public final class EngineMetrics {
         new ProcessorMetrics().bindTo(registry);
         new UptimeMetrics().bindTo(registry);
         new FileDescriptorMetrics().bindTo(registry);
-        // Netty's buffer memory outside the Java heap: gRPC's network buffers come from ByteBufAllocator.DEFAULT
-        // (with the default flags Netty's adaptive allocator), the frames to the workers from the pooled one.
-        for (ByteBufAllocator a : new java.util.LinkedHashSet<>(
-                java.util.List.of(ByteBufAllocator.DEFAULT, PooledByteBufAllocator.DEFAULT))) { // one when the same
-            if (a instanceof ByteBufAllocatorMetricProvider p) {
-                new NettyAllocatorMetrics(p).bindTo(registry);
+        // What Netty's buffer pools hold: gRPC's network buffers come from ByteBufAllocator.DEFAULT (with the
+        // default flags the adaptive allocator), the frames to the workers from the pooled one. Read at scrape
+        // time only: touching the allocators initialises Netty's buffer classes, which code that builds metrics
+        // without serving (the fuzz targets) must not need.
+        for (String pool : new String[] {"grpc", "workers"}) {
+            for (String type : new String[] {"direct", "heap"}) {
+                Gauge.builder("analytics.netty.memory.used", () -> nettyUsedBytes(pool.equals("grpc"), type.equals("direct")))
+                        .tags("pool", pool, "memory_type", type).baseUnit("bytes")
+                        .description("Memory Netty's buffer pool holds (in use or kept for reuse): pool=grpc the gRPC "
+                                + "network buffers, pool=workers the frames to the Python workers")
+                        .register(registry);
             }
         }
         Gauge.builder("analytics.requests.inflight", inFlight, AtomicInteger::get)
@@ -56,6 +61,15 @@ public final class EngineMetrics {
         // the memory alert of deploy/prometheus compares it (plus the workers') with the unit's MemoryMax.
         Gauge.builder("process.resident.memory", EngineMetrics::residentBytes).baseUnit("bytes")
                 .description("Resident set size of the engine (JVM) process, from /proc/self/status").register(registry);
+    }
+
+    private static double nettyUsedBytes(boolean grpc, boolean direct) {
+        ByteBufAllocator a = grpc ? ByteBufAllocator.DEFAULT : PooledByteBufAllocator.DEFAULT;
+        if (!(a instanceof ByteBufAllocatorMetricProvider p)) {
+            return Double.NaN; // an allocator without metrics (e.g. -Dio.netty.allocator.type=unpooled)
+        }
+        ByteBufAllocatorMetric m = p.metric();
+        return direct ? m.usedDirectMemory() : m.usedHeapMemory();
     }
 
     /** VmRSS of this process in bytes, NaN where /proc is not available (not Linux). */

@@ -344,8 +344,9 @@ class EngineServerTest {
         assertTrue(rssBytes > 10e6 && rssBytes < 64e9, "engine RSS " + rssBytes);
         // the network buffers' memory outside the heap (the allocator gRPC uses), README "Health and metrics"
         var netty = java.util.regex.Pattern.compile(
-                "(?m)^netty_allocator_memory_used\\{[^}]*memory_type=\"direct\"[^}]*\\} (\\S+)$").matcher(metrics);
-        assertTrue(netty.find(), "no netty_allocator_memory_used for direct memory");
+                "(?m)^analytics_netty_memory_used_bytes\\{[^}]*memory_type=\"direct\"[^}]*pool=\"grpc\"[^}]*\\} (\\S+)$")
+                .matcher(metrics);
+        assertTrue(netty.find(), "no analytics_netty_memory_used_bytes for gRPC's direct memory");
         assertTrue(Double.parseDouble(netty.group(1)) >= 0, netty.group());
 
         assertTrue(engine.get("/nope").startsWith("HTTP/1.1 404"));
