@@ -8,7 +8,7 @@ import java.util.Map;
  *
  * <p>The launcher ({@code scripts/analytics-server}) tunes glibc's malloc for the JVM through the environment
  * ({@code MALLOC_ARENA_MAX}, {@code MALLOC_MMAP_THRESHOLD_}, {@code MALLOC_TRIM_THRESHOLD_}: freed network buffers
- * stay with glibc while busy and the engine's idle trim returns them) and names the variables it set in
+ * stay with glibc while busy and the JVM's malloc_trim returns them) and names the variables it set in
  * {@value #JVM_ONLY}. A worker must not inherit them: it never calls malloc_trim, so numpy arrays below 16 MiB would
  * stay resident after every large request. Variables the operator set are not in that list and reach both.
  */
