@@ -139,28 +139,29 @@ class Proc:
             return ""
 
 
-def jvm_opts():
-    """BENCH_JAVA_OPTS, else the default JVM flags of scripts/run.sh and the deployed launcher (how the engine
-    is meant to run): default_java_opts in scripts/analytics-server, where both read them."""
-    if "BENCH_JAVA_OPTS" in os.environ:
-        return os.environ["BENCH_JAVA_OPTS"].split()
+def launcher_default(name):
+    """The words of a one-line default in the deployed launcher, `NAME="..."` in scripts/analytics-server (the one
+    place the engine's default JVM flags and malloc settings are written); [] when it cannot be read."""
     try:
         with open(os.path.join(ROOT, "scripts", "analytics-server")) as f:
-            m = re.search(r'^default_java_opts="([^"]*)"$', f.read(), re.MULTILINE)
-        return m.group(1).split() if m else []
+            m = re.search(r'^%s="([^"]*)"$' % re.escape(name), f.read(), re.MULTILINE)
     except OSError:
         return []
+    return m.group(1).split() if m else []
+
+
+def jvm_opts():
+    """BENCH_JAVA_OPTS, else the default JVM flags of the deployed launcher (how the engine is meant to run;
+    scripts/run.sh starts it through the launcher)."""
+    if "BENCH_JAVA_OPTS" in os.environ:
+        return os.environ["BENCH_JAVA_OPTS"].split()
+    return launcher_default("default_java_opts")
 
 
 def malloc_env():
-    """The launcher's glibc malloc settings for the JVM (default_malloc_env in scripts/analytics-server), each
-    where this environment does not set it already, as the launcher does."""
-    try:
-        with open(os.path.join(ROOT, "scripts", "analytics-server")) as f:
-            m = re.search(r'^default_malloc_env="([^"]*)"$', f.read(), re.MULTILINE)
-    except OSError:
-        return {}
-    pairs = dict(kv.split("=", 1) for kv in m.group(1).split()) if m else {}
+    """The launcher's glibc malloc settings for the JVM, each where this environment does not set it already,
+    as the launcher does."""
+    pairs = dict(kv.split("=", 1) for kv in launcher_default("default_malloc_env"))
     out = {k: v for k, v in pairs.items() if k not in os.environ}
     out["ANALYTICS_JVM_ONLY_ENV"] = " ".join(out)  # the workers do not inherit them
     return out
@@ -560,17 +561,14 @@ def sc_rss_c16(addr, side, duration):
         stop.set()
         t.join()
     t_end = time.monotonic()
-    back_s = back_warm_s = None
+    back_s = None
     while time.monotonic() - t_end < 15:
         v = rss_mb(pid)
-        now = time.monotonic() - t_end
         if back_s is None and v is not None and idle is not None and v <= idle * 1.10:
-            back_s = now
-        if back_warm_s is None and v is not None and before is not None and v <= before * 1.10:
-            back_warm_s = now
+            back_s = time.monotonic() - t_end
         time.sleep(0.2)
     return {"rss_idle_mb": idle, "rss_before_mb": before, "rss_peak_mb": peak[0], "rss_after_15s_mb": rss_mb(pid),
-            "back_to_idle_s": back_s, "back_to_warm_idle_s": back_warm_s, "rps": load["rps"]}
+            "back_to_idle_s": back_s, "rps": load["rps"]}
 
 
 def python_request(ch, data, rid="bench"):
