@@ -14,10 +14,13 @@ import java.util.Arrays;
  * wanted rank, and a second pass copies only the values of those buckets (typically a few hundred)
  * into a small array, where {@link Selection} places the ranks. The caller's array is only read.
  *
- * <p>A wanted bucket that is still large (many equal values, or data clustered in a narrow range)
- * is bucketed again over its own key range: each level narrows the range by 16 bits, so after at
- * most four levels a bucket holds one key, and a range holding a single key needs no selection at
- * all. Results equal {@link Selection#selectAll} on a full copy: both return the value of the
+ * <p>A wanted bucket of more than {@link #MIN_DEEP_N} values is bucketed again over its own key range,
+ * with about a quarter as many buckets as it holds values (at most 2^16): equal-width key buckets are
+ * not equal-count ones (the top key bits are the exponent), so the bucket of a quartile of 10^6 normal
+ * values still holds ~9 000 of them, and one more cheap level places its ranks faster than a selection
+ * over all of them (bench/README.md, "Eighth pass"). Each level narrows the key range by its bucket
+ * bits; a range holding a single key needs no selection at all, and past {@link #MAX_DEPTH} levels (or
+ * below {@link #MIN_DEEP_N} values) {@link Selection} places the ranks directly. Results equal {@link Selection#selectAll} on a full copy: both return the value of the
  * requested rank. Keys order -0.0 just below +0.0, a valid order of numerically equal values, so a
  * zero at a rank may carry either sign (as with introselect, whose partitions do not distinguish
  * them either). NaN never reaches the kernels.
@@ -29,9 +32,13 @@ final class BucketSelection {
     /** Inputs from this size use bucketing; below it a copy and introselect is as fast. */
     static final int MIN_N = 1 << 14;
 
+    /** Buckets per level: 2^BITS at most (the first level of a large input), 2^MIN_BITS at least. */
     private static final int BITS = 16;
-    /** 64 key bits, 16 per level: a fifth level could only see single-key ranges. */
-    private static final int MAX_DEPTH = 4;
+    private static final int MIN_BITS = 8;
+    /** A wanted bucket of fewer values than this goes to {@link Selection} instead of another level. */
+    static final int MIN_DEEP_N = 1 << 10;
+    /** 64 key bits, at least {@link #MIN_BITS} per level: deeper levels could only see single-key ranges. */
+    private static final int MAX_DEPTH = 64 / MIN_BITS;
 
     /** Per-thread histogram (256 KB), reused: clearing it is cheaper than allocating it. */
     private static final ThreadLocal<int[]> COUNTS = ThreadLocal.withInitial(() -> new int[1 << BITS]);
@@ -74,7 +81,7 @@ final class BucketSelection {
     private static void valuesAt(double[] a, int from, int to, int[] ranks, int rFrom, int rTo,
             int rankBase, double[] out, int depth, long minKey, long maxKey) {
         int n = to - from;
-        if (depth > 0 && (n < MIN_N || depth >= MAX_DEPTH)) {
+        if (depth > 0 && (n < MIN_DEEP_N || depth >= MAX_DEPTH)) {
             int[] local = new int[rTo - rFrom];
             for (int i = 0; i < local.length; i++) {
                 local[i] = from + ranks[rFrom + i] - rankBase;
@@ -103,7 +110,9 @@ final class BucketSelection {
             return;
         }
         long span = maxK - minK; // unsigned: the full key range can exceed Long.MAX_VALUE
-        int shift = Math.max(0, 64 - Long.numberOfLeadingZeros(span) - BITS);
+        // about n/4 buckets: log2(n) - 2 bits, within [MIN_BITS, BITS]
+        int bits = Math.max(MIN_BITS, Math.min(BITS, 29 - Integer.numberOfLeadingZeros(n)));
+        int shift = Math.max(0, 64 - Long.numberOfLeadingZeros(span) - bits);
         int buckets = (int) (span >>> shift) + 1;
         int[] counts = COUNTS.get();
         Arrays.fill(counts, 0, buckets, 0);

@@ -197,8 +197,8 @@ public final class NativeStatistics {
     private static Object skewness(double[] d, Map<String, String> p) {
         int n = d.length;
         double m = meanOf(d);
-        double[] s = new double[7];
-        Summation.moments(d, m, false, s);
+        double[] s = new double[Summation.K_MOMENTS];
+        Summation.moments(d, m, s);
         double[] c = centralMoments(n, s);
         double v = Moments.skewness(n, c[0], c[1], m);
         return Double.isNaN(v) ? 0.0 : v; // constant data: 0.0, as the earlier engine answered
@@ -207,8 +207,8 @@ public final class NativeStatistics {
     private static Object kurtosis(double[] d, Map<String, String> p) {
         int n = d.length;
         double m = meanOf(d);
-        double[] s = new double[7];
-        Summation.moments(d, m, false, s);
+        double[] s = new double[Summation.K_MOMENTS];
+        Summation.moments(d, m, s);
         double[] c = centralMoments(n, s);
         double v = Moments.kurtosis(n, c[0], c[2], m);
         return Double.isNaN(v) ? 0.0 : v; // constant data: 0.0, as the earlier engine answered
@@ -244,8 +244,8 @@ public final class NativeStatistics {
             return 0.0; // constant data, exactly (a rounded mean could fake a spread)
         }
         double m = meanOf(d);
-        double[] s = new double[7];
-        Summation.moments(d, m, true, s);
+        double[] s = new double[Summation.K_MOMENTS];
+        Summation.moments(d, m, s);
         return autocorrFrom(d, m, s);
     }
 
@@ -329,8 +329,8 @@ public final class NativeStatistics {
         double min = mm[0];
         double max = mm[1];
         // pass 2: central moments and lag-1 products, fused
-        double[] s = new double[7];
-        Summation.moments(x, mean, true, s);
+        double[] s = new double[Summation.K_MOMENTS];
+        Summation.moments(x, mean, s);
         double variance = (s[1] - s[0] * s[0] / n) / (n - 1); // same bits as the variance kernel
         double[] cm = centralMoments(n, s);
         Double autocorr = min == max ? Double.valueOf(0.0) : finiteOrNull(autocorrFrom(x, mean, s));

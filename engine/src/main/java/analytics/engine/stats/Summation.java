@@ -76,32 +76,23 @@ final class Summation {
         return m2 < m0 ? m2 : m0;
     }
 
-    /** {min, max} of a non-empty array in one pass (4 independent chains each). */
+    /**
+     * {min, max} of a non-empty array in one pass. A new extreme is rare after the first values, so a
+     * predicted branch beats four compare-and-select chains per bound (10^6 normal values: 320 vs 434 µs;
+     * bench/README.md, "Eighth pass"). Ties keep the first value seen (a -0.0 after a 0.0 minimum stays out).
+     */
     static double[] minMax(double[] a) {
-        int n = a.length;
-        double lo0 = a[0], lo1 = a[0], lo2 = a[0], lo3 = a[0];
-        double hi0 = a[0], hi1 = a[0], hi2 = a[0], hi3 = a[0];
-        int i = 0;
-        for (; i + 3 < n; i += 4) {
-            double x0 = a[i], x1 = a[i + 1], x2 = a[i + 2], x3 = a[i + 3];
-            lo0 = x0 < lo0 ? x0 : lo0;
-            lo1 = x1 < lo1 ? x1 : lo1;
-            lo2 = x2 < lo2 ? x2 : lo2;
-            lo3 = x3 < lo3 ? x3 : lo3;
-            hi0 = x0 > hi0 ? x0 : hi0;
-            hi1 = x1 > hi1 ? x1 : hi1;
-            hi2 = x2 > hi2 ? x2 : hi2;
-            hi3 = x3 > hi3 ? x3 : hi3;
+        double lo = a[0];
+        double hi = a[0];
+        for (int i = 1; i < a.length; i++) {
+            double x = a[i];
+            if (x < lo) {
+                lo = x;
+            } else if (x > hi) {
+                hi = x;
+            }
         }
-        for (; i < n; i++) {
-            lo0 = a[i] < lo0 ? a[i] : lo0;
-            hi0 = a[i] > hi0 ? a[i] : hi0;
-        }
-        lo0 = lo1 < lo0 ? lo1 : lo0;
-        lo2 = lo3 < lo2 ? lo3 : lo2;
-        hi0 = hi1 > hi0 ? hi1 : hi0;
-        hi2 = hi3 > hi2 ? hi3 : hi2;
-        return new double[] {lo2 < lo0 ? lo2 : lo0, hi2 > hi0 ? hi2 : hi0};
+        return new double[] {lo, hi};
     }
 
     /** Maximum of a non-empty array. */
@@ -134,7 +125,7 @@ final class Summation {
      * mean (1 + k·1e-12) it is what makes the variance exact instead of off by ~1e-10.
      */
     static void deviations(double[] a, double m, double[] out) {
-        DevPass p = new DevPass(a, m, false, false);
+        DevPass p = new DevPass(a, m, false);
         p.run(0, a.length, 0);
         out[0] = p.scratch[0];
         out[1] = p.scratch[1];
@@ -142,33 +133,31 @@ final class Summation {
 
     /**
      * The central-moment pass: pairwise sums of d, d^2, d^3 = d^2*d and d^4 = (d^2)^2 with
-     * d = x - m (scipy's {@code _moment} terms, in numpy's pairwise order) into {@code out[0..3]}.
-     * When {@code lag} is true the same pass also accumulates, for the lag-1 autocorrelation:
-     * P = sum_{i=1}^{n-1} d_{i-1} d_i, the inner sum S = sum_{i=1}^{n-2} d_i and the inner sum
-     * of squares Q = sum_{i=1}^{n-2} d_i^2 into {@code out[4..6]}; the leaf is still in L1 when
-     * that second loop runs.
+     * d = x - m (scipy's {@code _moment} terms, in numpy's pairwise order) into {@code out[0..3]},
+     * and the lag-1 products P = sum_{i=1}^{n-1} d_{i-1} d_i (for the autocorrelation) into
+     * {@code out[4]}, in the same read of each value: P costs a product per value, where a loop of
+     * its own cost as much as the four moments together (bench/README.md, "Eighth pass").
      */
-    static void moments(double[] a, double m, boolean lag, double[] out) {
-        DevPass p = new DevPass(a, m, true, lag);
+    static void moments(double[] a, double m, double[] out) {
+        DevPass p = new DevPass(a, m, true);
         p.run(0, a.length, 0);
-        System.arraycopy(p.scratch, 0, out, 0, 7);
+        System.arraycopy(p.scratch, 0, out, 0, K_MOMENTS);
     }
 
+    /** How many sums {@link #moments} writes. */
+    static final int K_MOMENTS = 5;
+
     private static final class DevPass {
-        private static final int K = 7;
+        private static final int K = K_MOMENTS;
         final double[] a;
         final double m;
         final boolean high;
-        final boolean lag;
-        final int n;
         final double[] scratch;
 
-        DevPass(double[] a, double m, boolean high, boolean lag) {
+        DevPass(double[] a, double m, boolean high) {
             this.a = a;
             this.m = m;
             this.high = high;
-            this.lag = lag;
-            this.n = a.length;
             this.scratch = new double[K * 40];
         }
 
@@ -181,24 +170,19 @@ final class Summation {
                 run(off, n2, depth + 1);
                 int c = base + K;
                 double s1 = scratch[c], s2 = scratch[c + 1], s3 = scratch[c + 2], s4 = scratch[c + 3];
-                double p = scratch[c + 4], s = scratch[c + 5], q = scratch[c + 6];
+                double p = scratch[c + 4];
                 run(off + n2, len - n2, depth + 1);
                 scratch[base] = s1 + scratch[c];
                 scratch[base + 1] = s2 + scratch[c + 1];
                 scratch[base + 2] = s3 + scratch[c + 2];
                 scratch[base + 3] = s4 + scratch[c + 3];
                 scratch[base + 4] = p + scratch[c + 4];
-                scratch[base + 5] = s + scratch[c + 5];
-                scratch[base + 6] = q + scratch[c + 6];
                 return;
             }
             if (high) {
                 leaf4(off, len, base);
             } else {
                 leaf2(off, len, base);
-            }
-            if (lag) {
-                lagLeaf(off, len, base);
             }
         }
 
@@ -264,12 +248,16 @@ final class Summation {
             double s2;
             double s3;
             double s4;
+            double p;
             int end = off + len;
+            // the lag product of the leaf's first value takes the value before it (none before a[0])
+            double prev = off > 0 ? a[off - 1] - m : 0.0;
             if (len < 8) {
                 s1 = 0.0;
                 s2 = 0.0;
                 s3 = 0.0;
                 s4 = 0.0;
+                p = 0.0;
                 for (int i = off; i < end; i++) {
                     double d = a[i] - m;
                     double dd = d * d;
@@ -277,6 +265,8 @@ final class Summation {
                     s2 += dd;
                     s3 += dd * d;
                     s4 += dd * dd;
+                    p += prev * d;
+                    prev = d;
                 }
             } else {
                 double d0 = a[off] - m, d1 = a[off + 1] - m, d2 = a[off + 2] - m, d3 = a[off + 3] - m;
@@ -290,9 +280,13 @@ final class Summation {
                 double b4 = q4 * d4, b5 = q5 * d5, b6 = q6 * d6, b7 = q7 * d7;
                 double c0 = q0 * q0, c1 = q1 * q1, c2 = q2 * q2, c3 = q3 * q3;
                 double c4 = q4 * q4, c5 = q5 * q5, c6 = q6 * q6, c7 = q7 * q7;
+                // lag products of the 8 values with their predecessors, summed as a tree in two chains
+                double p0 = (prev * d0 + d0 * d1) + (d1 * d2 + d2 * d3);
+                double p1 = (d3 * d4 + d4 * d5) + (d5 * d6 + d6 * d7);
                 int end8 = end - (len % 8);
                 int i = off + 8;
                 for (; i < end8; i += 8) {
+                    prev = d7;
                     d0 = a[i] - m;
                     d1 = a[i + 1] - m;
                     d2 = a[i + 2] - m;
@@ -335,11 +329,15 @@ final class Summation {
                     c5 += q5 * q5;
                     c6 += q6 * q6;
                     c7 += q7 * q7;
+                    p0 += (prev * d0 + d0 * d1) + (d1 * d2 + d2 * d3);
+                    p1 += (d3 * d4 + d4 * d5) + (d5 * d6 + d6 * d7);
                 }
                 s1 = e0 + e1;
                 s2 = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
                 s3 = ((b0 + b1) + (b2 + b3)) + ((b4 + b5) + (b6 + b7));
                 s4 = ((c0 + c1) + (c2 + c3)) + ((c4 + c5) + (c6 + c7));
+                p = p0 + p1;
+                prev = d7;
                 for (; i < end; i++) {
                     double d = a[i] - m;
                     double dd = d * d;
@@ -347,54 +345,15 @@ final class Summation {
                     s2 += dd;
                     s3 += dd * d;
                     s4 += dd * dd;
+                    p += prev * d;
+                    prev = d;
                 }
             }
             scratch[base] = s1;
             scratch[base + 1] = s2;
             scratch[base + 2] = s3;
             scratch[base + 3] = s4;
-        }
-
-        private void lagLeaf(int off, int len, int base) {
-            final double[] a = this.a;
-            final double m = this.m;
-            int end = off + len;
-            int lo = Math.max(off, 1);
-            int hiInner = Math.min(end, n - 1);
-            double p = 0.0, s = 0.0, q = 0.0;
-            if (lo < end) {
-                double prev = a[lo - 1] - m;
-                double p1 = 0.0, s1 = 0.0, q1 = 0.0;
-                int i = lo;
-                for (; i + 1 < hiInner; i += 2) {
-                    double d0 = a[i] - m;
-                    double d1 = a[i + 1] - m;
-                    p += prev * d0;
-                    p1 += d0 * d1;
-                    s += d0;
-                    s1 += d1;
-                    q += d0 * d0;
-                    q1 += d1 * d1;
-                    prev = d1;
-                }
-                for (; i < hiInner; i++) {
-                    double d = a[i] - m;
-                    p += prev * d;
-                    s += d;
-                    q += d * d;
-                    prev = d;
-                }
-                p += p1;
-                s += s1;
-                q += q1;
-                if (end == n && n >= 2) {
-                    // the last pair (n-2, n-1); a[n-1] is not an inner point
-                    p += (a[n - 2] - m) * (a[n - 1] - m);
-                }
-            }
             scratch[base + 4] = p;
-            scratch[base + 5] = s;
-            scratch[base + 6] = q;
         }
     }
 }
