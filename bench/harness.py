@@ -451,8 +451,18 @@ def big_request(name):
     return _BIG[name]
 
 
+# Seconds of the same 4-caller load, on its own connection, before the measured one (both servers): the first
+# seconds of concurrent large requests still compile and recompile the JIT's code for them (a fresh connection
+# with interleaved 8 MB streams takes branches the sequential warm-up never did; JFR: C2 at 5-11 % of the
+# engine's CPU, the first 5-s window 166-185 req/s where the next ones made 189-197; bench/README.md,
+# "Eighth pass").
+C4_WARM_S = 3
+
+
 def sc_summary_c4(addr, side, duration):
-    """summary over 10^6 points, 4 concurrent callers on one channel (one connection): throughput."""
+    """summary over 10^6 points, 4 concurrent callers on one channel (one connection): throughput, after
+    C4_WARM_S s of the same load (not counted)."""
+    closed_loop(addr, big_request("summary_1e6"), 4, C4_WARM_S, what="summary 10^6 c=4 (warm-up)")
     return closed_loop(addr, big_request("summary_1e6"), 4, duration, what="summary 10^6 c=4")
 
 
