@@ -27,7 +27,8 @@ import org.slf4j.LoggerFactory;
  * leaves class loading's and the JIT's scratch memory behind). Not after every request: a call that does not grow memory by that much does not
  * trigger it, and after one check it waits for the next call before checking again.
  *
- * <p>A trim lowers the heap's free ratios for a moment (MinHeapFreeRatio 0, MaxHeapFreeRatio
+ * <p>A trim first drops the kernels' per-thread working memory ({@code NativeStatistics.releaseWorkingMemory}: a
+ * histogram per call thread, and working copies), then lowers the heap's free ratios for a moment (MinHeapFreeRatio 0, MaxHeapFreeRatio
  * {@link #TRIM_MAX_FREE_RATIO}; {@link #START_UP_MAX_FREE_RATIO} for the first one, after start-up) and runs up
  * to {@link #MAX_GCS} full collections so the heap shrinks to its live size at once instead of in steps,
  * restores the ratios, then has glibc return its free pages
@@ -109,7 +110,8 @@ public final class IdleTrim implements AutoCloseable {
         java.lang.management.CompilationMXBean jit = ManagementFactory.getCompilationMXBean();
         LongSupplier compileMillis = jit != null && jit.isCompilationTimeMonitoringSupported()
                 ? jit::getTotalCompilationTime : () -> 0L;
-        return new IdleTrim(System::nanoTime, calls::open, calls::started, compileMillis, new JvmMemory(), registry);
+        return new IdleTrim(System::nanoTime, calls::open, calls::started, compileMillis,
+                new JvmMemory(analytics.engine.stats.NativeStatistics::releaseWorkingMemory), registry);
     }
 
     /**
@@ -197,12 +199,18 @@ public final class IdleTrim implements AutoCloseable {
         }
     }
 
-    /** This JVM: heap shrink through the free ratios and full collections, then glibc's trim. */
+    /** This JVM: caches dropped, heap shrink through the free ratios and full collections, then glibc's trim. */
     static final class JvmMemory implements Memory {
 
         private static final String MIN = "MinHeapFreeRatio";
         private static final String MAX = "MaxHeapFreeRatio";
+        private final Runnable dropCaches;
         private boolean nativeTrimUnavailable;
+
+        /** @param dropCaches run first, so what it lets go of is collected by the same trim */
+        JvmMemory(Runnable dropCaches) {
+            this.dropCaches = dropCaches;
+        }
 
         @Override
         public long rssBytes() {
@@ -223,6 +231,9 @@ public final class IdleTrim implements AutoCloseable {
             HotSpotDiagnosticMXBean hs = ManagementFactory.getPlatformMXBean(HotSpotDiagnosticMXBean.class);
             String min = hs.getVMOption(MIN).getValue();
             String max = hs.getVMOption(MAX).getValue();
+            if (stillIdle.getAsBoolean()) {
+                dropCaches.run();
+            }
             try {
                 // Min first: MinHeapFreeRatio may never exceed MaxHeapFreeRatio, on the way down or back.
                 hs.setVMOption(MIN, "0");

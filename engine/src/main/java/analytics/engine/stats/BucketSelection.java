@@ -40,9 +40,6 @@ final class BucketSelection {
     /** 64 key bits, at least {@link #MIN_BITS} per level: deeper levels could only see single-key ranges. */
     private static final int MAX_DEPTH = 64 / MIN_BITS;
 
-    /** Per-thread histogram (256 KB), reused: clearing it is cheaper than allocating it. */
-    private static final ThreadLocal<int[]> COUNTS = ThreadLocal.withInitial(() -> new int[1 << BITS]);
-
     /**
      * Order-preserving key: signed order of the keys = numeric order of the doubles (negative
      * values have all non-sign bits flipped). -0.0 maps to -1, +0.0 to 0.
@@ -114,7 +111,8 @@ final class BucketSelection {
         int bits = Math.max(MIN_BITS, Math.min(BITS, 29 - Integer.numberOfLeadingZeros(n)));
         int shift = Math.max(0, 64 - Long.numberOfLeadingZeros(span) - bits);
         int buckets = (int) (span >>> shift) + 1;
-        int[] counts = COUNTS.get();
+        // this thread's histogram (256 KB): clearing it is cheaper than allocating it
+        int[] counts = Scratch.counts(1 << BITS);
         Arrays.fill(counts, 0, buckets, 0);
         for (int i = from; i < to; i++) {
             counts[(int) ((key(a[i]) - minK) >>> shift)]++;

@@ -105,6 +105,14 @@ public final class NativeStatistics {
         });
     }
 
+    /**
+     * Drops the order statistics' per-thread working memory (histograms, working copies); the idle trim
+     * calls it before collecting, so a burst's call threads do not keep it (see {@code Scratch}).
+     */
+    public static void releaseWorkingMemory() {
+        Scratch.release();
+    }
+
     /** Minimum number of (finite) data points the named algorithm needs. */
     public static int minPoints(String name) {
         Integer n = MIN_POINTS.get(name);

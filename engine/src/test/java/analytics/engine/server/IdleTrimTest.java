@@ -195,18 +195,21 @@ class IdleTrimTest {
     }
 
     @Test
-    void theJvmTrimRestoresTheHeapFreeRatiosAndStopsWhenNotIdle() {
+    void theJvmTrimDropsCachesRestoresTheHeapFreeRatiosAndStopsWhenNotIdle() {
         HotSpotDiagnosticMXBean hs = ManagementFactory.getPlatformMXBean(HotSpotDiagnosticMXBean.class);
         String min = hs.getVMOption("MinHeapFreeRatio").getValue();
         String max = hs.getVMOption("MaxHeapFreeRatio").getValue();
-        IdleTrim.JvmMemory jvm = new IdleTrim.JvmMemory();
+        java.util.concurrent.atomic.AtomicInteger drops = new java.util.concurrent.atomic.AtomicInteger();
+        IdleTrim.JvmMemory jvm = new IdleTrim.JvmMemory(drops::incrementAndGet);
         IdleTrim.Report r = jvm.trim(() -> true, IdleTrim.TRIM_MAX_FREE_RATIO);
+        assertEquals(1, drops.get(), "the kernels' working memory is dropped before the collections");
         assertTrue(r.fullGcs() >= 1 && r.fullGcs() <= IdleTrim.MAX_GCS, r.describe());
         assertEquals(min, hs.getVMOption("MinHeapFreeRatio").getValue());
         assertEquals(max, hs.getVMOption("MaxHeapFreeRatio").getValue());
         assertTrue(r.describe().startsWith("idle trim: RSS "), r.describe());
         IdleTrim.Report busy = jvm.trim(() -> false, IdleTrim.TRIM_MAX_FREE_RATIO);
         assertEquals(0, busy.fullGcs(), "collected although a call was open");
+        assertEquals(1, drops.get(), "working memory dropped although a call was open");
         assertFalse(busy.nativeTrimmed());
         assertEquals(max, hs.getVMOption("MaxHeapFreeRatio").getValue());
     }
