@@ -60,14 +60,71 @@ final class BucketSelection {
 
     /** As {@link #valuesAt(double[], int[])}, with d's numeric minimum and maximum already known. */
     static double[] valuesAt(double[] d, int[] ranks, double min, double max) {
-        // The key range from the numeric extremes: the double min/max pass is ~3x cheaper than the same
-        // pass over the keys (JFR of the summary load), and summary has them anyway. Only zeros have two
-        // keys for one value: a zero extreme widens the range to both of them.
-        long minK = min == 0.0 ? key(-0.0) : key(min);
-        long maxK = max == 0.0 ? key(0.0) : key(max);
         double[] out = new double[ranks.length];
-        valuesAt(d, 0, d.length, ranks, 0, ranks.length, 0, out, 0, minK, maxK);
+        valuesAt(d, 0, d.length, ranks, 0, ranks.length, 0, out, 0, minKey(min), maxKey(max), null);
         return out;
+    }
+
+    /**
+     * As {@link #valuesAt(double[], int[], double, double)}, with the first level's histogram already
+     * counted over all of d ({@link Histogram#count} for every value, e.g. in another pass over d).
+     */
+    static double[] valuesAt(double[] d, int[] ranks, Histogram counted) {
+        double[] out = new double[ranks.length];
+        valuesAt(d, 0, d.length, ranks, 0, ranks.length, 0, out, 0, counted.minK, counted.maxK, counted);
+        return out;
+    }
+
+    // The key range from the numeric extremes: the double min/max pass is ~3x cheaper than the same pass
+    // over the keys (JFR of the summary load), and summary has them anyway. Only zeros have two keys for
+    // one value: a zero extreme widens the range to both of them.
+    private static long minKey(double min) {
+        return min == 0.0 ? key(-0.0) : key(min);
+    }
+
+    private static long maxKey(double max) {
+        return max == 0.0 ? key(0.0) : key(max);
+    }
+
+    /**
+     * One level's equal-width key buckets over [minK, maxK] and their counts (this thread's array,
+     * cleared). The first level's can be counted by a pass that reads the values anyway (summary's
+     * moment pass: bench/README.md, "Eighth pass"), which saves the level its own read of 10^6 values.
+     */
+    static final class Histogram {
+        final int[] counts;
+        final long minK;
+        final long maxK;
+        final int shift;
+        final int buckets;
+
+        private Histogram(int n, long minK, long maxK) {
+            this.minK = minK;
+            this.maxK = maxK;
+            long span = maxK - minK; // unsigned: the full key range can exceed Long.MAX_VALUE
+            // about n/4 buckets: log2(n) - 2 bits, within [MIN_BITS, BITS]
+            int bits = Math.max(MIN_BITS, Math.min(BITS, 29 - Integer.numberOfLeadingZeros(n)));
+            this.shift = Math.max(0, 64 - Long.numberOfLeadingZeros(span) - bits);
+            this.buckets = (int) (span >>> shift) + 1;
+            // this thread's histogram (256 KB): clearing it is cheaper than allocating it
+            this.counts = Scratch.counts(1 << BITS);
+            Arrays.fill(counts, 0, buckets, 0);
+        }
+
+        /**
+         * The first level for the n values of an array with these numeric extremes, or null when bucketing
+         * does not apply (fewer than {@link #MIN_N} values, or a single key: then {@link Selection#valuesAt}).
+         */
+        static Histogram firstLevel(int n, double min, double max) {
+            long minK = minKey(min);
+            long maxK = maxKey(max);
+            return n < MIN_N || minK == maxK ? null : new Histogram(n, minK, maxK);
+        }
+
+        /** Counts x, one of the values within [minK, maxK]. */
+        void count(double x) {
+            counts[(int) ((key(x) - minK) >>> shift)]++;
+        }
     }
 
     /**
@@ -76,7 +133,7 @@ final class BucketSelection {
      * array (read only); deeper, a is this class's own copy and may be rearranged.
      */
     private static void valuesAt(double[] a, int from, int to, int[] ranks, int rFrom, int rTo,
-            int rankBase, double[] out, int depth, long minKey, long maxKey) {
+            int rankBase, double[] out, int depth, long minKey, long maxKey, Histogram counted) {
         int n = to - from;
         if (depth > 0 && (n < MIN_DEEP_N || depth >= MAX_DEPTH)) {
             int[] local = new int[rTo - rFrom];
@@ -106,17 +163,16 @@ final class BucketSelection {
             Arrays.fill(out, rFrom, rTo, a[from]);
             return;
         }
-        long span = maxK - minK; // unsigned: the full key range can exceed Long.MAX_VALUE
-        // about n/4 buckets: log2(n) - 2 bits, within [MIN_BITS, BITS]
-        int bits = Math.max(MIN_BITS, Math.min(BITS, 29 - Integer.numberOfLeadingZeros(n)));
-        int shift = Math.max(0, 64 - Long.numberOfLeadingZeros(span) - bits);
-        int buckets = (int) (span >>> shift) + 1;
-        // this thread's histogram (256 KB): clearing it is cheaper than allocating it
-        int[] counts = Scratch.counts(1 << BITS);
-        Arrays.fill(counts, 0, buckets, 0);
-        for (int i = from; i < to; i++) {
-            counts[(int) ((key(a[i]) - minK) >>> shift)]++;
+        Histogram h = counted;
+        if (h == null) {
+            h = new Histogram(n, minK, maxK);
+            for (int i = from; i < to; i++) {
+                h.count(a[i]);
+            }
         }
+        int[] counts = h.counts;
+        int shift = h.shift;
+        int buckets = h.buckets;
 
         // the bucket of each wanted rank, from the cumulative counts; ranks ascend, so do buckets
         int nr = rTo - rFrom;
@@ -166,7 +222,7 @@ final class BucketSelection {
         int rStart = rFrom;
         for (int w = 0; w < nw; w++) {
             valuesAt(tmp, wOff[w], wOff[w] + wSize[w], ranks, rStart, wRankEnd[w], wBase[w], out,
-                    depth + 1, 0, 0);
+                    depth + 1, 0, 0, null);
             rStart = wRankEnd[w];
         }
     }

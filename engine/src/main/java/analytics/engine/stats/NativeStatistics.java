@@ -336,9 +336,10 @@ public final class NativeStatistics {
         double[] mm = Summation.minMax(x);
         double min = mm[0];
         double max = mm[1];
-        // pass 2: central moments and lag-1 products, fused
+        // pass 2: central moments and lag-1 products, fused, and the order statistics' first bucket level
         double[] s = new double[Summation.K_MOMENTS];
-        Summation.moments(x, mean, s);
+        BucketSelection.Histogram firstLevel = BucketSelection.Histogram.firstLevel(n, min, max);
+        Summation.moments(x, mean, s, firstLevel);
         double variance = (s[1] - s[0] * s[0] / n) / (n - 1); // same bits as the variance kernel
         double[] cm = centralMoments(n, s);
         Double autocorr = min == max ? Double.valueOf(0.0) : finiteOrNull(autocorrFrom(x, mean, s));
@@ -350,7 +351,8 @@ public final class NativeStatistics {
         int[] medRanks = (n & 1) == 1 ? new int[] {n / 2} : new int[] {n / 2 - 1, n / 2};
         int[] ranks = mergeRanks(medRanks, Selection.quantileRanks(n, 0.25),
                 Selection.quantileRanks(n, 0.75));
-        double[] v = Selection.valuesAt(x, ranks, min, max);
+        double[] v = firstLevel != null ? BucketSelection.valuesAt(x, ranks, firstLevel)
+                : Selection.valuesAt(x, ranks, min, max);
         double median = (n & 1) == 1 ? Selection.valueOfRank(ranks, v, n / 2)
                 : Selection.midpoint(Selection.valueOfRank(ranks, v, n / 2 - 1),
                         Selection.valueOfRank(ranks, v, n / 2));

@@ -125,7 +125,7 @@ final class Summation {
      * mean (1 + k·1e-12) it is what makes the variance exact instead of off by ~1e-10.
      */
     static void deviations(double[] a, double m, double[] out) {
-        DevPass p = new DevPass(a, m, false);
+        DevPass p = new DevPass(a, m, false, null);
         p.run(0, a.length, 0);
         out[0] = p.scratch[0];
         out[1] = p.scratch[1];
@@ -139,7 +139,17 @@ final class Summation {
      * its own cost as much as the four moments together (bench/README.md, "Eighth pass").
      */
     static void moments(double[] a, double m, double[] out) {
-        DevPass p = new DevPass(a, m, true);
+        moments(a, m, out, null);
+    }
+
+    /**
+     * As {@link #moments(double[], double, double[])}, and counts every value into {@code hist} (the order
+     * statistics' first level, when not null) in the same loop: the counting's integer work runs beside the
+     * moments' floating-point work, where a pass of its own read all values again (bench/README.md, "Eighth
+     * pass": 10^6 values, 1.38 ms for the two loops, 0.80 ms fused).
+     */
+    static void moments(double[] a, double m, double[] out, BucketSelection.Histogram hist) {
+        DevPass p = new DevPass(a, m, true, hist);
         p.run(0, a.length, 0);
         System.arraycopy(p.scratch, 0, out, 0, K_MOMENTS);
     }
@@ -152,12 +162,14 @@ final class Summation {
         final double[] a;
         final double m;
         final boolean high;
+        final BucketSelection.Histogram hist;
         final double[] scratch;
 
-        DevPass(double[] a, double m, boolean high) {
+        DevPass(double[] a, double m, boolean high, BucketSelection.Histogram hist) {
             this.a = a;
             this.m = m;
             this.high = high;
+            this.hist = hist;
             this.scratch = new double[K * 40];
         }
 
@@ -244,6 +256,7 @@ final class Summation {
         private void leaf4(int off, int len, int base) {
             final double[] a = this.a;
             final double m = this.m;
+            final BucketSelection.Histogram h = this.hist; // loop-invariant: C2 unswitches the loops on it
             double s1;
             double s2;
             double s3;
@@ -259,6 +272,9 @@ final class Summation {
                 s4 = 0.0;
                 p = 0.0;
                 for (int i = off; i < end; i++) {
+                    if (h != null) {
+                        h.count(a[i]);
+                    }
                     double d = a[i] - m;
                     double dd = d * d;
                     s1 += d;
@@ -269,6 +285,11 @@ final class Summation {
                     prev = d;
                 }
             } else {
+                if (h != null) {
+                    for (int i = off; i < off + 8; i++) {
+                        h.count(a[i]);
+                    }
+                }
                 double d0 = a[off] - m, d1 = a[off + 1] - m, d2 = a[off + 2] - m, d3 = a[off + 3] - m;
                 double d4 = a[off + 4] - m, d5 = a[off + 5] - m, d6 = a[off + 6] - m, d7 = a[off + 7] - m;
                 double q0 = d0 * d0, q1 = d1 * d1, q2 = d2 * d2, q3 = d3 * d3;
@@ -286,6 +307,16 @@ final class Summation {
                 int end8 = end - (len % 8);
                 int i = off + 8;
                 for (; i < end8; i += 8) {
+                    if (h != null) {
+                        h.count(a[i]);
+                        h.count(a[i + 1]);
+                        h.count(a[i + 2]);
+                        h.count(a[i + 3]);
+                        h.count(a[i + 4]);
+                        h.count(a[i + 5]);
+                        h.count(a[i + 6]);
+                        h.count(a[i + 7]);
+                    }
                     prev = d7;
                     d0 = a[i] - m;
                     d1 = a[i + 1] - m;
@@ -339,6 +370,9 @@ final class Summation {
                 p = p0 + p1;
                 prev = d7;
                 for (; i < end; i++) {
+                    if (h != null) {
+                        h.count(a[i]);
+                    }
                     double d = a[i] - m;
                     double dd = d * d;
                     s1 += d;
