@@ -27,11 +27,11 @@ import org.slf4j.LoggerFactory;
  * leaves class loading's and the JIT's scratch memory behind). Not after every request: a call that does not grow memory by that much does not
  * trigger it, and after one check it waits for the next call before checking again.
  *
- * <p>A trim first drops the kernels' per-thread working memory ({@code NativeStatistics.releaseWorkingMemory}: a
- * histogram per call thread, and working copies), then lowers the heap's free ratios for a moment (MinHeapFreeRatio 0, MaxHeapFreeRatio
- * {@link #TRIM_MAX_FREE_RATIO}; {@link #START_UP_MAX_FREE_RATIO} for the first one, after start-up) and runs up
- * to {@link #MAX_GCS} full collections so the heap shrinks to its live size at once instead of in steps,
- * restores the ratios, then has glibc return its free pages
+ * <p>A trim first drops the kernels' per-thread working memory ({@code NativeStatistics.releaseWorkingMemory}:
+ * a histogram per call thread, and working copies), then lowers the heap's free ratios for a moment
+ * (MinHeapFreeRatio 0, MaxHeapFreeRatio {@link #TRIM_MAX_FREE_RATIO}; {@link #START_UP_MAX_FREE_RATIO} for the
+ * first one, after start-up) and runs up to {@link #MAX_GCS} full collections so the heap shrinks to its live
+ * size at once instead of in steps, restores the ratios, then has glibc return its free pages
  * ({@code System.trim_native_heap}, JDK 17.0.9+). It stops between steps as soon as a call arrives; a call
  * that arrives during a collection waits for that one collection (~10–30 ms).
  */

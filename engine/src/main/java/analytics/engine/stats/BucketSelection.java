@@ -20,10 +20,11 @@ import java.util.Arrays;
  * values still holds ~9 000 of them, and one more cheap level places its ranks faster than a selection
  * over all of them (bench/README.md, "Eighth pass"). Each level narrows the key range by its bucket
  * bits; a range holding a single key needs no selection at all, and past {@link #MAX_DEPTH} levels (or
- * below {@link #MIN_DEEP_N} values) {@link Selection} places the ranks directly. Results equal {@link Selection#selectAll} on a full copy: both return the value of the
- * requested rank. Keys order -0.0 just below +0.0, a valid order of numerically equal values, so a
- * zero at a rank may carry either sign (as with introselect, whose partitions do not distinguish
- * them either). NaN never reaches the kernels.
+ * below {@link #MIN_DEEP_N} values) {@link Selection} places the ranks directly. Results equal
+ * {@link Selection#selectAll} on a full copy: both return the value of the requested rank. Keys order
+ * -0.0 just below +0.0, a valid order of numerically equal values, so a zero at a rank may carry either
+ * sign (as with introselect, whose partitions do not distinguish them either). NaN never reaches the
+ * kernels.
  */
 final class BucketSelection {
     private BucketSelection() {
