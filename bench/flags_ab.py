@@ -44,6 +44,8 @@ VARIANTS = {
     "retain": ["-Dio.netty.allocator.lowMemory=false", "ENV:-MALLOC_ARENA_MAX", "ENV:-MALLOC_MMAP_THRESHOLD_",
                "ENV:-MALLOC_TRIM_THRESHOLD_"],
     # the low-memory allocator without the malloc settings: freed chunks go back to the kernel and fault in again
+    # C2 only: no C1 tiers, so no profiled C1 code next to the C2 code in the code cache
+    "notiered": ["-XX:-TieredCompilation"],
     "lowmem_only": ["ENV:-MALLOC_ARENA_MAX", "ENV:-MALLOC_MMAP_THRESHOLD_", "ENV:-MALLOC_TRIM_THRESHOLD_"],
 }
 COLLECTORS = ("-XX:+UseSerialGC", "-XX:+UseG1GC", "-XX:+UseParallelGC")

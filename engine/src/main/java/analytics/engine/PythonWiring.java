@@ -98,7 +98,11 @@ final class PythonWiring {
         }
     }
 
-    /** Runs {@code action} once the first worker is ready (at once without Python), on a background thread. */
+    /**
+     * Runs {@code action} once the first worker is ready (at once without Python), on a background thread,
+     * after one pass of the idle-worker check ({@link PythonWorkerPool#checkIdleWorkersNow}: its first-use
+     * costs belong to start-up, before the idle trim that {@code action} starts).
+     */
     static void whenReady(PythonBackend py, Runnable action) {
         if (!(py instanceof PythonWorkerPool pool)) {
             action.run();
@@ -110,6 +114,8 @@ final class PythonWiring {
                     LoggerFactory.getLogger(PythonWiring.class).warn("no Python worker ready yet: {}",
                             pool.status().get("workers"));
                 }
+                int checked = pool.checkIdleWorkersNow();
+                LoggerFactory.getLogger(PythonWiring.class).debug("start-up idle-worker check: {} idle worker(s) pinged", checked);
                 action.run();
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();

@@ -161,6 +161,17 @@ final class PooledWorkers {
         }
     }
 
+    /**
+     * Adds the workers that completed their hello to the pool, then runs one pass of the evictor's idle check
+     * (ping each idle worker) on this thread; the number of idle workers it found.
+     */
+    int checkIdleNow() throws Exception {
+        fillPool();
+        int idle = pool.getNumIdle();
+        pool.evict();
+        return idle;
+    }
+
     private void fillPool() {
         GenericObjectPool<WorkerHandle> p = pool;
         while (p != null && !closed.get() && supervisor.hasQueuedReady() && grow()) {

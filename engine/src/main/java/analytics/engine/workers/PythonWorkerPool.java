@@ -231,6 +231,26 @@ public final class PythonWorkerPool implements PythonBackend {
         return awaitReady(timeout, false);
     }
 
+    /**
+     * One pass of the idle-worker check, now: what the pool's evictor does every ping interval (a ping to each
+     * idle worker, its RSS read for recycling). Start-up runs it once, so that what the check uses for the
+     * first time (commons-pool's eviction pass, the ping path's classes, and the JIT compiling the class
+     * loader that loads them) is done before the start-up idle trim. Otherwise it came one ping interval
+     * later, ~9 s after ready, and in some runs its C2 compilation held 18-26 MiB of arenas for ~5 s
+     * (bench/README.md, "Ninth pass"). Returns the number of idle workers checked.
+     */
+    public int checkIdleWorkersNow() {
+        if (pooled == null || closed.get()) {
+            return 0;
+        }
+        try {
+            return pooled.checkIdleNow();
+        } catch (Exception e) {
+            log.warn("idle-worker check failed: {}", unwrap(e).toString());
+            return 0;
+        }
+    }
+
     private void closeFromHook() {
         try {
             close();

@@ -356,6 +356,22 @@ class PythonWorkerPoolTest {
     }
 
     @Test
+    void idleWorkerCheckOnDemandPingsEveryIdleWorkerBeforeItReturns() throws Exception {
+        // the evictor's own pass only after a minute: any RSS seen below comes from the on-demand check
+        WorkerPoolConfig c = config();
+        PythonWorkerPool pool = started(c.withTimeouts(c.timeouts().withPing(Duration.ofSeconds(60), c.timeouts().pingTimeout())));
+        assertTrue(workerList(pool).stream().allMatch(w -> ((Number) w.get("rss_bytes")).longValue() <= 0),
+                "no pong yet: " + workerList(pool));
+        assertEquals(2, pool.checkIdleWorkersNow());
+        assertTrue(workerList(pool).stream().allMatch(w -> ((Number) w.get("rss_bytes")).longValue() > 1_000_000),
+                "every idle worker answered a ping: " + workerList(pool));
+        PythonResult r = pool.submit(input("after-check", "_test_echo", Map.of(), 1, 2, 3), 10_000).get(10, TimeUnit.SECONDS);
+        assertNotNull(r.resultJson());
+        pool.close();
+        assertEquals(0, pool.checkIdleWorkersNow(), "closed: nothing to check");
+    }
+
+    @Test
     void idleWorkersArePingedAndReportRss() throws Exception {
         PythonWorkerPool pool = started(fastPing(config()));
         await("RSS from a pong", Duration.ofSeconds(10), () -> workerList(pool).stream()
