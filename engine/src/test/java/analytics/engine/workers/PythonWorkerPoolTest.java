@@ -362,6 +362,9 @@ class PythonWorkerPoolTest {
         PythonWorkerPool pool = started(c.withTimeouts(c.timeouts().withPing(Duration.ofSeconds(60), c.timeouts().pingTimeout())));
         assertTrue(workerList(pool).stream().allMatch(w -> ((Number) w.get("rss_bytes")).longValue() <= 0),
                 "no pong yet: " + workerList(pool));
+        // ready workers enter the pool on the supervisor's thread: wait until both are there to be checked
+        await("both workers idle in the pool", Duration.ofSeconds(10),
+                () -> ((Map<?, ?>) pool.status().get("pool")).get("idle").equals(2));
         assertEquals(2, pool.checkIdleWorkersNow());
         assertTrue(workerList(pool).stream().allMatch(w -> ((Number) w.get("rss_bytes")).longValue() > 1_000_000),
                 "every idle worker answered a ping: " + workerList(pool));
