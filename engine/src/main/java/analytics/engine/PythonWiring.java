@@ -100,8 +100,10 @@ final class PythonWiring {
 
     /**
      * Runs {@code action} once the first worker is ready (at once without Python), on a background thread,
-     * after one pass of the idle-worker check ({@link PythonWorkerPool#checkIdleWorkersNow}: its first-use
-     * costs belong to start-up, before the idle trim that {@code action} starts).
+     * after one pass of the idle-worker check ({@link PythonWorkerPool#checkIdleWorkersNow}). That check first
+     * runs one ping interval after start otherwise, ~9 s after ready, and its first use loads classes and has
+     * C2 compile the class loader: in some runs C2's arenas held 18-26 MiB for ~5 s then. Run here, that cost
+     * comes before the start-up idle trim that {@code action} starts (bench/README.md, "Ninth pass").
      */
     static void whenReady(PythonBackend py, Runnable action) {
         if (!(py instanceof PythonWorkerPool pool)) {

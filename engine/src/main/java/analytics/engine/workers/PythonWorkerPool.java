@@ -19,15 +19,9 @@ import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.LinkedBlockingQueue;
-import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
-import java.util.concurrent.ScheduledThreadPoolExecutor;
-import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.commons.pool2.DestroyMode;
 import org.apache.commons.pool2.impl.GenericObjectPool;
 import org.slf4j.Logger;
@@ -68,10 +62,7 @@ public final class PythonWorkerPool implements PythonBackend {
 
     private final WorkerPoolConfig config;
     private final MeterRegistry meters;
-    private final ScheduledExecutorService scheduler;
-    private final DeadlineTimer deadlines;
-    private final ExecutorService borrowers;
-    private final ExecutorService completions;
+    private final PoolThreads threads;
     private final Admission admission;
     private final PoolMetrics metrics;
     /** Arrays of at least this many bytes go to workers that support it through a file (data_file); 0 = never. */
@@ -126,20 +117,7 @@ public final class PythonWorkerPool implements PythonBackend {
         }
         this.config = config;
         this.meters = meters;
-        // Core threads never time out: workers are spawned on these threads and their PDEATHSIG is tied to them.
-        ScheduledThreadPoolExecutor s = new ScheduledThreadPoolExecutor(2, daemon("worker-supervisor"));
-        s.setRemoveOnCancelPolicy(true);
-        s.prestartAllCoreThreads();
-        this.scheduler = s;
-        this.deadlines = new DeadlineTimer(daemon("python-deadline"));
-        ThreadPoolExecutor b = new ThreadPoolExecutor(config.limits().maxConcurrent(), config.limits().maxConcurrent(), 30,
-                TimeUnit.SECONDS, new LinkedBlockingQueue<>(), daemon("python-borrow"));
-        b.allowCoreThreadTimeOut(true);
-        this.borrowers = b;
-        ThreadPoolExecutor c = new ThreadPoolExecutor(2, 2, 30, TimeUnit.SECONDS, new LinkedBlockingQueue<>(),
-                daemon("python-complete"));
-        c.allowCoreThreadTimeOut(true);
-        this.completions = c;
+        this.threads = new PoolThreads(config.limits().maxConcurrent());
         this.admission = new Admission(config, meters, PythonWorkerPool::unwrap);
         this.metrics = new PoolMetrics(meters, this);
         this.events = new PoolEvents(metrics, admission, () -> pooled.fillPoolSoon());
@@ -148,15 +126,6 @@ public final class PythonWorkerPool implements PythonBackend {
     long workersRssBytes() {
         WorkerSupervisor s = supervisor;
         return s == null ? 0 : s.live.stream().mapToLong(h -> Math.max(0, h.rssBytes)).sum();
-    }
-
-    private static java.util.concurrent.ThreadFactory daemon(String name) {
-        AtomicInteger n = new AtomicInteger();
-        return r -> {
-            Thread t = new Thread(r, name + "-" + n.incrementAndGet());
-            t.setDaemon(true);
-            return t;
-        };
     }
 
     // ================================================================= lifecycle
@@ -172,7 +141,7 @@ public final class PythonWorkerPool implements PythonBackend {
             throw new IllegalStateException("useEventLoops must come before start()");
         }
         sharedLoops = loops;
-        deadlines.useLoops(loops);
+        threads.deadlines.useLoops(loops);
         return this;
     }
 
@@ -188,7 +157,7 @@ public final class PythonWorkerPool implements PythonBackend {
             runtime = WorkerRuntime.prepare(config);
             runtimeDir = runtime.dir();
             launcher = runtime.newLauncher(config);
-            supervisor = new WorkerSupervisor(config, launcher, scheduler, events);
+            supervisor = new WorkerSupervisor(config, launcher, threads.scheduler, events);
             server = new WorkerSocketServer(runtime.socket(), config.maxFrameBytes(), config.timeouts().startup(),
                     supervisor.connections, sharedLoops);
         } catch (IOException e) {
@@ -197,13 +166,13 @@ public final class PythonWorkerPool implements PythonBackend {
             Thread.currentThread().interrupt();
             throw new IllegalStateException("interrupted while binding the worker socket", e);
         }
-        pooled = new PooledWorkers(config, supervisor, scheduler, closed);
+        pooled = new PooledWorkers(config, supervisor, threads.scheduler, closed);
         pool = pooled.pool();
         reloader = new RollingReload(config, supervisor, launcher, admission, pool, closed);
         wait = new WorkerWait(config, pool, supervisor, closed);
-        callStops = new PythonCall.Stops(metrics, deadlines.executor(), () -> cancelStopWaitMs, this::invalidate,
+        callStops = new PythonCall.Stops(metrics, threads.deadlines.executor(), () -> cancelStopWaitMs, this::invalidate,
                 this::countByState, wait::leave);
-        workerCall = new WorkerCall(runtimeDir, shmThresholdBytes, metrics.sharedMemoryRequests, completions,
+        workerCall = new WorkerCall(runtimeDir, shmThresholdBytes, metrics.sharedMemoryRequests, threads.completions,
                 this::giveBack, this::invalidate, supervisor::markHealthy,
                 h -> h.inService() && !h.needsRecycle(config.recycling().maxRssBytes()));
         shutdownHook = new Thread(this::closeFromHook, "python-workers-shutdown");
@@ -232,12 +201,9 @@ public final class PythonWorkerPool implements PythonBackend {
     }
 
     /**
-     * One pass of the idle-worker check, now: what the pool's evictor does every ping interval (a ping to each
-     * idle worker, its RSS read for recycling). Start-up runs it once, so that what the check uses for the
-     * first time (commons-pool's eviction pass, the ping path's classes, and the JIT compiling the class
-     * loader that loads them) is done before the start-up idle trim. Otherwise it came one ping interval
-     * later, ~9 s after ready, and in some runs its C2 compilation held 18-26 MiB of arenas for ~5 s
-     * (bench/README.md, "Ninth pass"). Returns the number of idle workers checked.
+     * One pass of the idle-worker check now, as the pool's evictor runs it every ping interval (a ping to each idle
+     * worker, which also reads its RSS); the number of idle workers checked. Start-up runs it once
+     * ({@code PythonWiring.whenReady}).
      */
     public int checkIdleWorkersNow() {
         if (pooled == null || closed.get()) {
@@ -286,10 +252,7 @@ public final class PythonWorkerPool implements PythonBackend {
             server.close();
         }
         events.wake();
-        scheduler.shutdownNow();
-        deadlines.close();
-        borrowers.shutdownNow();
-        completions.shutdown();
+        threads.close();
         if (runtime != null) {
             runtime.cleanUp();
         }
@@ -345,12 +308,12 @@ public final class PythonWorkerPool implements PythonBackend {
         PythonCall call = new PythonCall(input, timeoutMs, cancel,
                 listener == null ? PythonBackend.Listener.NONE : listener, callStops);
         call.result.whenComplete((r, e) -> finish(call, r, e));
-        call.deadlineTask = deadlines.schedule(call::onDeadline, timeoutMs);
+        call.deadlineTask = threads.deadlines.schedule(call::onDeadline, timeoutMs);
         call.unlisten = cancel.onCancel(call::onCancel); // runs at once if it was cancelled meanwhile
         if (call.result.isDone()) {
             call.unlisten.run(); // answered before the listener was in place (finish saw none)
         }
-        admission.retry().executeCompletionStage(scheduler, () -> attempt(call)).whenComplete((r, e) -> {
+        admission.retry().executeCompletionStage(threads.scheduler, () -> attempt(call)).whenComplete((r, e) -> {
             if (e == null) {
                 call.result.complete(r);
             } else {
@@ -379,7 +342,7 @@ public final class PythonWorkerPool implements PythonBackend {
             if (idle != null) {
                 runAttempt(call, out, idle); // fast path: a worker is free, no thread hop (nothing here blocks)
             } else {
-                borrowers.execute(() -> runAttempt(call, out));
+                threads.borrowers.execute(() -> runAttempt(call, out));
             }
         } catch (RuntimeException e) {
             out.completeExceptionally(new AnalysisException(ErrorCode.UNAVAILABLE, "the Python worker pool is shut down"));
