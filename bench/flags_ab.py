@@ -43,9 +43,13 @@ VARIANTS = {
     # the engine's environment, "ENV:NAME=VALUE" sets it)
     "retain": ["-Dio.netty.allocator.lowMemory=false", "ENV:-MALLOC_ARENA_MAX", "ENV:-MALLOC_MMAP_THRESHOLD_",
                "ENV:-MALLOC_TRIM_THRESHOLD_"],
-    # the low-memory allocator without the malloc settings: freed chunks go back to the kernel and fault in again
     # C2 only: no C1 tiers, so no profiled C1 code next to the C2 code in the code cache
     "notiered": ["-XX:-TieredCompilation"],
+    # C2 without uncommon traps where a profile says a branch is never taken (no unstable_if deoptimizations,
+    # no recompiles when a later request takes it); the per-method limit also turns off loop predication
+    "notraps": ["-XX:PerMethodTrapLimit=0"],
+    "bctraps0": ["-XX:PerBytecodeTrapLimit=0"],
+    # the low-memory allocator without the malloc settings: freed chunks go back to the kernel and fault in again
     "lowmem_only": ["ENV:-MALLOC_ARENA_MAX", "ENV:-MALLOC_MMAP_THRESHOLD_", "ENV:-MALLOC_TRIM_THRESHOLD_"],
 }
 COLLECTORS = ("-XX:+UseSerialGC", "-XX:+UseG1GC", "-XX:+UseParallelGC")

@@ -98,7 +98,40 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
         }
     }
 
-    /** Analyze as the server receives it: data and target already decoded in bulk (see {@link #bindBulk}). */
+    /**
+     * Analyze as the server receives it (see {@link #bindBulk}): a big request still in its network buffers,
+     * decoded on the thread that computes it so that this one goes back to reading the connection
+     * (see {@link Received}); a small one decoded already.
+     */
+    void analyze(Received<AnalysisRequest> received, StreamObserver<AnalysisResponse> out) {
+        if (received.isDecoded()) {
+            analyze(received.decode(), out);
+            return;
+        }
+        long remaining = remainingMs();
+        Context ctx = Context.current();
+        Cancellation cancel = CallCancellation.of(ctx);
+        try {
+            offload.execute(ctx.wrap(() -> {
+                BulkMessage<AnalysisRequest> bulk;
+                try {
+                    bulk = received.decode();
+                } catch (io.grpc.StatusRuntimeException e) {
+                    // Malformed: the status gRPC gives a client when a request fails to parse on arrival.
+                    Throwable why = e.getCause() != null ? e.getCause() : e;
+                    LOG.warn("Analyze request of {} bytes rejected: {}", received.size(), why.getMessage());
+                    out.onError(Status.UNKNOWN.withDescription("Application error processing RPC").asRuntimeException());
+                    return;
+                }
+                analyzeNow(bulk.message(), bulk.array(0), bulk.array(1), bulk.decodeNanos(), out, remaining, cancel);
+            }));
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            received.release();
+            out.onError(Status.UNAVAILABLE.withDescription("engine is shutting down").asRuntimeException());
+        }
+    }
+
+    /** Analyze with data and target decoded in bulk. */
     void analyze(BulkMessage<AnalysisRequest> bulk, StreamObserver<AnalysisResponse> out) {
         AnalysisRequest meta = bulk.message();
         double[] data = bulk.array(0);
@@ -150,7 +183,8 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
     /**
      * The service as the server registers it: the generated definition, except that Analyze and
      * AnalyzeStream receive their requests through {@link PackedDoublesMarshaller} (the packed doubles
-     * decoded in bulk into the arrays the engine computes on). Same method names, same schema descriptor
+     * decoded in bulk into the arrays the engine computes on; Analyze's through {@link Received}, which
+     * leaves a big request's decode to the thread that computes it). Same method names, same schema descriptor
      * (so reflection is unchanged), same response marshallers.
      */
     ServerServiceDefinition bindBulk() {
@@ -158,8 +192,8 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
         io.grpc.ServiceDescriptor gsd = generated.getServiceDescriptor();
         MethodDescriptor<AnalysisRequest, AnalysisResponse> analyzeGen = AnalyticsEngineGrpc.getAnalyzeMethod();
         MethodDescriptor<StreamChunk, AnalysisResponse> streamGen = AnalyticsEngineGrpc.getAnalyzeStreamMethod();
-        MethodDescriptor<BulkMessage<AnalysisRequest>, AnalysisResponse> analyzeBulk =
-                analyzeGen.toBuilder(requestMarshaller(), analyzeGen.getResponseMarshaller()).build();
+        MethodDescriptor<Received<AnalysisRequest>, AnalysisResponse> analyzeBulk = analyzeGen.toBuilder(
+                new Received.RequestMarshaller<>(requestMarshaller()), analyzeGen.getResponseMarshaller()).build();
         MethodDescriptor<BulkMessage<StreamChunk>, AnalysisResponse> streamBulk =
                 streamGen.toBuilder(chunkMarshaller(), streamGen.getResponseMarshaller()).build();
         io.grpc.ServiceDescriptor.Builder sd = io.grpc.ServiceDescriptor.newBuilder(gsd.getName())
