@@ -87,14 +87,25 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
             // a small Python request is cheap to start but may run long: it is stopped like any other when the call ends
             analyzeNow(request, out, remainingMs(), CallCancellation.of(Context.current()));
         } else {
-            long remaining = remainingMs();
-            Context ctx = Context.current();
-            Cancellation cancel = CallCancellation.of(ctx);
-            try {
-                offload.execute(ctx.wrap(() -> analyzeNow(request, out, remaining, cancel)));
-            } catch (java.util.concurrent.RejectedExecutionException e) {
-                out.onError(Status.UNAVAILABLE.withDescription("engine is shutting down").asRuntimeException());
-            }
+            toCallThread((remaining, cancel) -> analyzeNow(request, out, remaining, cancel), out, () -> { });
+        }
+    }
+
+    /** The rest of a call, run on a call thread: the call's time left and its cancellation, both taken before. */
+    private interface CallRest {
+        void run(long remainingMs, Cancellation cancel);
+    }
+
+    /** Moves the rest of a call to a call thread, in the call's gRPC context; UNAVAILABLE (after {@code refused}) when shutting down. */
+    private void toCallThread(CallRest rest, StreamObserver<AnalysisResponse> out, Runnable refused) {
+        long remaining = remainingMs();
+        Context ctx = Context.current();
+        Cancellation cancel = CallCancellation.of(ctx);
+        try {
+            offload.execute(ctx.wrap(() -> rest.run(remaining, cancel)));
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            refused.run();
+            out.onError(Status.UNAVAILABLE.withDescription("engine is shutting down").asRuntimeException());
         }
     }
 
@@ -108,27 +119,19 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
             analyze(received.decode(), out);
             return;
         }
-        long remaining = remainingMs();
-        Context ctx = Context.current();
-        Cancellation cancel = CallCancellation.of(ctx);
-        try {
-            offload.execute(ctx.wrap(() -> {
-                BulkMessage<AnalysisRequest> bulk;
-                try {
-                    bulk = received.decode();
-                } catch (io.grpc.StatusRuntimeException e) {
-                    // Malformed: the status gRPC gives a client when a request fails to parse on arrival.
-                    Throwable why = e.getCause() != null ? e.getCause() : e;
-                    LOG.warn("Analyze request of {} bytes rejected: {}", received.size(), why.getMessage());
-                    out.onError(Status.UNKNOWN.withDescription("Application error processing RPC").asRuntimeException());
-                    return;
-                }
-                analyzeNow(bulk.message(), bulk.array(0), bulk.array(1), bulk.decodeNanos(), out, remaining, cancel);
-            }));
-        } catch (java.util.concurrent.RejectedExecutionException e) {
-            received.release();
-            out.onError(Status.UNAVAILABLE.withDescription("engine is shutting down").asRuntimeException());
-        }
+        toCallThread((remaining, cancel) -> {
+            BulkMessage<AnalysisRequest> bulk;
+            try {
+                bulk = received.decode();
+            } catch (io.grpc.StatusRuntimeException e) {
+                // Malformed: the status gRPC gives a client when a request fails to parse on arrival.
+                Throwable why = e.getCause() != null ? e.getCause() : e;
+                LOG.warn("Analyze request of {} bytes rejected: {}", received.size(), why.getMessage());
+                out.onError(Status.UNKNOWN.withDescription("Application error processing RPC").asRuntimeException());
+                return;
+            }
+            analyzeNow(bulk.message(), bulk.array(0), bulk.array(1), bulk.decodeNanos(), out, remaining, cancel);
+        }, out, received::release);
     }
 
     /** Analyze with data and target decoded in bulk. */
@@ -141,14 +144,8 @@ final class AnalyticsService extends AnalyticsEngineGrpc.AnalyticsEngineImplBase
             // a small Python request is cheap to start but may run long: it is stopped like any other when the call ends
             analyzeNow(meta, data, target, decodeNanos, out, remainingMs(), CallCancellation.of(Context.current()));
         } else {
-            long remaining = remainingMs();
-            Context ctx = Context.current();
-            Cancellation cancel = CallCancellation.of(ctx);
-            try {
-                offload.execute(ctx.wrap(() -> analyzeNow(meta, data, target, decodeNanos, out, remaining, cancel)));
-            } catch (java.util.concurrent.RejectedExecutionException e) {
-                out.onError(Status.UNAVAILABLE.withDescription("engine is shutting down").asRuntimeException());
-            }
+            toCallThread((remaining, cancel) -> analyzeNow(meta, data, target, decodeNanos, out, remaining, cancel),
+                    out, () -> { });
         }
     }
 

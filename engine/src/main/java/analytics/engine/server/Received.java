@@ -7,6 +7,7 @@ import io.grpc.MethodDescriptor;
 import io.grpc.Status;
 import java.io.IOException;
 import java.io.InputStream;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * A request as the network thread hands it to the service: decoded already when it is small, or, from
@@ -27,17 +28,27 @@ public final class Received<M extends MessageLite> {
 
     /** Requests of at least this many bytes are decoded where they are computed (all are past the inline limits). */
     static final int DEFER_MIN_BYTES = 1 << 20;
+    /**
+     * At most this many bytes wait undecoded at a time (one bigger request may, when none waits); past it a big
+     * request is decoded on arrival as before. Waiting bytes sit in the network allocator's memory and their
+     * arrays come on the heap as they are decoded, so without a bound 16 concurrent 10^6-point requests raised
+     * the RSS peak by ~100 MiB (bench/README.md, "Tenth pass").
+     */
+    static final long PENDING_MAX_BYTES = 64L << 20;
 
     private final PackedDoublesMarshaller<M> decoder;
     private final long size;
+    private final AtomicLong pending;
     private BulkMessage<M> decoded;
     private InputStream detached;
 
-    private Received(PackedDoublesMarshaller<M> decoder, long size, BulkMessage<M> decoded, InputStream detached) {
+    private Received(PackedDoublesMarshaller<M> decoder, long size, BulkMessage<M> decoded, InputStream detached,
+                     AtomicLong pending) {
         this.decoder = decoder;
         this.size = size;
         this.decoded = decoded;
         this.detached = detached;
+        this.pending = pending;
     }
 
     /** The request's size in bytes as received; -1 when the stream did not say. */
@@ -59,6 +70,7 @@ public final class Received<M extends MessageLite> {
         if (decoded == null) {
             InputStream in = detached;
             detached = null;
+            pending.addAndGet(-size);
             try (in) {
                 decoded = decoder.parse(in);
             } catch (IOException e) { // from close(), which for gRPC's buffers does not throw
@@ -73,6 +85,7 @@ public final class Received<M extends MessageLite> {
         InputStream in = detached;
         detached = null;
         if (in != null) {
+            pending.addAndGet(-size);
             try {
                 in.close();
             } catch (IOException ignored) {
@@ -84,9 +97,34 @@ public final class Received<M extends MessageLite> {
     /** The request marshaller: {@code decoder}'s, deferring big requests that gRPC lets it detach. */
     static final class RequestMarshaller<M extends MessageLite> implements MethodDescriptor.Marshaller<Received<M>> {
         private final PackedDoublesMarshaller<M> decoder;
+        private final long pendingMax;
+        /** Bytes of the requests detached and not yet decoded or released. */
+        private final AtomicLong pending = new AtomicLong();
 
         RequestMarshaller(PackedDoublesMarshaller<M> decoder) {
+            this(decoder, PENDING_MAX_BYTES);
+        }
+
+        RequestMarshaller(PackedDoublesMarshaller<M> decoder, long pendingMax) {
             this.decoder = decoder;
+            this.pendingMax = pendingMax;
+        }
+
+        long pendingBytes() {
+            return pending.get();
+        }
+
+        /** Counts {@code size} bytes as waiting if they fit under the bound (or nothing waits). */
+        private boolean reserve(long size) {
+            while (true) {
+                long p = pending.get();
+                if (p > 0 && p + size > pendingMax) {
+                    return false;
+                }
+                if (pending.compareAndSet(p, p + size)) {
+                    return true;
+                }
+            }
         }
 
         @Override
@@ -100,10 +138,10 @@ public final class Received<M extends MessageLite> {
                 // gRPC's own message streams are Detachable and KnownLength; a compressed message (a stream that
                 // decompresses as it is read) is neither, and is decoded at once.
                 long size = stream instanceof KnownLength ? stream.available() : -1;
-                if (stream instanceof Detachable d && size >= DEFER_MIN_BYTES) {
-                    return new Received<>(decoder, size, null, d.detach());
+                if (stream instanceof Detachable d && size >= DEFER_MIN_BYTES && reserve(size)) {
+                    return new Received<>(decoder, size, null, d.detach(), pending);
                 }
-                return new Received<>(decoder, size, decoder.parse(stream), null);
+                return new Received<>(decoder, size, decoder.parse(stream), null, pending);
             } catch (IOException e) {
                 throw Status.INTERNAL.withDescription("cannot read request: " + e.getMessage()).withCause(e)
                         .asRuntimeException();

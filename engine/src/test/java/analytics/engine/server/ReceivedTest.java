@@ -104,6 +104,7 @@ class ReceivedTest {
             assertBitsEqual(direct.array(0), decoded.array(0), "data");
             assertEquals(direct.message(), decoded.message());
             assertEquals(25, closed.get(), "every network buffer released after the decode");
+            assertEquals(0, marshaller.pendingBytes());
             assertSame(decoded, got.decode(), "decoded once");
         } finally {
             other.shutdownNow();
@@ -116,10 +117,40 @@ class ReceivedTest {
         Received<AnalysisRequest> got = marshaller.parse(countingGrpcStream(request("mean", 150_000, 3).toByteArray(),
                 10, closed));
         assertFalse(got.isDecoded());
+        assertTrue(marshaller.pendingBytes() >= Received.DEFER_MIN_BYTES);
         got.release();
         assertEquals(10, closed.get());
+        assertEquals(0, marshaller.pendingBytes());
         got.release(); // twice is harmless
         assertEquals(10, closed.get());
+        assertEquals(0, marshaller.pendingBytes());
+    }
+
+    @Test
+    void atMostTheBoundWaitsUndecodedAndOneBiggerRequestWhenNoneWaits() {
+        byte[] bytes = request("mean", 150_000, 8).toByteArray(); // 1.2 MB
+        var bounded = new Received.RequestMarshaller<>(AnalyticsService.requestMarshaller(), 2L * bytes.length + 100);
+        Random r = new Random(SEED + 8);
+        Received<AnalysisRequest> a = bounded.parse(grpcBuffers(bytes, r));
+        Received<AnalysisRequest> b = bounded.parse(grpcBuffers(bytes, r));
+        Received<AnalysisRequest> c = bounded.parse(grpcBuffers(bytes, r));
+        assertFalse(a.isDecoded());
+        assertFalse(b.isDecoded());
+        assertTrue(c.isDecoded(), "over the bound: decoded on arrival");
+        assertEquals(2L * bytes.length, bounded.pendingBytes());
+        a.decode();
+        Received<AnalysisRequest> d = bounded.parse(grpcBuffers(bytes, r));
+        assertFalse(d.isDecoded(), "room again after a decode");
+        b.release();
+        d.decode();
+        assertEquals(0, bounded.pendingBytes());
+
+        var tiny = new Received.RequestMarshaller<>(AnalyticsService.requestMarshaller(), 1);
+        Received<AnalysisRequest> big = tiny.parse(grpcBuffers(bytes, r));
+        assertFalse(big.isDecoded(), "a request over the bound waits when nothing else does");
+        assertTrue(tiny.parse(grpcBuffers(bytes, r)).isDecoded());
+        assertEquals(150_000, big.decode().array(0).length);
+        assertEquals(0, tiny.pendingBytes());
     }
 
     @Test
@@ -175,6 +206,7 @@ class ReceivedTest {
                 assertEquals(expected.toBuilder().clearData().clearTarget().build(), b.message(), "input " + i);
             }
             assertEquals(7, closed.get(), "input " + i + ": buffers released");
+            assertEquals(0, marshaller.pendingBytes(), "input " + i);
         }
         assertTrue(rejected >= 10, "the mutations include malformed inputs: " + rejected);
     }
