@@ -17,8 +17,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p>Why: gRPC parses a unary request on the thread that delivers it, and Analyze is delivered on the
  * connection's network thread (see {@code EngineServer}). Decoding 8 MB there (~0.9 ms) stopped that thread
  * from reading its connections: a small call sharing a channel with two callers of 10^6-point requests waited
- * 4.1–4.7 ms (p50) instead of 0.45–0.57 ms, and at 4 concurrent 10^6-point requests on one connection 10–13 %
- * of both cores sat idle, 6.5 % now (bench/README.md, "Tenth pass"). Small requests, answered on the network
+ * 4.5–5.4 ms (p50) instead of 0.4–0.9 ms, and at 4 concurrent 10^6-point requests on one connection 10–13 %
+ * of both cores sat idle, 7–8 % now (bench/README.md, "Tenth pass"). Small requests, answered on the network
  * thread, are decoded at once as before.
  *
  * <p>A deferred request owns its buffers until {@link #decode} or {@link #release}; exactly one of them must
@@ -30,11 +30,12 @@ public final class Received<M extends MessageLite> {
     static final int DEFER_MIN_BYTES = 1 << 20;
     /**
      * At most this many bytes wait undecoded at a time (one bigger request may, when none waits); past it a big
-     * request is decoded on arrival as before. Waiting bytes sit in the network allocator's memory and their
-     * arrays come on the heap as they are decoded, so without a bound 16 concurrent 10^6-point requests raised
-     * the RSS peak by ~100 MiB (bench/README.md, "Tenth pass").
+     * request is decoded on arrival as before. A waiting request holds network buffers that also carry other
+     * streams' frames (a connection interleaves them), so it keeps more memory than its own size: with 64 MiB
+     * allowed, 16 concurrent 10^6-point requests peaked at 365–605 MiB instead of 309–415; with 8 MiB (one such
+     * request waiting) at 330–335, with the same throughput at 4 concurrent (bench/README.md, "Tenth pass").
      */
-    static final long PENDING_MAX_BYTES = 64L << 20;
+    static final long PENDING_MAX_BYTES = 8L << 20;
 
     private final PackedDoublesMarshaller<M> decoder;
     private final long size;
@@ -69,6 +70,9 @@ public final class Received<M extends MessageLite> {
     public BulkMessage<M> decode() {
         if (decoded == null) {
             InputStream in = detached;
+            if (in == null) {
+                throw new IllegalStateException("request already released, or its decode failed");
+            }
             detached = null;
             pending.addAndGet(-size);
             try (in) {

@@ -124,6 +124,7 @@ class ReceivedTest {
         got.release(); // twice is harmless
         assertEquals(10, closed.get());
         assertEquals(0, marshaller.pendingBytes());
+        assertThrows(IllegalStateException.class, got::decode);
     }
 
     @Test
@@ -199,6 +200,7 @@ class ReceivedTest {
                 StatusRuntimeException e = assertThrows(StatusRuntimeException.class, got::decode, "input " + i);
                 assertEquals(Status.Code.INTERNAL, e.getStatus().getCode());
                 assertEquals("Invalid protobuf byte sequence", e.getStatus().getDescription());
+                assertThrows(IllegalStateException.class, got::decode, "a failed decode is not retried");
                 rejected++;
             } else {
                 BulkMessage<AnalysisRequest> b = got.decode();
