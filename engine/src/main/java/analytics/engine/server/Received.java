@@ -104,6 +104,8 @@ public final class Received<M extends MessageLite> {
         private final long pendingMax;
         /** Bytes of the requests detached and not yet decoded or released. */
         private final AtomicLong pending = new AtomicLong();
+        /** Requests detached so far (tests: that gRPC's streams really let big requests be detached). */
+        private final AtomicLong deferred = new AtomicLong();
 
         RequestMarshaller(PackedDoublesMarshaller<M> decoder) {
             this(decoder, PENDING_MAX_BYTES);
@@ -116,6 +118,10 @@ public final class Received<M extends MessageLite> {
 
         long pendingBytes() {
             return pending.get();
+        }
+
+        long deferredCount() {
+            return deferred.get();
         }
 
         /** Counts {@code size} bytes as waiting if they fit under the bound (or nothing waits). */
@@ -143,6 +149,7 @@ public final class Received<M extends MessageLite> {
                 // decompresses as it is read) is neither, and is decoded at once.
                 long size = stream instanceof KnownLength ? stream.available() : -1;
                 if (stream instanceof Detachable d && size >= DEFER_MIN_BYTES && reserve(size)) {
+                    deferred.incrementAndGet();
                     return new Received<>(decoder, size, null, d.detach(), pending);
                 }
                 return new Received<>(decoder, size, decoder.parse(stream), null, pending);
