@@ -467,10 +467,22 @@ def sc_summary_c4(addr, side, duration):
 
 
 def sc_mean_1e6(addr, side, duration):
-    """mean over 10^6 points, sequential, end to end from the Python client."""
-    calls = timed_calls(addr, big_request("mean_1e6"), duration, min_calls=10, what="mean 10^6")
+    """mean over 10^6 points, sequential, end to end from the Python client; with the CPU time per call of
+    the client (this process, every thread: grpcio's core sends from its own threads too) and of the server
+    (/proc/PID/stat). The calls are sequential, so all of that CPU is spent inside the calls' wall time, on
+    os.cpu_count() cores: (client + server CPU) / cores is a floor under the end-to-end time that no server
+    change can lower below client CPU / cores (bench/README.md, "Eleventh pass")."""
+    body = big_request("mean_1e6")
+    pid = PIDS.get(side)
+    r0, c0 = resource.getrusage(resource.RUSAGE_SELF), cpu_s(pid) if pid else None
+    calls = timed_calls(addr, body, duration, min_calls=10, what="mean 10^6")
+    r1, c1 = resource.getrusage(resource.RUSAGE_SELF), cpu_s(pid) if pid else None
     lat = [c[0] for c in calls]
-    return {"calls": len(lat), "p50_ms": statistics.median(lat) / 1000.0, "min_ms": min(lat) / 1000.0}
+    n = len(lat)
+    client = (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) * 1000.0 / n
+    server = (c1 - c0) * 1000.0 / n if c0 is not None and c1 is not None else None
+    return {"calls": n, "p50_ms": statistics.median(lat) / 1000.0, "min_ms": min(lat) / 1000.0,
+            "client_cpu_ms": client, "server_cpu_ms": server, "cores": os.cpu_count()}
 
 
 def sc_summary_1e7(addr, side, duration):
@@ -534,6 +546,56 @@ IDLE_SETTLE_S = 8.0
 WARM_SETTLE_S = 12.0
 
 
+IDLE_MAPS = {}  # side -> the JVM's mappings (mappings()) when IDLE_RSS was read, for jvm_split
+
+
+def mappings(pid):
+    """[(start, end, RSS in kB)] of every mapping of a process, from /proc/PID/smaps; [] if it is gone."""
+    out = []
+    try:
+        with open("/proc/%d/smaps" % pid) as f:
+            for line in f:
+                m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) ", line)
+                if m:
+                    out.append([int(m.group(1), 16), int(m.group(2), 16), 0])
+                elif line.startswith("Rss:") and out:
+                    out[-1][2] = int(line.split()[1])
+    except OSError:
+        return []
+    return out
+
+
+def jvm_ranges(pid):
+    """{"heap": (lo, hi), "code": (lo, hi)}: the Java heap's and the code cache's address ranges of a HotSpot
+    JVM (jcmd GC.heap_info, Compiler.codecache); {} where jcmd fails. It attaches to the JVM (one more thread
+    there from then on), so it is called once, after the last RSS reading of a scenario."""
+    def jcmd(*a):
+        try:
+            return subprocess.run(["jcmd", str(pid)] + list(a), capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    out = {}
+    m = re.search(r"heap\s+total \d+K, used \d+K \[0x([0-9a-f]+), 0x([0-9a-f]+)\)", jcmd("GC.heap_info"))
+    if m:
+        out["heap"] = (int(m.group(1), 16), int(m.group(2), 16))
+    m = re.search(r"bounds \[0x([0-9a-f]+), 0x[0-9a-f]+, 0x([0-9a-f]+)\]", jcmd("Compiler.codecache"))
+    if m:
+        out["code"] = (int(m.group(1), 16), int(m.group(2), 16))
+    return out
+
+
+def jvm_split(maps, ranges):
+    """RSS (MiB) of a JVM's mappings split into the Java heap, the JIT's code cache and the rest (class
+    metadata, thread stacks, GC structures, glibc's heap, mapped libraries and the CDS archive)."""
+    def within(lo, hi):
+        return sum(kb for a, b, kb in maps if a >= lo and b <= hi) / 1024.0
+    if not maps or "heap" not in ranges or "code" not in ranges:
+        return None
+    total = sum(kb for _, _, kb in maps) / 1024.0
+    heap, code = within(*ranges["heap"]), within(*ranges["code"])
+    return {"heap_mb": heap, "code_mb": code, "rest_mb": total - heap - code}
+
+
 def sleep_until_idle_point(ready_at):
     """A measurement point IDLE_SETTLE_S after ready_at (time.monotonic()), not synchronisation."""
     time.sleep(max(0.0, ready_at + IDLE_SETTLE_S - time.monotonic()))
@@ -577,8 +639,15 @@ def sc_rss_c16(addr, side, duration):
         if back_s is None and v is not None and idle is not None and v <= idle * 1.10:
             back_s = time.monotonic() - t_end
         time.sleep(0.2)
-    return {"rss_idle_mb": idle, "rss_before_mb": before, "rss_peak_mb": peak[0], "rss_after_15s_mb": rss_mb(pid),
-            "back_to_idle_s": back_s, "rps": load["rps"]}
+    out = {"rss_idle_mb": idle, "rss_before_mb": before, "rss_peak_mb": peak[0], "rss_after_15s_mb": rss_mb(pid),
+           "back_to_idle_s": back_s, "rps": load["rps"]}
+    if side in IDLE_MAPS:
+        # Where the engine's RSS over its start-up idle size sits now: heap, compiled code, the rest.
+        after_maps = mappings(pid)
+        ranges = jvm_ranges(pid)
+        out["split_idle"] = jvm_split(IDLE_MAPS[side], ranges)
+        out["split_after"] = jvm_split(after_maps, ranges)
+    return out
 
 
 def python_request(ch, data, rid="bench"):
@@ -1073,6 +1142,8 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
         for side, srv in (("ours", eng), ("baseline", base), ("before", before)):
             if srv is not None:
                 IDLE_RSS[side] = rss_mb(srv.pid)
+                if side != "baseline":
+                    IDLE_MAPS[side] = mappings(srv.pid)
     addrs = {"ours": eng.addr if eng else None, "baseline": base.addr}
     PIDS.clear()
     PIDS.update({"ours": eng.pid if eng else None, "baseline": base.pid,
@@ -1292,6 +1363,22 @@ def build_rows(runs):
         row(label + "Analyze(mean) 10^6 pts, sequential, e2e from Python (p50)", o, b, rt, "faster",
             "≥ 3× faster", lambda ov, r: r is not None and r >= 3, "ms", 1,
             first_error(runs, "mean_1e6", side), first_error(runs, "mean_1e6", "baseline"))
+        # The CPU floor under those calls: sequential calls spend all their CPU, client's and server's, within
+        # their wall time on `cores` cores. 3x the baseline leaves the server cores x (baseline p50 / 3) minus
+        # what the client itself spends per call; negative means no server can meet it with this client.
+        cc = [get(r, "mean_1e6", side, "client_cpu_ms") for r in runs]
+        sc = [get(r, "mean_1e6", side, "server_cpu_ms") for r in runs]
+        nc = [get(r, "mean_1e6", side, "cores") for r in runs]
+        floor = [(x + y) / n for x, y, n in zip(cc, sc, nc) if x and y and n]
+        room = [n * bp / 3 - x for x, bp, n in zip(cc, b, nc) if x and bp and n]
+        bcc = [get(r, "mean_1e6", "baseline", "client_cpu_ms") for r in runs]
+        bsc = [get(r, "mean_1e6", "baseline", "server_cpu_ms") for r in runs]
+        row(label + "(info) same calls: CPU floor of one call on this machine = (client CPU + server CPU) / cores",
+            floor, [(x + y) / n for x, y, n in zip(bcc, bsc, nc) if x and y and n], [], "", "—",
+            lambda ov, r: None, "ms", 2, first_error(runs, "mean_1e6", side), first_error(runs, "mean_1e6", "baseline"),
+            note=("client %.2f + server %.2f ms of CPU per call on %d cores; 3× the baseline's %.1f ms leaves the "
+                  "server %.2f ms of CPU per call" % (med(cc), med(sc), med(nc), med(b), med(room)))
+            if med(cc) and med(sc) and med(room) is not None and med(b) else None)
         o = [get(r, "summary_1e7", side, "engine_over_kernel") for r in runs]
         k = [get(r, "summary_1e7", side, "kernel_ms") for r in runs]
         c = [get(r, "summary_1e7", side, "engine_cpu_ms") for r in runs]
@@ -1338,6 +1425,20 @@ def build_rows(runs):
             first_error(runs, "rss_c16", side), first_error(runs, "rss_c16", "baseline"),
             note=("warm idle %.0f MiB, start-up idle %.0f MiB" % (
                 med(warm), med([get(r, "rss_c16", side, "rss_idle_mb") for r in runs]) or 0)) if med(warm) else None)
+        parts = {}
+        for k in ("heap_mb", "code_mb", "rest_mb"):
+            parts[k] = [a - i for a, i in zip([get(r, "rss_c16", side, "split_after", k) for r in runs],
+                                              [get(r, "rss_c16", side, "split_idle", k) for r in runs])
+                        if a is not None and i is not None]
+        total = [sum(x) for x in zip(*parts.values())]
+        row(label + "(info) same load: RSS 15 s after it minus the start-up idle size, by where it sits (Java heap "
+            "range, JIT code cache, the rest: class metadata, thread stacks, GC structures, glibc, libraries)",
+            total, [], [], "", "—", lambda ov, r: None, "MiB", 1, first_error(runs, "rss_c16", side),
+            base_text="n/a (JVM ranges)",
+            note=("heap %+.1f, code %+.1f, rest %+.1f MiB; 10 %% of the idle size is %.1f MiB" % (
+                med(parts["heap_mb"]), med(parts["code_mb"]), med(parts["rest_mb"]),
+                0.1 * (med([get(r, "rss_c16", side, "rss_idle_mb") for r in runs]) or 0)))
+            if total else None)
 
     # kernels: ours = JMH, baseline = numpy timeit
     kerr = next((get(r, "kernels", "jmh_error") or get(r, "kernels", "error") for r in runs
