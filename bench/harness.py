@@ -546,7 +546,8 @@ IDLE_SETTLE_S = 8.0
 WARM_SETTLE_S = 12.0
 
 
-IDLE_MAPS = {}  # side -> the JVM's mappings (mappings()) when IDLE_RSS was read, for jvm_split
+IDLE_MAPS = {}  # side -> the JVM's mappings (mappings()) when IDLE_RSS was read, for add_jvm_split
+AFTER_MAPS = {}  # side -> the same 15 s after the 16-caller burst (sc_rss_c16)
 
 
 def mappings(pid):
@@ -568,7 +569,7 @@ def mappings(pid):
 def jvm_ranges(pid):
     """{"heap": (lo, hi), "code": (lo, hi)}: the Java heap's and the code cache's address ranges of a HotSpot
     JVM (jcmd GC.heap_info, Compiler.codecache); {} where jcmd fails. It attaches to the JVM (one more thread
-    there from then on), so it is called once, after the last RSS reading of a scenario."""
+    there from then on), so it is called once per engine, after that engine's last RSS reading."""
     def jcmd(*a):
         try:
             return subprocess.run(["jcmd", str(pid)] + list(a), capture_output=True, text=True, timeout=30).stdout
@@ -594,6 +595,18 @@ def jvm_split(maps, ranges):
     total = sum(kb for _, _, kb in maps) / 1024.0
     heap, code = within(*ranges["heap"]), within(*ranges["code"])
     return {"heap_mb": heap, "code_mb": code, "rest_mb": total - heap - code}
+
+
+def add_jvm_split(res, side, pid):
+    """Adds to res["rss_c16"][side] where the engine's RSS 15 s after the burst sits over its start-up idle
+    size (jvm_split of both readings). Call it after the engine's last RSS reading of the run: it attaches."""
+    idle, after = IDLE_MAPS.pop(side, None), AFTER_MAPS.pop(side, None)
+    out = (res.get("rss_c16") or {}).get(side)
+    if idle is None or after is None or not isinstance(out, dict) or "error" in out:
+        return
+    ranges = jvm_ranges(pid)
+    out["split_idle"] = jvm_split(idle, ranges)
+    out["split_after"] = jvm_split(after, ranges)
 
 
 def sleep_until_idle_point(ready_at):
@@ -639,15 +652,10 @@ def sc_rss_c16(addr, side, duration):
         if back_s is None and v is not None and idle is not None and v <= idle * 1.10:
             back_s = time.monotonic() - t_end
         time.sleep(0.2)
-    out = {"rss_idle_mb": idle, "rss_before_mb": before, "rss_peak_mb": peak[0], "rss_after_15s_mb": rss_mb(pid),
-           "back_to_idle_s": back_s, "rps": load["rps"]}
     if side in IDLE_MAPS:
-        # Where the engine's RSS over its start-up idle size sits now: heap, compiled code, the rest.
-        after_maps = mappings(pid)
-        ranges = jvm_ranges(pid)
-        out["split_idle"] = jvm_split(IDLE_MAPS[side], ranges)
-        out["split_after"] = jvm_split(after_maps, ranges)
-    return out
+        AFTER_MAPS[side] = mappings(pid)  # split by add_jvm_split once this engine has no reading left
+    return {"rss_idle_mb": idle, "rss_before_mb": before, "rss_peak_mb": peak[0], "rss_after_15s_mb": rss_mb(pid),
+            "back_to_idle_s": back_s, "rps": load["rps"]}
 
 
 def python_request(ch, data, rid="bench"):
@@ -1139,6 +1147,8 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
     if "rss_c16" in scenarios:
         sleep_until_idle_point(ready_at)  # as for "rss" (the latest engine started)
         IDLE_RSS.clear()
+        IDLE_MAPS.clear()
+        AFTER_MAPS.clear()
         for side, srv in (("ours", eng), ("baseline", base), ("before", before)):
             if srv is not None:
                 IDLE_RSS[side] = rss_mb(srv.pid)
@@ -1187,6 +1197,7 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
             out[side] = safe(fn, a, side, duration)
         res[name] = out
     if before:
+        add_jvm_split(res, "before", before.pid)
         before.stop()
     if "rf_c4" in scenarios:
         res["rf_c4"] = {}
@@ -1222,6 +1233,7 @@ def one_run(run_idx, scenarios, duration, jmh_ready):
             code, h = eng.health()
             res["rss_after_load"] = measure_rss(eng, h)
             res["rss_after_load"]["baseline_mb"] = rss_mb(base.pid)
+        add_jvm_split(res, "ours", eng.pid)  # after the engine's last RSS reading
         if "worker_replace" in scenarios:
             log("worker_replace")
             res["worker_replace"] = safe(sc_worker_replace, eng)
